@@ -54,7 +54,13 @@ BACKOFF_MAX_SECONDS = 60.0
 # The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
 DELETED_COLUMN = "_deleted"
 
-SMS_TIMESTAMP_FIELDS = ("date_created", "date_updated", "activity_at", "date_sent", "date_scheduled")
+SMS_TIMESTAMP_FIELDS = (
+    "date_created",
+    "date_updated",
+    "activity_at",
+    "date_sent",
+    "date_scheduled",
+)
 EVENT_TIMESTAMP_FIELDS = ("date_created", "date_updated")
 
 _TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}
@@ -109,9 +115,7 @@ _EVENT_HINTS: dict[str, dict[str, Any]] = {
     **dict.fromkeys(("object_type", "object_id", "action"), _TEXT),
     **dict.fromkeys(EVENT_TIMESTAMP_FIELDS, _TIMESTAMP),
     "changed_fields": _JSON,
-    **dict.fromkeys(
-        ("user_id", "request_id", "lead_id", "organization_id", "api_key_id"), _TEXT
-    ),
+    **dict.fromkeys(("user_id", "request_id", "lead_id", "organization_id", "api_key_id"), _TEXT),
     "meta": _JSON,
 }
 

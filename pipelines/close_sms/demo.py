@@ -1,0 +1,99 @@
+"""`close-sms demo`: the main job end to end against a seeded local emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+
+from .emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+from .runner import SyncOptions, SyncReport, open_database, run_sync, stderr_printer
+
+EXAMPLE_QUERY = """\
+SELECT message_date, direction, status, message_count, attachment_count, total_cost
+FROM close_sms.sms_daily
+ORDER BY message_date DESC, direction, status
+LIMIT 8"""
+
+
+def _summary(label: str, report: SyncReport) -> str:
+    return (
+        f"{label}: mode={report.mode}, backfilled={report.backfill_sms:,} SMS, "
+        f"events={report.events:,}, upserted={report.upserted:,}, deleted={report.deleted:,}, "
+        f"requests={report.requests:,}, {report.seconds:.1f} s"
+    )
+
+
+def _change_account(base_url: str, emulator: Emulator) -> list[str]:
+    """Create, update and delete a few SMS through the HTTP API, as a Close user would."""
+    session = requests.Session()
+    session.auth = (DEMO_API_KEY, "")
+    existing = sorted(emulator.snapshot().values(), key=lambda s: s["date_created"], reverse=True)
+    lead = existing[0]
+    done = []
+    created = []
+    for text in ("Demo: are we still on for Friday? 📅", "Demo: thanks, talk soon!"):
+        response = session.post(
+            f"{base_url}/activity/sms/",
+            json={
+                "status": "sent",
+                "direction": "outbound",
+                "lead_id": lead["lead_id"],
+                "contact_id": lead["contact_id"],
+                "remote_phone": lead["remote_phone"],
+                "local_phone": lead["local_phone"],
+                "text": text,
+            },
+            timeout=30,
+        )
+        response.raise_for_status()
+        created.append(response.json()["id"])
+    done.append(f"created {len(created)} SMS")
+    draft = session.post(
+        f"{base_url}/activity/sms/",
+        json={"status": "draft", "lead_id": lead["lead_id"], "text": "Demo draft"},
+        timeout=30,
+    )
+    draft.raise_for_status()
+    session.put(
+        f"{base_url}/activity/sms/{draft.json()['id']}/",
+        json={"text": "Demo draft, edited"},
+        timeout=30,
+    ).raise_for_status()
+    done.append("created and edited 1 draft")
+    for victim in existing[1:3]:
+        session.delete(f"{base_url}/activity/sms/{victim['id']}/", timeout=30).raise_for_status()
+    done.append("deleted 2 SMS")
+    return done
+
+
+def run_demo(database: Path, sms: int = 10_000, seed: int = 7, quiet: bool = False) -> None:
+    """Start the emulator, sync, change the account, sync again, and query the views."""
+    say = stderr_printer(quiet)
+    emulator = Emulator(EmulatorConfig(rps=20))
+    say(f"Generating a demo account of {sms:,} SMS (seed {seed}) ...")
+    emulator.generate(n=sms, seed=seed)
+    server = EmulatorServer(emulator).start()
+    try:
+        say(f"Close API emulator at {server.base_url} (20 requests/s per key)")
+        options = SyncOptions(
+            database=database, base_url=server.base_url, api_key=DEMO_API_KEY, full_refresh=True
+        )
+        first = run_sync(options, say)
+        print(_summary("First sync", first))
+        for line in _change_account(server.base_url, emulator):
+            print(f"Changed the account: {line}")
+        options.full_refresh = False
+        second = run_sync(options, say)
+        print(_summary("Second sync", second))
+    finally:
+        server.stop()
+    connection = open_database(database.expanduser().resolve(), read_only=True)
+    try:
+        exists = connection.execute("SELECT count(*) FROM close_sms.sms").fetchone()[0]
+        print(f"\nclose_sms.sms holds {exists:,} SMS; Close holds {len(emulator.snapshot()):,}.")
+        print(f"\nExample query on the views:\n{EXAMPLE_QUERY};\n")
+        print(connection.sql(EXAMPLE_QUERY))
+    finally:
+        connection.close()
+    print(f"Inspect it with: close-sms status --database {database}")

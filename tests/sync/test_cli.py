@@ -1,0 +1,203 @@
+"""The `close-sms` command as cron runs it: separate processes, exit statuses, messages."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import duckdb
+import filelock
+
+from pipelines.close_sms.runner import state_dir_for
+from tests.sync.support import cli_command, cli_env, count, mismatches, run_cli
+
+
+def test_sync_from_home_directory_and_status(emulator, tmp_path):
+    running = emulator(sms=300, seed=31)
+    home = tmp_path / "home"
+    (home / ".dlt").mkdir(parents=True)
+    (home / ".dlt" / "config.toml").write_text("[runtime]\nlog_level = 'WARNING'\n")
+
+    result = run_cli(
+        "sync",
+        "--base-url",
+        running.base_url,
+        "--database",
+        "warehouse.duckdb",
+        api_key=running.api_key,
+        cwd=home,
+        HOME=str(home),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert mismatches(home / "warehouse.duckdb", running.emu.snapshot()) == []
+    status = run_cli("status", "--database", "warehouse.duckdb", api_key=None, cwd=home, HOME=str(home))
+    assert status.returncode == 0, status.stderr
+    assert "rows in sms:" in status.stdout
+    assert "backfill:             complete" in status.stdout
+
+
+def test_quiet_sync_prints_nothing_on_success(emulator, tmp_path):
+    running = emulator(sms=100, seed=32)
+    result = run_cli(
+        "sync",
+        "--quiet",
+        "--base-url",
+        running.base_url,
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key=running.api_key,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_base_url_and_key_from_dlt_environment_variables(emulator, tmp_path):
+    running = emulator(sms=50, seed=33)
+    result = run_cli(
+        "sync",
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key=None,
+        SOURCES__CLOSE_SMS__BASE_URL=running.base_url,
+        CLOSE_API_KEY=running.api_key,
+    )
+    assert result.returncode == 0, result.stderr
+    assert count(tmp_path / "w.duckdb", "SELECT count(*) FROM close_sms.sms") == 50
+
+
+def test_missing_key_exits_2_naming_the_setting(tmp_path):
+    result = run_cli("sync", "--database", str(tmp_path / "w.duckdb"), api_key=None)
+    assert result.returncode == 2
+    assert "SOURCES__CLOSE_SMS__API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_key_exits_3_without_showing_the_key(emulator, tmp_path):
+    running = emulator(sms=10, seed=34)
+    secret = "bad_key_7f3e9d1c5b"
+    result = run_cli(
+        "sync",
+        "--base-url",
+        running.base_url,
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key=secret,
+    )
+    assert result.returncode == 3
+    assert "API key" in result.stderr
+    assert secret not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_host_exits_4(tmp_path):
+    result = run_cli(
+        "sync",
+        "--base-url",
+        "http://127.0.0.1:9/api/v1",
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key="whatever_key_123",
+    )
+    assert result.returncode == 4
+    assert "--base-url" in result.stderr
+    assert "whatever_key_123" not in result.stderr
+
+
+def test_database_named_like_the_dataset_is_refused(emulator, tmp_path):
+    running = emulator(sms=10, seed=35)
+    result = run_cli(
+        "sync",
+        "--base-url",
+        running.base_url,
+        "--database",
+        str(tmp_path / "close_sms.duckdb"),
+        api_key=running.api_key,
+    )
+    assert result.returncode == 2
+    assert "ambiguous" in result.stderr
+    assert not (tmp_path / "close_sms.duckdb").exists()
+
+
+def test_corrupt_database_exits_6_and_is_left_alone(emulator, tmp_path):
+    running = emulator(sms=10, seed=36)
+    database = tmp_path / "w.duckdb"
+    database.write_bytes(b"this is not a duckdb file" * 100)
+    result = run_cli(
+        "sync", "--base-url", running.base_url, "--database", str(database), api_key=running.api_key
+    )
+    assert result.returncode == 6, result.stderr
+    assert database.read_bytes() == b"this is not a duckdb file" * 100
+
+
+def test_lock_held_exits_5(emulator, tmp_path):
+    running = emulator(sms=10, seed=37)
+    database = tmp_path / "w.duckdb"
+    with filelock.FileLock(str(database) + ".lock"):
+        result = run_cli(
+            "sync",
+            "--base-url",
+            running.base_url,
+            "--database",
+            str(database),
+            api_key=running.api_key,
+        )
+    assert result.returncode == 5
+    assert "another close-sms sync" in result.stderr
+
+
+def test_two_syncs_at_once_one_refuses_and_data_is_intact(emulator, tmp_path):
+    running = emulator(sms=2000, seed=38, latency_ms=30)
+    database = tmp_path / "w.duckdb"
+    args = ("sync", "--base-url", running.base_url, "--database", str(database))
+    first = subprocess.Popen(
+        cli_command(*args),
+        env=cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="400"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not state_dir_for(database).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run_cli(*args, api_key=running.api_key)
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert second.returncode == 5
+    assert first.returncode == 0, err
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_killed_backfill_resumes_exactly(emulator, tmp_path):
+    running = emulator(sms=6000, seed=39, latency_ms=40)
+    database = tmp_path / "w.duckdb"
+    args = ("sync", "--base-url", running.base_url, "--database", str(database))
+    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="400")
+    victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    loaded_chunks = 0
+    for line in victim.stderr:
+        if "chunk" in line and "loaded" in line:
+            loaded_chunks += 1
+            if loaded_chunks == 3:
+                victim.send_signal(signal.SIGKILL)
+                break
+    victim.wait(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    partial = count(database, "SELECT count(*) FROM close_sms.sms")
+    assert 0 < partial < 6000
+
+    resumed = subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=300)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming backfill" in resumed.stderr
+    assert mismatches(database, running.emu.snapshot()) == []
+    connection = duckdb.connect(str(database), read_only=True)
+    try:
+        duplicates = connection.execute(
+            "SELECT count(*) FROM (SELECT id FROM close_sms.sms GROUP BY id HAVING count(*) > 1)"
+        ).fetchone()[0]
+    finally:
+        connection.close()
+    assert duplicates == 0

@@ -1,0 +1,259 @@
+"""The sync against the emulator over real HTTP, into real DuckDB files."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from pipelines.close_sms.client import ClientConfig
+from pipelines.close_sms.runner import SyncOptions, SyncReport, read_status, run_sync, state_dir_for
+from tests.sync.support import count, mismatches
+
+
+def sync(running, database: Path, **options) -> SyncReport:
+    client = options.pop("client", ClientConfig(backoff_base=0.01, backoff_max=0.05))
+    return run_sync(
+        SyncOptions(
+            database=database,
+            base_url=running.base_url,
+            api_key=running.api_key,
+            client=client,
+            **options,
+        ),
+        say=lambda message: None,
+    )
+
+
+def _template(emu) -> dict:
+    some = next(iter(emu.snapshot().values()))
+    return {
+        "lead_id": some["lead_id"],
+        "contact_id": some["contact_id"],
+        "remote_phone": some["remote_phone"],
+        "local_phone": some["local_phone"],
+    }
+
+
+def test_first_sync_equals_the_account(emulator, tmp_path):
+    running = emulator(sms=1500, seed=11)
+    database = tmp_path / "warehouse.duckdb"
+
+    report = sync(running, database)
+
+    assert report.mode == "backfill"
+    assert report.backfill_sms == 1500
+    assert mismatches(database, running.emu.snapshot()) == []
+    assert count(database, "SELECT count(*) FROM close_sms.sms__attachments") > 0
+    assert "sms_messages" in report.views
+
+
+def test_second_sync_reflects_updates_status_changes_deletes_and_new_sms(emulator, tmp_path):
+    running = emulator(sms=800, seed=12)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    base = _template(emu)
+
+    created = emu.create_sms({**base, "status": "sent", "text": "new one"})
+    draft = emu.create_sms({**base, "status": "draft", "text": "draft"})
+    emu.update_sms(draft["id"], {"text": "draft, edited"})
+    outbox = emu.create_sms({**base, "status": "draft", "text": "to send"})
+    emu.update_sms(outbox["id"], {"status": "outbox"})
+    mms = emu.create_sms(
+        {
+            **base,
+            "status": "inbox",
+            "text": "photo",
+            "attachments": [
+                {"content_type": "image/png", "filename": "a.png", "url": "https://example.com/a"}
+            ],
+        }
+    )
+    victims = sorted(emu.snapshot())[:3]
+    for sms_id in victims:
+        emu.delete_sms(sms_id)
+    emu.clock.advance(120)  # lets the outbox SMS go out
+
+    report = sync(running, database)
+
+    assert report.mode == "incremental"
+    assert report.backfill_sms == 0
+    assert report.deleted >= len(victims)
+    snapshot = emu.snapshot()
+    assert created["id"] in snapshot and mms["id"] in snapshot
+    assert snapshot[outbox["id"]]["status"] in ("sent", "error")
+    assert mismatches(database, snapshot) == []
+    events = count(database, "SELECT count(DISTINCT object_id) FROM close_sms.sms_events")
+    assert events >= 6
+
+
+def test_deleting_a_lead_removes_its_sms(emulator, tmp_path):
+    running = emulator(sms=400, seed=13)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    lead_id = next(iter(emu.snapshot().values()))["lead_id"]
+
+    removed = emu.delete_lead(lead_id)
+    report = sync(running, database)
+
+    assert removed
+    assert report.deleted >= len(removed)
+    assert count(database, f"SELECT count(*) FROM close_sms.sms WHERE lead_id = '{lead_id}'") == 0
+    assert mismatches(database, emu.snapshot()) == []
+
+
+def test_burst_sharing_one_date_created_crosses_pages(emulator, tmp_path):
+    running = emulator(sms=50, seed=14)
+    emu = running.emu
+    moment = (emu.clock.now() - timedelta(days=3)).replace(microsecond=123000)
+    base = _template(emu)
+    for n in range(260):
+        emu.create_sms(
+            {**base, "status": "sent", "text": f"bulk {n}", "date_created": moment.isoformat()}
+        )
+    database = tmp_path / "warehouse.duckdb"
+
+    sync(running, database)
+
+    assert count(database, "SELECT count(*) FROM close_sms.sms WHERE text LIKE 'bulk %'") == 260
+    assert mismatches(database, emu.snapshot()) == []
+
+
+def test_low_max_skip_still_loads_everything(emulator, tmp_path):
+    running = emulator(sms=5000, seed=15, max_skip=500)
+    database = tmp_path / "warehouse.duckdb"
+
+    report = sync(running, database, workers=2)
+
+    assert report.backfill_sms == 5000
+    assert mismatches(database, running.emu.snapshot()) == []
+    assert not [r for r in running.emu.request_log if r.status == 400]
+
+
+def test_chunked_backfill_saves_progress_and_loses_nothing(emulator, tmp_path):
+    running = emulator(sms=3000, seed=16)
+    database = tmp_path / "warehouse.duckdb"
+
+    report = sync(running, database, chunk_size=700)
+
+    assert report.backfill_chunks >= 4
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_rate_limit_storm_and_server_errors(emulator, tmp_path):
+    running = emulator(sms=1200, seed=17)
+    emu = running.emu
+    emu.faults.add("429", times=15)
+    emu.faults.add("503", times=3)
+    emu.faults.add("502", times=2)
+    emu.faults.add("504", times=2)
+    emu.faults.add("truncate", times=2)
+    emu.faults.add("drop", times=2)
+    database = tmp_path / "warehouse.duckdb"
+
+    sync(running, database)
+
+    assert mismatches(database, emu.snapshot()) == []
+
+
+def test_cursor_beyond_event_horizon_reconciles_and_catches_deletes(emulator, tmp_path):
+    running = emulator(sms=600, seed=18)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    gone = sorted(emu.snapshot())[:5]
+    for sms_id in gone:
+        emu.delete_sms(sms_id)
+    emu.clock.advance(31 * 86400)
+
+    report = sync(running, database)
+
+    assert report.mode == "reconcile"
+    assert report.removed + report.deleted >= 5
+    assert mismatches(database, emu.snapshot()) == []
+
+
+def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, tmp_path):
+    running = emulator(sms=700, seed=19)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+
+    quiet = sync(running, database)
+    reconciled = sync(running, database, reconcile=True)
+
+    assert quiet.mode == "incremental"
+    # One event-log query per action, plus the key check; no SMS pages.
+    assert quiet.requests <= 5
+    assert reconciled.mode == "reconcile"
+    assert reconciled.removed == 0
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_state_follows_the_database_file(emulator, tmp_path):
+    running = emulator(sms=300, seed=20)
+    first = tmp_path / "a" / "one.duckdb"
+    second = tmp_path / "b" / "two.duckdb"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    sync(running, first)
+
+    other = sync(running, second)
+
+    assert other.mode == "backfill"
+    assert state_dir_for(first) != state_dir_for(second)
+
+
+def test_lost_local_state_is_restored_from_the_database(emulator, tmp_path):
+    import shutil
+
+    running = emulator(sms=300, seed=21)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    shutil.rmtree(state_dir_for(database))
+
+    report = sync(running, database)
+
+    assert report.mode == "incremental"
+    assert report.backfill_sms == 0
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_full_refresh_rebuilds(emulator, tmp_path):
+    running = emulator(sms=300, seed=22)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+
+    report = sync(running, database, full_refresh=True)
+
+    assert report.mode == "backfill"
+    assert report.backfill_sms == 300
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_status_reports_cursor_rows_and_backfill(emulator, tmp_path):
+    running = emulator(sms=200, seed=23)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+
+    status = read_status(database)
+
+    assert status["tables"]["sms"] == 200
+    assert status["backfill_in_progress"] is False
+    assert status["feed_checked_at"] is not None
+    assert status["last_successful_load"] is not None
+
+
+@pytest.mark.parametrize("start", ["2999-01-01"])
+def test_start_date_in_the_future_is_refused(emulator, tmp_path, start):
+    from pipelines.close_sms.runner import ConfigError
+
+    running = emulator(sms=10, seed=24)
+    with pytest.raises(ConfigError):
+        sync(
+            running,
+            tmp_path / "warehouse.duckdb",
+            start_date=datetime.fromisoformat(start).replace(tzinfo=timezone.utc),
+        )
