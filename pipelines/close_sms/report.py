@@ -1,0 +1,298 @@
+"""`close-sms report`: one self-contained HTML page of charts over the analytics views.
+
+The page embeds plotly.js (no CDN), so it opens offline from a file or an e-mail. Next to
+each chart, the rows it was drawn from are embedded as JSON
+(`<script type="application/json" id="data-<chart>">`), so tests and curious readers can
+check the numbers without parsing plotly's figure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import plotly.graph_objects as go
+
+from pipelines.close_sms.settings import DATASET_NAME
+
+# The response-time buckets of the distribution chart: (label, upper bound in seconds).
+RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
+    ("< 1 min", 60),
+    ("1-5 min", 300),
+    ("5-15 min", 900),
+    ("15-60 min", 3600),
+    ("1-4 h", 4 * 3600),
+    ("4-24 h", 24 * 3600),
+    ("> 1 day", None),
+)
+NO_REPLY = "no reply"
+TOP_USERS = 10
+
+_DAILY_VOLUME = f"""
+SELECT message_date, direction, sum(message_count) AS message_count
+FROM {DATASET_NAME}.sms_daily
+GROUP BY message_date, direction
+ORDER BY message_date, direction
+"""
+
+_DELIVERY = f"""
+SELECT message_date, outbound_count, sent_count, failed_count, failure_rate, top_error_message
+FROM {DATASET_NAME}.sms_delivery
+ORDER BY message_date
+"""
+
+
+def _response_sql() -> str:
+    # Buckets are checked in order, so each WHEN only needs its upper bound.
+    cases = [
+        f"WHEN response_seconds < {upper} THEN '{label}'" if upper else f"ELSE '{label}'"
+        for label, upper in RESPONSE_BUCKETS
+    ]
+    return f"""
+    SELECT
+        CASE WHEN response_seconds IS NULL THEN '{NO_REPLY}' {" ".join(cases)} END AS bucket,
+        count(*) AS inbound_count
+    FROM {DATASET_NAME}.sms_response_times
+    GROUP BY bucket
+    """
+
+
+_RESPONSE_SUMMARY = f"""
+SELECT
+    count(*) AS inbound_count,
+    count(response_seconds) AS replied_count,
+    median(response_seconds) AS median_seconds,
+    quantile_cont(response_seconds, 0.9) AS p90_seconds
+FROM {DATASET_NAME}.sms_response_times
+"""
+
+# Busiest = most SMS sent plus received; SMS without a user are nobody's workload.
+_BUSIEST_USERS = f"""
+SELECT
+    user_id,
+    arg_max(user_name, message_date) AS user_name,
+    sum(sent_count) AS sent_count,
+    sum(received_count) AS received_count,
+    sum(failed_count) AS failed_count,
+    sum(sent_count) + sum(received_count) AS total_count
+FROM {DATASET_NAME}.sms_user_daily
+WHERE user_id IS NOT NULL
+GROUP BY user_id
+ORDER BY total_count DESC, user_id
+LIMIT {TOP_USERS}
+"""
+
+_OVERVIEW = f"""
+SELECT count(*) AS sms_count, min(message_date) AS first_date, max(message_date) AS last_date
+FROM {DATASET_NAME}.sms_messages
+"""
+
+
+def _records(connection: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = connection.execute(sql)
+    names = [column[0] for column in cursor.description]
+    return [
+        {name: _plain(value) for name, value in zip(names, row, strict=True)}
+        for row in cursor.fetchall()
+    ]
+
+
+def _plain(value: Any) -> Any:
+    # JSON-ready values: dates as ISO strings, decimals and huge ints as plain numbers.
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _daily_volume_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    figure = go.Figure()
+    for direction in sorted({str(row["direction"]) for row in rows}):
+        series = [row for row in rows if str(row["direction"]) == direction]
+        figure.add_bar(
+            name=direction,
+            x=[row["message_date"] for row in series],
+            y=[row["message_count"] for row in series],
+        )
+    figure.update_layout(
+        title="Daily SMS volume by direction (UTC days)",
+        barmode="stack",
+        xaxis_title="day",
+        yaxis_title="SMS",
+    )
+    return figure
+
+
+def _delivery_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    figure = go.Figure()
+    figure.add_scatter(
+        name="failure rate",
+        mode="lines+markers",
+        x=[row["message_date"] for row in rows],
+        y=[row["failure_rate"] for row in rows],
+        customdata=[
+            [row["failed_count"], row["sent_count"], row["top_error_message"] or ""] for row in rows
+        ],
+        hovertemplate=(
+            "%{x}<br>failure rate %{y:.1%}<br>%{customdata[0]} failed, "
+            "%{customdata[1]} sent<br>top error: %{customdata[2]}<extra></extra>"
+        ),
+    )
+    figure.update_layout(
+        title="Outbound delivery failure rate (failed / (sent + failed))",
+        xaxis_title="day",
+        yaxis={"title": "failure rate", "tickformat": ".0%", "rangemode": "tozero"},
+    )
+    return figure
+
+
+def _response_figure(rows: list[dict[str, Any]], summary: dict[str, Any]) -> go.Figure:
+    figure = go.Figure()
+    figure.add_bar(
+        x=[row["bucket"] for row in rows],
+        y=[row["inbound_count"] for row in rows],
+        marker_color=["#bbbbbb" if row["bucket"] == NO_REPLY else "#1f77b4" for row in rows],
+    )
+    title = "Time to first reply after an inbound SMS"
+    if summary.get("median_seconds") is not None:
+        title += (
+            f" (median {_duration(summary['median_seconds'])},"
+            f" 90th percentile {_duration(summary['p90_seconds'])})"
+        )
+    figure.update_layout(title=title, xaxis_title="first reply within", yaxis_title="inbound SMS")
+    return figure
+
+
+def _users_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    labels = [row["user_name"] or row["user_id"] for row in rows]
+    figure = go.Figure()
+    for key, name in (("sent_count", "sent"), ("received_count", "received")):
+        figure.add_bar(name=name, orientation="h", y=labels, x=[row[key] for row in rows])
+    figure.update_layout(
+        title=f"Busiest users (top {TOP_USERS}, SMS sent + received)",
+        barmode="stack",
+        yaxis={"autorange": "reversed"},
+        xaxis_title="SMS",
+    )
+    return figure
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _json_script(element_id: str, payload: Any) -> str:
+    # "</" would close the script element early; JSON allows the escaped form.
+    text = json.dumps(payload, default=str, sort_keys=True).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def collect(connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The rows behind every chart, as JSON-ready records."""
+    buckets = {row["bucket"]: row["inbound_count"] for row in _records(connection, _response_sql())}
+    order = [label for label, _ in RESPONSE_BUCKETS] + [NO_REPLY]
+    return {
+        "overview": _records(connection, _OVERVIEW)[0],
+        "daily_volume": _records(connection, _DAILY_VOLUME),
+        "delivery": _records(connection, _DELIVERY),
+        "response_times": [
+            {"bucket": label, "inbound_count": buckets.get(label, 0)} for label in order
+        ],
+        "response_summary": _records(connection, _RESPONSE_SUMMARY)[0],
+        "busiest_users": _records(connection, _BUSIEST_USERS),
+    }
+
+
+def _check_views(connection: duckdb.DuckDBPyConnection) -> None:
+    needed = {"sms_messages", "sms_daily", "sms_delivery", "sms_response_times", "sms_user_daily"}
+    found = {
+        name
+        for (name,) in connection.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = ?", [DATASET_NAME]
+        ).fetchall()
+    }
+    missing = sorted(needed - found)
+    if missing:
+        raise RuntimeError(
+            f"the database has no view(s) {', '.join(missing)}; "
+            "apply them first with: close-sms views --database PATH"
+        )
+
+
+def write_report(database: str | Path, out: str | Path) -> Path:
+    """Write the HTML report of `database` (opened read-only) to `out`; returns its path."""
+    database = Path(database)
+    if not database.exists():
+        raise FileNotFoundError(f"no database at {database}")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        _check_views(connection)
+        data = collect(connection)
+
+    charts = [
+        ("daily_volume", _daily_volume_figure(data["daily_volume"]), data["daily_volume"]),
+        ("delivery", _delivery_figure(data["delivery"]), data["delivery"]),
+        (
+            "response_times",
+            _response_figure(data["response_times"], data["response_summary"]),
+            {"buckets": data["response_times"], "summary": data["response_summary"]},
+        ),
+        ("busiest_users", _users_figure(data["busiest_users"]), data["busiest_users"]),
+    ]
+    sections = []
+    for index, (name, figure, payload) in enumerate(charts):
+        figure.update_layout(template="plotly_white", height=420)
+        chart_html = figure.to_html(
+            full_html=False,
+            # plotly.js itself (~4.7 MB) once, inline: the page needs no network.
+            include_plotlyjs=index == 0,
+            div_id=f"chart-{name}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        sections.append(
+            f'<section class="chart" id="{name}">\n{chart_html}\n'
+            f"{_json_script(f'data-{name}', payload)}\n</section>"
+        )
+
+    overview = data["overview"]
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    summary = (
+        f"{overview['sms_count']:,} SMS from {overview['first_date']} to {overview['last_date']}"
+        if overview["sms_count"]
+        else "No SMS in this database yet."
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Close SMS report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+section.chart {{ margin-bottom: 2rem; }}
+p.meta {{ color: #666; }}
+</style>
+</head>
+<body>
+<h1>Close SMS report</h1>
+<p class="meta">{html.escape(summary)} &middot; database {html.escape(database.name)}
+&middot; generated {generated}. Days are UTC.</p>
+{chr(10).join(sections)}
+{_json_script("data-overview", overview)}
+</body>
+</html>
+"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,171 @@
+"""The views' answers computed in plain Python from the rows a test loaded.
+
+Independent of the SQL: each rule is written out the way the view's comment states it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Any
+
+from tests.views.dataset import UTC, message_at
+
+UNSENT = ("draft", "scheduled")
+
+
+def utc_date(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(UTC).date()
+
+
+def messages(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        row["id"]: {
+            "attachment_count": len(row["attachments"]),
+            "has_attachments": bool(row["attachments"]),
+            "is_failed": row["status"] == "error",
+            "message_at": message_at(row),
+            "message_date": utc_date(message_at(row)),
+        }
+        for row in rows
+    }
+
+
+def attachments_flat(rows: list[dict[str, Any]]) -> set[tuple]:
+    return {
+        (
+            row["id"],
+            a["media_id"],
+            a["content_type"],
+            a["filename"],
+            a["size"],
+            a["url"],
+            row["lead_id"],
+            row["direction"],
+            message_at(row),
+        )
+        for row in rows
+        for a in row["attachments"]
+    }
+
+
+def daily(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(utc_date(message_at(row)), row["direction"], row["status"])].append(row)
+    return {
+        key: {
+            "message_count": len(group),
+            "attachment_count": sum(len(r["attachments"]) for r in group),
+            "total_cost": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+            "lead_count": len({r["lead_id"] for r in group if r["lead_id"] is not None}),
+        }
+        for key, group in groups.items()
+    }
+
+
+def user_daily(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["user_id"], utc_date(message_at(row)))].append(row)
+    return {
+        key: {
+            "sent_count": sum(
+                r["direction"] == "outbound" and r["status"] == "sent" for r in group
+            ),
+            "received_count": sum(r["direction"] == "inbound" for r in group),
+            "failed_count": sum(r["status"] == "error" for r in group),
+            "total_cost": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+        }
+        for key, group in groups.items()
+    }
+
+
+def response_times(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    answers = {}
+    for inbound in rows:
+        if inbound["direction"] != "inbound":
+            continue
+        at = message_at(inbound)
+        replies = [
+            r
+            for r in rows
+            if r["direction"] == "outbound"
+            and r["status"] not in UNSENT
+            and inbound["lead_id"] is not None
+            and r["lead_id"] == inbound["lead_id"]
+            and message_at(r) > at
+        ]
+        reply = min(replies, key=lambda r: (message_at(r), r["id"]), default=None)
+        answers[inbound["id"]] = {
+            "lead_id": inbound["lead_id"],
+            "inbound_at": at,
+            "reply_id": reply and reply["id"],
+            "replied_at": reply and message_at(reply),
+            "replied_by_user_id": reply and reply["user_id"],
+            "response_seconds": reply and (message_at(reply) - at).total_seconds(),
+        }
+    return answers
+
+
+def conversations(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["status"] not in UNSENT:
+            groups[(row["lead_id"], row["remote_phone"])].append(row)
+    answers = {}
+    for key, group in groups.items():
+        last = max(group, key=lambda r: (message_at(r), r["direction"] == "inbound", r["id"]))
+        answers[key] = {
+            "first_message_at": min(message_at(r) for r in group),
+            "last_message_at": max(message_at(r) for r in group),
+            "inbound_count": sum(r["direction"] == "inbound" for r in group),
+            "outbound_count": sum(r["direction"] == "outbound" for r in group),
+            "last_direction": last["direction"],
+            "awaiting_reply": last["direction"] == "inbound",
+        }
+    return answers
+
+
+def delivery(rows: list[dict[str, Any]]) -> dict[dt.date, dict[str, Any]]:
+    groups: dict[dt.date, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["direction"] == "outbound":
+            groups[utc_date(message_at(row))].append(row)
+    answers = {}
+    for day, group in groups.items():
+        sent = sum(r["status"] == "sent" for r in group)
+        failed = sum(r["status"] == "error" for r in group)
+        errors = Counter(r["error_message"] for r in group if r["error_message"] is not None)
+        top = min(errors, key=lambda m: (-errors[m], m)) if errors else None
+        answers[day] = {
+            "outbound_count": len(group),
+            "sent_count": sent,
+            "failed_count": failed,
+            "failure_rate": failed / (sent + failed) if sent + failed else None,
+            "top_error_message": top,
+        }
+    return answers
+
+
+def status_changes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    per_sms: dict[str, list[dict]] = defaultdict(list)
+    for event in events:
+        per_sms[event["object_id"]].append(event)
+    answers = {}
+    for group in per_sms.values():
+        group.sort(key=lambda e: (e["date_updated"], e["date_created"], e["id"]))
+        previous = None
+        for number, event in enumerate(group, start=1):
+            answers[event["id"]] = {
+                "object_id": event["object_id"],
+                "action": event["action"],
+                "date_updated": event["date_updated"],
+                "event_number": number,
+                "previous_event_at": previous and previous["date_updated"],
+                "seconds_since_previous": previous
+                and (event["date_updated"] - previous["date_updated"]).total_seconds(),
+            }
+            previous = event
+    return answers

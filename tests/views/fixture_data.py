@@ -1,0 +1,299 @@
+"""The hand-made account the view tests run on, and its edge cases.
+
+Day 1 is 2024-03-01 (UTC). Lead `lead_a` / phone A is the busy conversation:
+  - sms_01 inbound, no date_sent (activity_at stands in), 1 attachment
+  - sms_02 outbound draft 1 min later: a draft is not a reply
+  - sms_03a / sms_03b outbound sent at the same instant (+5 min): tie, the smaller id replies
+  - sms_05, sms_06 inbound, both answered by sms_07 (+20 min)
+  - sms_08 inbound and sms_09 outbound at the very same instant (+30 min): not a reply, so
+    sms_08 stays unanswered and the conversation is awaiting a reply
+  - sms_21 inbound (+40 min) with an attachment, then deleted
+Lead `lead_b`: sms_10 inbound, answered only on another lead (sms_11 on lead_c): no reply;
+  sms_22 outbound on lead_b would have replied but is deleted.
+Lead `lead_b` / phone B2: sms_12 outbound on day 2 with 3 attachments.
+sms_13: inbound with neither date_sent nor activity_at: date_created stands in; at 23:30 UTC,
+  which is still day 1 in UTC but day 1 15:30 in Los Angeles and 2024-03-02 in Tokyo.
+sms_14/15: day-1 failures with one message each (a tie: the alphabetically first wins);
+sms_16/17/18: day-2 failures, "Unreachable" twice; sms_19 outbox and sms_20 scheduled on day 2.
+sms_23 inbound and sms_24 outbound without a lead: no reply is matched on a null lead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tests.views.dataset import UTC, attachment, event_row, sms_row
+
+T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+DAY2 = dt.datetime(2024, 3, 2, 9, 0, tzinfo=UTC)
+DELETED = ("sms_21", "sms_22")
+
+
+def minutes(n: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=n)
+
+
+def sms_rows() -> list[dict]:
+    a = {"lead_id": "lead_a", "remote_phone": "+15550000001"}
+    b = {"lead_id": "lead_b", "remote_phone": "+15550000002"}
+    return [
+        sms_row(
+            "sms_01",
+            **a,
+            direction="inbound",
+            status="inbox",
+            user_id=None,
+            date_created=minutes(0),
+            activity_at=minutes(0),
+            attachments=[attachment("media_01")],
+        ),
+        sms_row(
+            "sms_02",
+            **a,
+            direction="outbound",
+            status="draft",
+            user_id="user_1",
+            date_created=minutes(1),
+            activity_at=minutes(1),
+        ),
+        sms_row(
+            "sms_03b",
+            **a,
+            direction="outbound",
+            status="sent",
+            user_id="user_1",
+            date_created=minutes(4),
+            date_sent=minutes(5),
+            activity_at=minutes(4),
+            cost="0.0075",
+        ),
+        sms_row(
+            "sms_03a",
+            **a,
+            direction="outbound",
+            status="sent",
+            user_id="user_2",
+            date_created=minutes(4.5),
+            date_sent=minutes(5),
+            activity_at=minutes(4.5),
+            cost="0.0079",
+        ),
+        sms_row(
+            "sms_05",
+            **a,
+            direction="inbound",
+            status="inbox",
+            user_id="user_2",
+            date_created=minutes(10),
+            activity_at=minutes(10),
+        ),
+        sms_row(
+            "sms_06",
+            **a,
+            direction="inbound",
+            status="inbox",
+            user_id="user_2",
+            date_created=minutes(12),
+            activity_at=minutes(12),
+        ),
+        sms_row(
+            "sms_07",
+            **a,
+            direction="outbound",
+            status="sent",
+            user_id="user_2",
+            date_created=minutes(19),
+            date_sent=minutes(20),
+            cost="0.0079",
+        ),
+        sms_row(
+            "sms_08",
+            **a,
+            direction="inbound",
+            status="inbox",
+            user_id="user_2",
+            date_created=minutes(30),
+            activity_at=minutes(30),
+        ),
+        sms_row(
+            "sms_09",
+            **a,
+            direction="outbound",
+            status="sent",
+            user_id="user_1",
+            date_created=minutes(29),
+            date_sent=minutes(30),
+            cost="0.0075",
+        ),
+        sms_row(
+            "sms_21",
+            **a,
+            direction="inbound",
+            status="inbox",
+            user_id="user_2",
+            date_created=minutes(40),
+            activity_at=minutes(40),
+            attachments=[attachment("media_21")],
+        ),
+        sms_row(
+            "sms_10",
+            **b,
+            direction="inbound",
+            status="inbox",
+            user_id="user_3",
+            date_created=minutes(60),
+            activity_at=minutes(60),
+        ),
+        sms_row(
+            "sms_11",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="sent",
+            user_id="user_3",
+            date_created=minutes(61),
+            date_sent=minutes(61),
+            cost="0.01",
+        ),
+        sms_row(
+            "sms_22",
+            **b,
+            direction="outbound",
+            status="sent",
+            user_id="user_3",
+            date_created=minutes(62),
+            date_sent=minutes(62),
+            cost="0.01",
+        ),
+        sms_row(
+            "sms_12",
+            lead_id="lead_b",
+            remote_phone="+15550000022",
+            direction="outbound",
+            status="sent",
+            user_id="user_3",
+            date_created=DAY2,
+            date_sent=DAY2,
+            cost="0.03",
+            attachments=[
+                attachment("media_12a", 10),
+                attachment("media_12b", 20),
+                attachment("media_12c", 30, "video/mp4"),
+            ],
+        ),
+        sms_row(
+            "sms_13",
+            lead_id="lead_d",
+            remote_phone="+15550000004",
+            direction="inbound",
+            status="inbox",
+            user_id=None,
+            date_created=dt.datetime(2024, 3, 1, 23, 30, tzinfo=UTC),
+        ),
+        sms_row(
+            "sms_14",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="error",
+            user_id="user_1",
+            date_created=minutes(90),
+            activity_at=minutes(90),
+            error_message="Unreachable",
+        ),
+        sms_row(
+            "sms_15",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="error",
+            user_id="user_1",
+            date_created=minutes(91),
+            activity_at=minutes(91),
+            error_message="Carrier violation",
+        ),
+        sms_row(
+            "sms_16",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="error",
+            user_id="user_1",
+            date_created=DAY2 + dt.timedelta(hours=1),
+            error_message="Unreachable",
+        ),
+        sms_row(
+            "sms_17",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="error",
+            user_id="user_1",
+            date_created=DAY2 + dt.timedelta(hours=2),
+            error_message="Unreachable",
+        ),
+        sms_row(
+            "sms_18",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="error",
+            user_id="user_2",
+            date_created=DAY2 + dt.timedelta(hours=3),
+            error_message="Blocked",
+        ),
+        sms_row(
+            "sms_19",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="outbox",
+            user_id="user_2",
+            date_created=DAY2 + dt.timedelta(hours=4),
+        ),
+        sms_row(
+            "sms_20",
+            lead_id="lead_c",
+            remote_phone="+15550000003",
+            direction="outbound",
+            status="scheduled",
+            user_id="user_2",
+            date_created=DAY2 + dt.timedelta(hours=5),
+            activity_at=DAY2 + dt.timedelta(hours=30),
+            date_scheduled=DAY2 + dt.timedelta(hours=30),
+        ),
+        sms_row(
+            "sms_23",
+            lead_id=None,
+            remote_phone="+15550000005",
+            direction="inbound",
+            status="inbox",
+            user_id=None,
+            date_created=minutes(120),
+        ),
+        sms_row(
+            "sms_24",
+            lead_id=None,
+            remote_phone="+15550000005",
+            direction="outbound",
+            status="sent",
+            user_id="user_1",
+            date_created=minutes(121),
+            date_sent=minutes(121),
+        ),
+    ]
+
+
+def event_rows() -> list[dict]:
+    return [
+        event_row("ev_01", "sms_01", "created", minutes(0), lead_id="lead_a"),
+        event_row("ev_03c", "sms_03a", "created", minutes(4.5), lead_id="lead_a"),
+        event_row("ev_03s", "sms_03a", "sent", minutes(5), lead_id="lead_a"),
+        # Consolidated: created earlier, updated last.
+        event_row("ev_03u", "sms_03a", "updated", minutes(7), minutes(3), lead_id="lead_a"),
+        # Same date_updated and date_created: the event id orders them.
+        event_row("ev_07y", "sms_07", "sent", minutes(20), lead_id="lead_a"),
+        event_row("ev_07x", "sms_07", "created", minutes(20), lead_id="lead_a"),
+        event_row("ev_21c", "sms_21", "created", minutes(40), lead_id="lead_a"),
+        event_row("ev_21d", "sms_21", "deleted", minutes(45), lead_id="lead_a"),
+    ]

@@ -1,0 +1,167 @@
+"""The HTML report: built from a seeded demo-like account, checked for its charts' data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import re
+from collections import Counter, defaultdict
+
+import pytest
+
+from pipelines.close_sms.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
+from pipelines.close_sms.views import apply_views
+from tests.views import expected
+from tests.views.dataset import UTC, Loader, attachment, message_at, sms_row
+
+START = dt.datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+ERRORS = ("Carrier violation", "Unreachable", "Blocked")
+
+
+def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
+    """A small account shaped like the demo's: conversations with replies, MMS, failures."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        at = START + dt.timedelta(minutes=rng.randrange(0, 10 * 24 * 60))
+        lead = rng.randrange(25)
+        inbound = rng.random() < 0.45
+        status = "inbox" if inbound else rng.choice(["sent"] * 6 + ["error", "draft", "outbox"])
+        user = None if inbound and rng.random() < 0.3 else f"user_{rng.randrange(7)}"
+        rows.append(
+            sms_row(
+                f"acti_{i:04d}",
+                lead_id=f"lead_{lead:02d}",
+                remote_phone=f"+1555000{lead:04d}",
+                direction="inbound" if inbound else "outbound",
+                status=status,
+                user_id=user,
+                user_name=user and f"Rep {user[-1]}",
+                date_created=at,
+                activity_at=at,
+                date_sent=at if status == "sent" else None,
+                cost=None if inbound else "0.0079",
+                error_message=rng.choice(ERRORS) if status == "error" else None,
+                attachments=[attachment(f"m_{i}_{k}") for k in range(rng.choice([0] * 8 + [1, 3]))],
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("report")
+    loader = Loader(workdir, "close_sms_demo.duckdb")
+    rows = demo_rows()
+    loader.load(sms=rows)
+    apply_views(loader.database)
+    before = hashlib.sha256(loader.database.read_bytes()).hexdigest()
+    out = write_report(loader.database, workdir / "out" / "report.html")
+    after = hashlib.sha256(loader.database.read_bytes()).hexdigest()
+    return out.read_text(encoding="utf-8"), rows, before == after
+
+
+def chart_data(page: str, name: str):
+    match = re.search(rf'<script type="application/json" id="data-{name}">(.*?)</script>', page)
+    assert match, name
+    return json.loads(match.group(1))
+
+
+def test_report_is_self_contained(report):
+    page, _, _ = report
+    # plotly.js is inline, and nothing is loaded from the network.
+    assert len(page) > 3_000_000
+    assert "plotly.js" in page
+    assert not re.search(r"<script[^>]+src=", page)
+    assert not re.search(r"<link[^>]+href=\"?https?:", page)
+    for name in ("daily_volume", "delivery", "response_times", "busiest_users"):
+        assert f'id="chart-{name}"' in page
+
+
+def test_report_opens_the_database_read_only(report):
+    _, _, unchanged = report
+    assert unchanged
+
+
+def test_daily_volume(report):
+    page, rows, _ = report
+    want = Counter((expected.utc_date(message_at(r)).isoformat(), r["direction"]) for r in rows)
+    got = {
+        (r["message_date"], r["direction"]): r["message_count"]
+        for r in chart_data(page, "daily_volume")
+    }
+    assert got == want
+
+
+def test_delivery_failure_rate(report):
+    page, rows, _ = report
+    want = expected.delivery(rows)
+    got = chart_data(page, "delivery")
+    assert [r["message_date"] for r in got] == sorted(d.isoformat() for d in want)
+    for record in got:
+        answer = want[dt.date.fromisoformat(record["message_date"])]
+        assert record["failed_count"] == answer["failed_count"]
+        assert record["sent_count"] == answer["sent_count"]
+        assert record["failure_rate"] == pytest.approx(answer["failure_rate"])
+        assert record["top_error_message"] == answer["top_error_message"]
+
+
+def test_response_time_distribution(report):
+    page, rows, _ = report
+    want = Counter()
+    for answer in expected.response_times(rows).values():
+        seconds = answer["response_seconds"]
+        if seconds is None:
+            want[NO_REPLY] += 1
+            continue
+        for label, upper in RESPONSE_BUCKETS:
+            if upper is None or seconds < upper:
+                want[label] += 1
+                break
+    got = chart_data(page, "response_times")
+    assert {b["bucket"]: b["inbound_count"] for b in got["buckets"]} == {
+        label: want[label] for label, _ in [*RESPONSE_BUCKETS, (NO_REPLY, None)]
+    }
+    assert got["summary"]["replied_count"] == sum(v for k, v in want.items() if k != NO_REPLY)
+    assert want[NO_REPLY] > 0 and got["summary"]["replied_count"] > 0
+
+
+def test_busiest_users(report):
+    page, rows, _ = report
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        if r["user_id"] is None:
+            continue
+        totals[r["user_id"]]["sent"] += r["direction"] == "outbound" and r["status"] == "sent"
+        totals[r["user_id"]]["received"] += r["direction"] == "inbound"
+    ranked = sorted(totals, key=lambda u: (-(totals[u]["sent"] + totals[u]["received"]), u))
+    got = chart_data(page, "busiest_users")
+    assert [r["user_id"] for r in got] == ranked[:TOP_USERS]
+    for record in got:
+        assert record["sent_count"] == totals[record["user_id"]]["sent"]
+        assert record["received_count"] == totals[record["user_id"]]["received"]
+        assert record["user_name"] == f"Rep {record['user_id'][-1]}"
+
+
+def test_overview(report):
+    page, rows, _ = report
+    overview = chart_data(page, "overview")
+    assert overview["sms_count"] == len(rows)
+    assert overview["first_date"] == min(expected.utc_date(message_at(r)) for r in rows).isoformat()
+
+
+def test_report_on_an_empty_database(tmp_path):
+    database = tmp_path / "empty.duckdb"
+    apply_views(database)
+    page = write_report(database, tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert "No SMS in this database yet." in page
+    assert chart_data(page, "daily_volume") == []
+
+
+def test_report_without_views_says_how_to_fix_it(tmp_path):
+    loader = Loader(tmp_path)
+    loader.load(sms=demo_rows(5))
+    with pytest.raises(RuntimeError, match="close-sms views"):
+        write_report(loader.database, tmp_path / "r.html")

@@ -1,0 +1,235 @@
+"""Each view against a small hand-made account loaded with dlt, edge cases spelled out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from pipelines.close_sms.views import apply_views
+from tests.views import expected
+from tests.views.dataset import UTC, Loader, rows_as_dicts
+from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows
+
+VIEWS = [
+    "sms_messages",
+    "sms_attachments_flat",
+    "sms_daily",
+    "sms_user_daily",
+    "sms_response_times",
+    "sms_conversations",
+    "sms_delivery",
+    "sms_status_changes",
+]
+SMS_VIEWS = [name for name in VIEWS if name != "sms_status_changes"]
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    loader = Loader(tmp_path_factory.mktemp("account"))
+    loader.load(sms=sms_rows(), events=event_rows())
+    loader.delete(*DELETED)
+    assert apply_views(loader.database) == VIEWS
+    connection = loader.connect(read_only=True)
+    # A zone east of UTC: a date taken in the session's zone would move sms_13 to March 2nd.
+    connection.execute("SET TimeZone = 'Asia/Tokyo'")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """The SMS Close still holds: the loaded ones minus the deleted ones."""
+    return [row for row in sms_rows() if row["id"] not in DELETED]
+
+
+def query(connection, sql):
+    return rows_as_dicts(connection, sql)
+
+
+def rounded(record: dict) -> dict:
+    """Floats (seconds, rates) to 6 places: exact enough, immune to float noise."""
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()}
+
+
+def test_sms_messages(account, rows):
+    got = {r["id"]: r for r in query(account, "SELECT * FROM close_sms.sms_messages")}
+    want = expected.messages(rows)
+    assert set(got) == set(want)
+    for sms_id, answer in want.items():
+        assert {k: got[sms_id][k] for k in answer} == answer, sms_id
+    # All of sms's data columns, none of dlt's bookkeeping ones.
+    columns = [c[0] for c in account.execute("DESCRIBE close_sms.sms_messages").fetchall()]
+    raw = [c[0] for c in account.execute("DESCRIBE close_sms.sms").fetchall()]
+    assert not {"_dlt_id", "_dlt_load_id", "_deleted"} & set(columns)
+    assert set(raw) - {"_dlt_id", "_dlt_load_id", "_deleted"} <= set(columns)
+    # Spelled out: null date_sent falls back to activity_at, then to date_created, and the
+    # UTC date is kept although the session runs in Tokyo.
+    assert got["sms_01"]["message_at"] == minutes(0)
+    assert got["sms_13"]["message_at"] == dt.datetime(2024, 3, 1, 23, 30, tzinfo=UTC)
+    assert got["sms_13"]["message_date"] == dt.date(2024, 3, 1)
+    assert got["sms_12"]["attachment_count"] == 3
+    assert got["sms_12"]["cost"] == Decimal("0.03")
+    assert got["sms_14"]["is_failed"] is True
+
+
+def test_sms_attachments_flat(account, rows):
+    got = {
+        tuple(r.values())
+        for r in query(
+            account,
+            """SELECT sms_id, media_id, content_type, filename, size, url, lead_id, direction,
+                      message_at FROM close_sms.sms_attachments_flat""",
+        )
+    }
+    assert got == expected.attachments_flat(rows)
+    assert sorted(m for s, m, *_ in got if s == "sms_12") == ["media_12a", "media_12b", "media_12c"]
+
+
+def test_sms_daily(account, rows):
+    got = {
+        (r.pop("message_date"), r.pop("direction"), r.pop("status")): r
+        for r in query(
+            account,
+            """SELECT message_date, direction, status, message_count, attachment_count,
+                      total_cost, lead_count FROM close_sms.sms_daily""",
+        )
+    }
+    assert got == expected.daily(rows)
+
+
+def test_sms_user_daily(account, rows):
+    got = {
+        (r.pop("user_id"), r.pop("message_date")): r
+        for r in query(
+            account,
+            """SELECT user_id, message_date, sent_count, received_count, failed_count,
+                      total_cost FROM close_sms.sms_user_daily""",
+        )
+    }
+    assert got == expected.user_daily(rows)
+
+
+def test_sms_response_times(account, rows):
+    got = {
+        r.pop("inbound_id"): r
+        for r in query(
+            account,
+            """SELECT inbound_id, lead_id, inbound_at, reply_id, replied_at,
+                      replied_by_user_id, response_seconds FROM close_sms.sms_response_times""",
+        )
+    }
+    want = expected.response_times(rows)
+    assert set(got) == set(want)
+    for inbound_id, answer in want.items():
+        assert rounded(got[inbound_id]) == rounded(answer), inbound_id
+    # Spelled out, so the Python model is checked too.
+    replies = {k: (v["reply_id"], v["response_seconds"]) for k, v in got.items()}
+    assert replies == {
+        "sms_01": ("sms_03a", 300.0),  # a draft is skipped; tie at +5 min -> smaller id
+        "sms_05": ("sms_07", 600.0),
+        "sms_06": ("sms_07", 480.0),
+        "sms_08": (None, None),  # an outbound at the same instant is no reply
+        # sms_11 (+1 min) is on another lead and sms_22 (+2 min) was deleted: the first
+        # reply is sms_12 a day later, on the same lead from another phone.
+        "sms_10": ("sms_12", 79200.0),
+        "sms_13": (None, None),
+        "sms_23": (None, None),  # no lead: never matched
+    }
+    assert got["sms_01"]["replied_by_user_id"] == "user_2"
+
+
+def test_sms_conversations(account, rows):
+    got = {
+        (r.pop("lead_id"), r.pop("remote_phone")): r
+        for r in query(
+            account,
+            """SELECT lead_id, remote_phone, first_message_at, last_message_at, inbound_count,
+                      outbound_count, last_direction, awaiting_reply
+               FROM close_sms.sms_conversations""",
+        )
+    }
+    assert got == expected.conversations(rows)
+    busy = got[("lead_a", "+15550000001")]
+    assert (busy["inbound_count"], busy["outbound_count"]) == (4, 4)  # deleted and draft left out
+    assert busy["awaiting_reply"] is True  # tie at +30 min: the inbound counts as last
+    # Its reply was deleted; sms_12 went to the lead's other phone, another conversation.
+    assert got[("lead_b", "+15550000002")]["awaiting_reply"] is True
+
+
+def test_sms_delivery(account, rows):
+    got = {
+        r.pop("message_date"): r
+        for r in query(
+            account,
+            """SELECT message_date, outbound_count, sent_count, failed_count, failure_rate,
+                      top_error_message FROM close_sms.sms_delivery""",
+        )
+    }
+    want = expected.delivery(rows)
+    assert {k: rounded(v) for k, v in got.items()} == {k: rounded(v) for k, v in want.items()}
+    assert got[dt.date(2024, 3, 1)]["top_error_message"] == "Carrier violation"  # 1-1 tie
+    assert got[dt.date(2024, 3, 2)]["top_error_message"] == "Unreachable"
+
+
+def test_sms_status_changes(account):
+    got = {
+        r.pop("event_id"): r
+        for r in query(
+            account,
+            """SELECT event_id, object_id, action, date_updated, event_number,
+                      previous_event_at, seconds_since_previous
+               FROM close_sms.sms_status_changes""",
+        )
+    }
+    want = expected.status_changes(event_rows())
+    assert {k: rounded(v) for k, v in got.items()} == {k: rounded(v) for k, v in want.items()}
+    assert [got[e]["action"] for e in ("ev_03c", "ev_03s", "ev_03u")] == [
+        "created",
+        "sent",
+        "updated",
+    ]
+    assert got["ev_03s"]["seconds_since_previous"] == 30.0  # created -> sent
+    assert got["ev_07x"]["event_number"] == 1 and got["ev_07y"]["event_number"] == 2
+    # The deleted SMS keeps its history here.
+    assert got["ev_21d"]["action"] == "deleted"
+
+
+@pytest.mark.parametrize("view", SMS_VIEWS)
+def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
+    # No row mentions a deleted SMS id (rows of views that carry ids) ...
+    mentions = account.execute(
+        f"SELECT count(*) FROM close_sms.{view} AS v"
+        " WHERE strpos(CAST(v AS VARCHAR), ?) > 0 OR strpos(CAST(v AS VARCHAR), ?) > 0",
+        list(DELETED),
+    ).fetchone()[0]
+    assert mentions == 0
+    # ... and the SMS counted by each view are exactly the ones left (aggregated views).
+    counted = {
+        "sms_messages": ("count(*)", len(rows)),
+        "sms_attachments_flat": ("count(*)", sum(len(r["attachments"]) for r in rows)),
+        "sms_daily": ("sum(message_count)", len(rows)),
+        "sms_user_daily": ("sum(message_count)", len(rows)),
+        "sms_response_times": (
+            "count(*)",
+            sum(r["direction"] == "inbound" for r in rows),
+        ),
+        "sms_conversations": (
+            "sum(message_count)",
+            sum(r["status"] not in expected.UNSENT for r in rows),
+        ),
+        "sms_delivery": ("sum(outbound_count)", sum(r["direction"] == "outbound" for r in rows)),
+    }
+    aggregate, want = counted[view]
+    assert account.execute(f"SELECT {aggregate} FROM close_sms.{view}").fetchone()[0] == want
+
+
+def test_views_pick_up_new_sms_columns(tmp_path):
+    loader = Loader(tmp_path)
+    row = sms_rows()[0] | {"carrier_name": "Acme Mobile"}
+    loader.load(sms=[row])
+    apply_views(loader.database)
+    with loader.connect() as connection:
+        got = query(connection, "SELECT id, carrier_name FROM close_sms.sms_messages")
+    assert got == [{"id": "sms_01", "carrier_name": "Acme Mobile"}]
