@@ -1,0 +1,208 @@
+"""The emulated Close account: organizations' stores, clock, faults, logs and statistics.
+
+One re-entrant lock guards all state, so HTTP threads and test code can mix freely.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import generator
+from .auth import DEMO_API_KEY, NON_ADMIN_API_KEY, ORG_ID, OTHER_ORG_ID, PRINCIPALS, Principal
+from .clock import Clock
+from .config import EmulatorConfig
+from .faults import FaultInjector
+from .ids import random_like_id
+from .ratelimit import RateLimiter
+from .store import RequestContext, SmsStore
+from .timefmt import dt_to_ms
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One answered request as tests see it (the key itself is never recorded)."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int
+    api_key_id: str | None = None
+    fault: str | None = None
+    time: float = 0.0
+
+
+@dataclass
+class Stats:
+    """Response counts by status and faults injected."""
+
+    by_status: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    rate_limited: int = 0
+
+    @property
+    def requests(self) -> int:
+        """All answered requests."""
+        return sum(self.by_status.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for printing."""
+        return {
+            "requests": self.requests,
+            "by_status": dict(self.by_status),
+            "faults": dict(self.faults),
+            "rate_limited": self.rate_limited,
+        }
+
+
+class Emulator:
+    """State of the emulated Close API; `EmulatorServer` puts it on HTTP."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = Clock()
+        self.lock = threading.RLock()
+        self.faults = FaultInjector()
+        self.stats = Stats()
+        self._request_log: deque[RequestRecord] = deque(maxlen=self.config.request_log_max)
+        self._request_seq = itertools.count(1)
+        self.stores: dict[str, SmsStore] = {
+            org: SmsStore(org, self.config, self.clock) for org in (ORG_ID, OTHER_ORG_ID)
+        }
+        self.ratelimiter = (
+            RateLimiter(self.config.rps, self.config.bucket_size) if self.config.rps else None
+        )
+        self.clock.subscribe(self._on_clock_jump)
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    def _on_clock_jump(self) -> None:
+        with self.lock:
+            for store in self.stores.values():
+                store.tick()
+
+    def store_for(self, principal: Principal | None) -> SmsStore:
+        """The organization store a key works on."""
+        org = principal.organization_id if principal else ORG_ID
+        return self.stores[org]
+
+    @property
+    def store(self) -> SmsStore:
+        """The main organization's store (the demo key's)."""
+        return self.stores[ORG_ID]
+
+    def new_request_id(self) -> str:
+        """A fresh `req_` id."""
+        return random_like_id("req_", "emulator", next(self._request_seq), length=22)
+
+    def context(self, api_key: str | None, method: str, path: str) -> RequestContext:
+        """The request context of an in-process call made as `api_key`."""
+        principal = PRINCIPALS.get(api_key) if api_key else None
+        return RequestContext(principal, self.new_request_id(), method, path)
+
+    def record(self, rec: RequestRecord) -> None:
+        """Log one answered request and count it."""
+        with self.lock:
+            self._request_log.append(rec)
+            self.stats.by_status[rec.status] += 1
+            if rec.fault:
+                self.stats.faults[rec.fault] += 1
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        """Answered requests, oldest first (a copy)."""
+        with self.lock:
+            return list(self._request_log)
+
+    def clear_request_log(self) -> None:
+        """Forget logged requests and counters (between test phases)."""
+        with self.lock:
+            self._request_log.clear()
+            self.stats = Stats()
+
+    # ---- data -------------------------------------------------------------------------
+
+    def generate(
+        self,
+        n: int = 10_000,
+        seed: int = 7,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> None:
+        """Replace the main organization's data with a deterministic synthetic account."""
+        end = end or self.clock.now()
+        start = start or end - timedelta(days=365)
+        with self.lock:
+            store = SmsStore(ORG_ID, self.config, self.clock)
+            generator.generate(
+                store,
+                n=n,
+                seed=seed,
+                start_ms=dt_to_ms(start),
+                end_ms=dt_to_ms(end),
+                horizon_ms=store.horizon_ms(),
+                consolidation_ms=int(self.config.consolidation_seconds * 1000),
+            )
+            self.stores[ORG_ID] = store
+            store.tick()
+
+    def create_sms(self, payload: dict[str, Any], api_key: str = DEMO_API_KEY) -> dict[str, Any]:
+        """Same as POST /activity/sms/."""
+        ctx = self.context(api_key, "POST", "/api/v1/activity/sms/")
+        with self.lock:
+            return self.store_for(ctx.principal).create(payload, ctx)
+
+    def update_sms(
+        self, sms_id: str, payload: dict[str, Any], api_key: str = DEMO_API_KEY
+    ) -> dict[str, Any]:
+        """Same as PUT /activity/sms/{id}/."""
+        ctx = self.context(api_key, "PUT", f"/api/v1/activity/sms/{sms_id}/")
+        with self.lock:
+            return self.store_for(ctx.principal).update(sms_id, payload, ctx)
+
+    def delete_sms(self, sms_id: str, api_key: str = DEMO_API_KEY) -> None:
+        """Same as DELETE /activity/sms/{id}/."""
+        ctx = self.context(api_key, "DELETE", f"/api/v1/activity/sms/{sms_id}/")
+        with self.lock:
+            self.store_for(ctx.principal).delete(sms_id, ctx)
+
+    def delete_lead(self, lead_id: str, api_key: str = DEMO_API_KEY) -> list[str]:
+        """Delete a lead: its SMS go, each with a `deleted` event; returns their ids."""
+        ctx = self.context(api_key, "DELETE", f"/api/v1/lead/{lead_id}/")
+        with self.lock:
+            return self.store_for(ctx.principal).delete_lead(lead_id, ctx)
+
+    def get_sms(self, sms_id: str) -> dict[str, Any] | None:
+        """The SMS as GET /activity/sms/{id}/ renders it, or None."""
+        with self.lock:
+            store = self.store
+            store.tick()
+            row = store.row_of(sms_id)
+            return None if row is None else store.render(row)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every SMS that currently exists in the main organization, by id."""
+        with self.lock:
+            self.store.tick()
+            return self.store.snapshot()
+
+    def lead_ids(self) -> list[str]:
+        """Ids of the main organization's leads (for tests that pick one)."""
+        with self.lock:
+            return list(self.store.leads.values)
+
+    def events(self, api_key: str = DEMO_API_KEY) -> list[dict[str, Any]]:
+        """Every event inside retention, newest first, rendered for `api_key`."""
+        principal = PRINCIPALS[api_key]
+        with self.lock:
+            store = self.store_for(principal)
+            store.tick()
+            page = store.events.query({}, {}, 1 << 30, None, store.horizon_ms())
+            return [store.events.render(e, store.render, False) for e in page.events]
+
+
+__all__ = ["DEMO_API_KEY", "NON_ADMIN_API_KEY", "Emulator", "RequestRecord", "Stats"]

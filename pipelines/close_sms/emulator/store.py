@@ -1,0 +1,914 @@
+"""SMS data of one organization: compact columns, sorted index, lifecycle and its events.
+
+Records live in typed arrays (about 100 bytes per SMS) and are rendered into Close's JSON
+shape only when asked for, so a store of a million SMS stays small and quick to build.
+Callers hold the emulator lock; nothing here locks by itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+import re
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Principal
+from .clock import Clock
+from .config import EmulatorConfig
+from .events import Event, EventLog
+from .ids import IdCodec, random_like_id
+from .schema import (
+    ATTACHMENT_CONTENT_TYPES,
+    CREATE_FIELDS,
+    DIRECTION_CODE,
+    DIRECTIONS,
+    SOURCE_CODE,
+    SOURCES,
+    STATUS_CODE,
+    STATUSES,
+    UPDATE_FIELDS,
+)
+from .timefmt import NO_TS, dt_to_ms, format_ms, format_opt, parse_datetime
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_INBOX, _DRAFT, _SCHEDULED, _OUTBOX, _SENT, _ERROR = range(6)
+_OUTBOUND = DIRECTION_CODE["outbound"]
+# Outbox sends to numbers ending like this fail, so tests can pick the outcome.
+FAILING_NUMBER_SUFFIX = "0000"
+SEND_ERROR_MESSAGE = "Message delivery failed: the carrier rejected the destination number."
+INVALID_NUMBER_MESSAGE = "The 'To' number is not a valid phone number."
+
+
+class ValidationError(Exception):
+    """400 with Close's `{"errors": [...], "field-errors": {...}}` body."""
+
+    def __init__(self, field_errors: dict[str, str], errors: list[str] | None = None) -> None:
+        super().__init__(field_errors or errors)
+        self.field_errors = field_errors
+        self.errors = errors or []
+
+    def body(self) -> dict[str, Any]:
+        """The response body."""
+        return {"errors": self.errors, "field-errors": self.field_errors}
+
+
+class NotFound(Exception):
+    """404 with `{"error": "Empty query: ... matching query does not exist."}`."""
+
+    def __init__(self, model: str = "Activity") -> None:
+        super().__init__(f"Empty query: {model} matching query does not exist.")
+
+
+class Forbidden(Exception):
+    """403: the key may not do this."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked, and which request, so events carry request_id/api_key_id/meta."""
+
+    principal: Principal | None
+    request_id: str
+    method: str
+    path: str
+
+    @property
+    def user_id(self) -> str | None:
+        """The acting user."""
+        return self.principal.user_id if self.principal else None
+
+
+@dataclass
+class SmsQuery:
+    """Parsed filters of an SMS list; rows/leads/contacts/users are already pool indexes."""
+
+    rows: list[int] | None = None
+    leads: list[int] | None = None
+    contacts: list[int] | None = None
+    users: list[int] | None = None
+    date_created: dict[str, int] = field(default_factory=dict)
+    activity_at: dict[str, int] = field(default_factory=dict)
+    skip: int = 0
+    limit: int = 100
+    order_field: str = "date_created"
+    descending: bool = True
+
+
+class Pool:
+    """Interned values referenced by index from the columns (index 0 may mean null)."""
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        self.values: list[Any] = []
+        self.index: dict[Any, int] = {}
+        for value in values:
+            self.add(value)
+
+    def add(self, value: Any) -> int:
+        """Index of `value`, adding it on first sight."""
+        idx = self.index.get(value)
+        if idx is None:
+            idx = len(self.values)
+            self.values.append(value)
+            self.index[value] = idx
+        return idx
+
+    def get(self, idx: int) -> Any:
+        """The value at `idx`, None for -1."""
+        return None if idx < 0 else self.values[idx]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _bounds_test(bounds: dict[str, int]) -> Callable[[int], bool]:
+    gt, gte = bounds.get("gt"), bounds.get("gte")
+    lt, lte = bounds.get("lt"), bounds.get("lte")
+
+    def test(value: int) -> bool:
+        if value == NO_TS:
+            return False
+        if gt is not None and value <= gt:
+            return False
+        if gte is not None and value < gte:
+            return False
+        if lt is not None and value >= lt:
+            return False
+        return not (lte is not None and value > lte)
+
+    return test
+
+
+def _format_phone(e164: str) -> tuple[str, str | None]:
+    """A display form and country for the few prefixes the generator uses."""
+    if e164.startswith("+1") and len(e164) == 12:
+        return f"+1 {e164[2:5]}-{e164[5:8]}-{e164[8:]}", "US"
+    if e164.startswith("+44") and len(e164) == 13:
+        return f"+44 {e164[3:7]} {e164[7:]}", "GB"
+    if e164.startswith("+49"):
+        return f"+49 {e164[3:6]} {e164[6:]}", "DE"
+    return e164, None
+
+
+class SmsStore:
+    """All SMS of one organization plus its event log."""
+
+    def __init__(self, organization_id: str, config: EmulatorConfig, clock: Clock) -> None:
+        self.organization_id = organization_id
+        self.config = config
+        self.clock = clock
+        self.seed: int | str = 0
+        self.ids = IdCodec("acti_", f"{organization_id}:0")
+        self.events = EventLog(organization_id)
+        self.users = Pool()  # (id, name)
+        self.user_by_id: dict[str, int] = {}
+        self.leads = Pool()  # id
+        self.contacts = Pool()  # id
+        self.phones = Pool()  # e164
+        self.texts = Pool([None])
+        self.costs = Pool([None])
+        self.errors = Pool([None])
+        self.templates = Pool([None])
+        self.sequences = Pool()  # (id, name)
+        self.media_base = "https://app.close.com/go/sms"
+        self._init_columns()
+
+    def _init_columns(self) -> None:
+        self.dc = array("q")
+        self.du = array("q")
+        self.aa = array("q")
+        self.dsent = array("q")
+        self.dsched = array("q")
+        self.status = array("b")
+        self.direction = array("b")
+        self.source = array("b")
+        self.lead = array("i")
+        self.contact = array("i")
+        self.user = array("i")
+        self.created_by = array("i")
+        self.updated_by = array("i")
+        self.local = array("i")
+        self.remote = array("i")
+        self.text = array("i")
+        self.cost = array("i")
+        self.err = array("i")
+        self.tmpl = array("i")
+        self.natt = array("b")
+        self.seq = array("h")
+        self.deleted = bytearray()
+        self.attach_override: dict[int, list[dict[str, Any]]] = {}
+        # Listing order: keys are -date_created ascending, ties by row ascending.
+        self.keys = array("q")
+        self.order = array("i")
+        self.by_lead: dict[int, array] = {}
+        self.by_contact: dict[int, array] = {}
+        self._pending: list[tuple[int, int]] = []
+        self._pending_due: dict[int, int] = {}
+
+    # ---- rows -------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        """Rows ever stored, deleted ones included."""
+        return len(self.dc)
+
+    @property
+    def live_count(self) -> int:
+        """SMS that currently exist."""
+        return len(self.order)
+
+    def sms_id(self, row: int) -> str:
+        """The `acti_` id of a row."""
+        return self.ids.encode(row)
+
+    def row_of(self, sms_id: str) -> int | None:
+        """The row of a live SMS id, or None."""
+        row = self.ids.decode(sms_id)
+        if row is None or row >= len(self.dc) or self.deleted[row]:
+            return None
+        return row
+
+    def append_row(
+        self,
+        *,
+        dc: int,
+        du: int,
+        aa: int,
+        dsent: int,
+        dsched: int,
+        status: int,
+        direction: int,
+        source: int,
+        lead: int,
+        contact: int,
+        user: int,
+        created_by: int,
+        updated_by: int,
+        local: int,
+        remote: int,
+        text: int,
+        cost: int,
+        err: int,
+        tmpl: int,
+        natt: int = 0,
+        seq: int = -1,
+        deleted: bool = False,
+    ) -> int:
+        """Append one record to the columns (not yet indexed)."""
+        row = len(self.dc)
+        self.dc.append(dc)
+        self.du.append(du)
+        self.aa.append(aa)
+        self.dsent.append(dsent)
+        self.dsched.append(dsched)
+        self.status.append(status)
+        self.direction.append(direction)
+        self.source.append(source)
+        self.lead.append(lead)
+        self.contact.append(contact)
+        self.user.append(user)
+        self.created_by.append(created_by)
+        self.updated_by.append(updated_by)
+        self.local.append(local)
+        self.remote.append(remote)
+        self.text.append(text)
+        self.cost.append(cost)
+        self.err.append(err)
+        self.tmpl.append(tmpl)
+        self.natt.append(natt)
+        self.seq.append(seq)
+        self.deleted.append(1 if deleted else 0)
+        return row
+
+    def index_row(self, row: int) -> None:
+        """Put a live row into the sorted listing index and the lead/contact indexes."""
+        key = -self.dc[row]
+        pos = bisect.bisect_right(self.keys, key)
+        self.keys.insert(pos, key)
+        self.order.insert(pos, row)
+        self._index_owner(row)
+
+    def _index_owner(self, row: int) -> None:
+        lead, contact = self.lead[row], self.contact[row]
+        if lead >= 0:
+            self.by_lead.setdefault(lead, array("i")).append(row)
+        if contact >= 0:
+            self.by_contact.setdefault(contact, array("i")).append(row)
+
+    def _unindex_owner(self, row: int) -> None:
+        for idx, index in ((self.lead[row], self.by_lead), (self.contact[row], self.by_contact)):
+            if idx >= 0 and idx in index:
+                rows = index[idx]
+                if row in rows:
+                    rows.remove(row)
+
+    def build_index(self, live_rows_in_order: array) -> None:
+        """Install a ready listing order (the generator emits rows sorted already)."""
+        self.order = live_rows_in_order
+        self.keys = array("q", (-self.dc[row] for row in live_rows_in_order))
+        for row in live_rows_in_order:
+            self._index_owner(row)
+
+    def _unindex(self, row: int) -> None:
+        key = -self.dc[row]
+        lo = bisect.bisect_left(self.keys, key)
+        hi = bisect.bisect_right(self.keys, key)
+        for pos in range(lo, hi):
+            if self.order[pos] == row:
+                del self.keys[pos]
+                del self.order[pos]
+                break
+        self._unindex_owner(row)
+
+    # ---- rendering ----------------------------------------------------------------------
+
+    def attachments(self, row: int) -> list[dict[str, Any]]:
+        """Attachments of a row: stored ones from the API, or derived from the row's hash."""
+        override = self.attach_override.get(row)
+        if override is not None:
+            return [dict(item) for item in override]
+        count = self.natt[row]
+        if not count:
+            return []
+        sms_id = self.sms_id(row)
+        digest = hashlib.blake2b(f"{self.seed}:{row}".encode(), digest_size=32).digest()
+        result = []
+        for k in range(count):
+            ctype = ATTACHMENT_CONTENT_TYPES[digest[k] % len(ATTACHMENT_CONTENT_TYPES)]
+            media_id = random_like_id("media_", f"{self.seed}:{row}", k, length=22)
+            ext = ctype.split("/", 1)[1].split("-")[0].replace("x-", "").lower()
+            url = f"{self.media_base}/{sms_id}/media/{media_id}/"
+            result.append(
+                {
+                    "media_id": media_id,
+                    "content_type": ctype,
+                    "filename": f"media_{k + 1}.{ext}",
+                    "size": 1024 + int.from_bytes(digest[8 + 3 * k : 11 + 3 * k], "big"),
+                    "url": url,
+                    # Close only has thumbnails when it could make one: images.
+                    "thumbnail_url": f"{url}thumbnail/" if ctype.startswith("image/") else None,
+                }
+            )
+        return result
+
+    def render(self, row: int) -> dict[str, Any]:
+        """The SMS as GET /activity/sms/{id}/ returns it."""
+        user = self.users.get(self.user[row])
+        created_by = self.users.get(self.created_by[row])
+        updated_by = self.users.get(self.updated_by[row])
+        local = self.phones.get(self.local[row])
+        remote = self.phones.get(self.remote[row])
+        local_fmt, local_iso = _format_phone(local) if local else (None, None)
+        remote_fmt, remote_iso = _format_phone(remote) if remote else (None, None)
+        seq = self.sequences.get(self.seq[row])
+        return {
+            "_type": "SMS",
+            "activity_at": format_opt(self.aa[row]),
+            "agent_action_reason": None,
+            "agent_config_id": None,
+            "attachments": self.attachments(row),
+            "contact_id": self.contacts.get(self.contact[row]),
+            "cost": self.costs.values[self.cost[row]],
+            "created_by": created_by[0] if created_by else None,
+            "created_by_name": created_by[1] if created_by else None,
+            "date_created": format_ms(self.dc[row]),
+            "date_scheduled": format_opt(self.dsched[row]),
+            "date_sent": format_opt(self.dsent[row]),
+            "date_updated": format_ms(self.du[row]),
+            "direction": DIRECTIONS[self.direction[row]],
+            "error_message": self.errors.values[self.err[row]],
+            "id": self.sms_id(row),
+            "lead_id": self.leads.get(self.lead[row]),
+            "local_country_iso": local_iso,
+            "local_phone": local,
+            "local_phone_formatted": local_fmt,
+            "organization_id": self.organization_id,
+            "remote_country_iso": remote_iso,
+            "remote_phone": remote,
+            "remote_phone_formatted": remote_fmt,
+            "sequence_id": seq[0] if seq else None,
+            "sequence_name": seq[1] if seq else None,
+            "sequence_subscription_id": (
+                random_like_id("sub_", self.seed, row, length=22) if seq else None
+            ),
+            "source": SOURCES[self.source[row]],
+            "status": STATUSES[self.status[row]],
+            "template_id": self.templates.values[self.tmpl[row]],
+            "text": self.texts.values[self.text[row]],
+            "updated_by": updated_by[0] if updated_by else None,
+            "updated_by_name": updated_by[1] if updated_by else None,
+            "user_id": user[0] if user else None,
+            "user_name": user[1] if user else None,
+            "users": [],
+        }
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every live SMS, rendered, by id."""
+        return {self.sms_id(row): self.render(row) for row in self.order}
+
+    # ---- listing ------------------------------------------------------------------------
+
+    def _sort_key(self, order_field: str) -> Callable[[int], tuple[int, int]]:
+        column = self.dc if order_field == "date_created" else self.aa
+        return lambda row: (-column[row], row)
+
+    def list_rows(self, q: SmsQuery) -> tuple[list[int], bool]:
+        """Rows of one page and has_more, newest first by date_created (ties by row)."""
+        dc_test = _bounds_test(q.date_created) if q.date_created else None
+        aa_test = _bounds_test(q.activity_at) if q.activity_at else None
+        users = set(q.users) if q.users is not None else None
+        contacts = set(q.contacts) if q.contacts is not None else None
+        leads = set(q.leads) if q.leads is not None else None
+        want = q.skip + q.limit + 1
+
+        def extra_ok(row: int) -> bool:
+            if users is not None and self.user[row] not in users:
+                return False
+            if contacts is not None and self.contact[row] not in contacts:
+                return False
+            if leads is not None and self.lead[row] not in leads:
+                return False
+            return aa_test is None or aa_test(self.aa[row])
+
+        candidates: Iterable[int] | None = None
+        if q.rows is not None:
+            candidates = q.rows
+        elif q.leads is not None:
+            candidates = [r for lead in q.leads for r in self.by_lead.get(lead, ())]
+        elif q.contacts is not None:
+            candidates = [r for c in q.contacts for r in self.by_contact.get(c, ())]
+        if candidates is not None or q.order_field != "date_created":
+            if candidates is None:
+                candidates = self.order
+            rows = sorted(
+                {
+                    r
+                    for r in candidates
+                    if not self.deleted[r]
+                    and (dc_test is None or dc_test(self.dc[r]))
+                    and extra_ok(r)
+                },
+                key=self._sort_key(q.order_field),
+                reverse=not q.descending,
+            )
+            page = rows[q.skip : q.skip + q.limit + 1]
+            return page[: q.limit], len(page) > q.limit
+
+        # date_created window -> position range in the sorted index (binary search).
+        lo, hi = 0, len(self.keys)
+        b = q.date_created
+        if "gt" in b:
+            hi = min(hi, bisect.bisect_left(self.keys, -b["gt"]))
+        if "gte" in b:
+            hi = min(hi, bisect.bisect_right(self.keys, -b["gte"]))
+        if "lt" in b:
+            lo = max(lo, bisect.bisect_right(self.keys, -b["lt"]))
+        if "lte" in b:
+            lo = max(lo, bisect.bisect_left(self.keys, -b["lte"]))
+        if hi <= lo:
+            return [], False
+        filtered = users is not None or aa_test is not None
+        if not filtered:
+            if q.descending:
+                page = list(self.order[lo + q.skip : min(hi, lo + want)])
+            else:
+                start = hi - 1 - q.skip
+                stop = max(lo - 1, hi - 1 - want)
+                page = [self.order[p] for p in range(start, stop, -1)] if start >= lo else []
+            return page[: q.limit], len(page) > q.limit
+        positions = range(lo, hi) if q.descending else range(hi - 1, lo - 1, -1)
+        page = []
+        seen = 0
+        for pos in positions:
+            row = self.order[pos]
+            if extra_ok(row):
+                seen += 1
+                if seen > q.skip:
+                    page.append(row)
+                    if len(page) > q.limit:
+                        break
+        return page[: q.limit], len(page) > q.limit
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Send due outbox/scheduled SMS; lazy, so it runs on every read and clock jump."""
+        now = self.clock.now_ms()
+        while self._pending and self._pending[0][0] <= now:
+            due, row = heapq.heappop(self._pending)
+            if self._pending_due.get(row) != due:
+                continue  # cancelled or rescheduled
+            del self._pending_due[row]
+            if self.deleted[row] or self.status[row] not in (_OUTBOX, _SCHEDULED):
+                continue
+            self._send(row, due)
+
+    def _send(self, row: int, at: int) -> None:
+        before = self.render(row)
+        remote = self.phones.get(self.remote[row])
+        if remote is None or not _E164.match(remote):
+            error = INVALID_NUMBER_MESSAGE
+        elif remote.endswith(FAILING_NUMBER_SUFFIX):
+            error = SEND_ERROR_MESSAGE
+        else:
+            error = None
+        self.du[row] = at
+        if error is None:
+            self.status[row] = _SENT
+            self.dsent[row] = at
+            self.aa[row] = at
+            text = self.texts.values[self.text[row]] or ""
+            self.cost[row] = self.costs.add(f"{0.0079 * max(1, -(-len(text) // 160)):.4f}")
+            action = "sent"
+        else:
+            self.status[row] = _ERROR
+            self.err[row] = self.errors.add(error)
+            action = "updated"
+        after = self.render(row)
+        changed = sorted(k for k in after if after[k] != before[k])
+        previous = {k: before[k] for k in changed}
+        user_id = after["user_id"]
+        self._emit(
+            action,
+            row,
+            at,
+            user_id=user_id,
+            data=after,
+            previous=previous,
+            changed=changed,
+            ctx=None,
+        )
+
+    def _emit(
+        self,
+        action: str,
+        row: int,
+        at: int,
+        *,
+        user_id: str | None,
+        data: dict[str, Any] | None,
+        previous: dict[str, Any] | None,
+        changed: list[str],
+        ctx: RequestContext | None,
+    ) -> Event:
+        event = self.events.new_event(
+            at,
+            user_id=ctx.user_id if ctx else user_id,
+            request_id=ctx.request_id if ctx else None,
+            api_key_id=ctx.principal.key_id if ctx and ctx.principal else None,
+            object_type="activity.sms",
+            object_id=self.sms_id(row),
+            lead_id=self.leads.get(self.lead[row]),
+            action=action,
+            changed_fields=changed,
+            data=data,
+            previous_data=previous,
+            meta=({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
+        )
+        return self.events.emit(event, int(self.config.consolidation_seconds * 1000))
+
+    def _schedule(self, row: int, due: int) -> None:
+        self._pending_due[row] = due
+        heapq.heappush(self._pending, (due, row))
+
+    def _user_index(self, user_id: str | None, principal: Principal | None) -> int:
+        if user_id is None:
+            return -1
+        idx = self.user_by_id.get(user_id)
+        if idx is None:
+            name = principal.user_name if principal and principal.user_id == user_id else None
+            idx = self.users.add((user_id, name))
+            self.user_by_id[user_id] = idx
+        return idx
+
+    def _validate(
+        self, payload: dict[str, Any], allowed: frozenset[str], creating: bool
+    ) -> dict[str, Any]:
+        """Type-check a create/update body; returns the accepted fields."""
+        errors: dict[str, str] = {}
+        clean: dict[str, Any] = {}
+        if not isinstance(payload, dict):
+            raise ValidationError({}, ["Invalid JSON body: expected an object."])
+        for name, value in payload.items():
+            if name not in allowed:
+                continue  # Close ignores fields it does not know
+            clean[name] = value
+        if creating and "status" not in clean:
+            errors["status"] = "This field is required."
+        if "status" in clean and clean["status"] not in STATUS_CODE:
+            errors["status"] = f"Value must be one of: {', '.join(STATUSES)}."
+        if "direction" in clean and clean["direction"] not in DIRECTION_CODE:
+            errors["direction"] = f"Value must be one of: {', '.join(DIRECTIONS)}."
+        if "source" in clean and clean["source"] not in SOURCE_CODE:
+            errors["source"] = f"Value must be one of: {', '.join(SOURCES)}."
+        for name in (
+            "text",
+            "lead_id",
+            "contact_id",
+            "user_id",
+            "created_by_id",
+            "template_id",
+            "local_phone",
+            "remote_phone",
+            "organization_id",
+        ):
+            if name in clean and clean[name] is not None and not isinstance(clean[name], str):
+                errors[name] = "Not a valid string."
+        for name in ("local_phone", "remote_phone"):
+            value = clean.get(name)
+            if isinstance(value, str) and not _E164.match(value):
+                errors[name] = "Invalid phone number: use E.164, e.g. +16503334444."
+        for name in ("activity_at", "date_created", "date_scheduled"):
+            value = clean.get(name)
+            if value is None:
+                continue
+            try:
+                clean[name] = dt_to_ms(parse_datetime(str(value)))
+            except ValueError:
+                errors[name] = "Not a valid datetime."
+        if "send_in" in clean and clean["send_in"] is not None:
+            value = clean["send_in"]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < self.config.send_in_max_seconds
+            ):
+                errors["send_in"] = (
+                    f"Ensure this value is a number of seconds less than "
+                    f"{self.config.send_in_max_seconds}."
+                )
+        if clean.get("organization_id") not in (None, self.organization_id):
+            errors["organization_id"] = "Object does not exist."
+        if "attachments" in clean and clean["attachments"] is not None:
+            items = clean["attachments"]
+            if not isinstance(items, list):
+                errors["attachments"] = "Expected a list of attachments."
+            else:
+                for i, item in enumerate(items):
+                    if not isinstance(item, dict) or not all(
+                        isinstance(item.get(k), str) for k in ("content_type", "filename", "url")
+                    ):
+                        errors["attachments"] = (
+                            f"Item {i}: content_type, filename and url are required."
+                        )
+                    elif item["content_type"] not in ATTACHMENT_CONTENT_TYPES:
+                        errors["attachments"] = f"Item {i}: unsupported content_type."
+        if errors:
+            raise ValidationError(errors)
+        return clean
+
+    def _check_sendable(
+        self, status: int, row_values: dict[str, Any], errors: dict[str, str]
+    ) -> None:
+        if status in (_OUTBOX, _SCHEDULED):
+            if not row_values.get("local_phone"):
+                errors["local_phone"] = "This field is required to send an SMS."
+            if not row_values.get("text") and not row_values.get("template_id"):
+                errors["text"] = "Provide text or template_id to send an SMS."
+        if status == _SCHEDULED and row_values.get("date_scheduled") in (None, NO_TS):
+            errors["date_scheduled"] = "This field is required for scheduled SMS."
+
+    def _store_attachments(self, row: int, sms_id: str, items: list[dict[str, Any]] | None) -> None:
+        if not items:
+            self.attach_override[row] = []
+            return
+        stored = []
+        for k, item in enumerate(items):
+            media_id = random_like_id("media_", f"api:{sms_id}", k, length=22)
+            url = f"{self.media_base}/{sms_id}/media/{media_id}/"
+            stored.append(
+                {
+                    "media_id": media_id,
+                    "content_type": item["content_type"],
+                    "filename": item["filename"],
+                    "size": item.get("size") if isinstance(item.get("size"), int) else None,
+                    "url": url,
+                    "thumbnail_url": (
+                        f"{url}thumbnail/" if item["content_type"].startswith("image/") else None
+                    ),
+                }
+            )
+        self.attach_override[row] = stored
+
+    def create(self, payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """POST /activity/sms/: validate, store, emit `created` (and `sent`)."""
+        self.tick()
+        clean = self._validate(payload, CREATE_FIELDS, creating=True)
+        now = self.clock.now_ms()
+        status = STATUS_CODE[clean["status"]]
+        direction_name = clean.get("direction") or ("inbound" if status == _INBOX else "outbound")
+        source_name = clean.get("source") or (
+            "Close.io" if status in (_OUTBOX, _SCHEDULED) else "External"
+        )
+        errors: dict[str, str] = {}
+        self._check_sendable(status, clean, errors)
+        dsched = clean.get("date_scheduled")
+        if status == _SCHEDULED and dsched is not None and dsched <= now:
+            errors["date_scheduled"] = "The scheduled date must be in the future."
+        if errors:
+            raise ValidationError(errors)
+        dc = clean.get("date_created") or now
+        principal = ctx.principal
+        user_id = clean.get("user_id") or (principal.user_id if principal else None)
+        created_by_id = clean.get("created_by_id") or (principal.user_id if principal else None)
+        dsent = dc if status == _SENT else NO_TS
+        aa = clean.get("activity_at") or (dsent if dsent != NO_TS else dc)
+        lead_idx = self.leads.add(clean["lead_id"]) if clean.get("lead_id") else -1
+        contact_idx = self.contacts.add(clean["contact_id"]) if clean.get("contact_id") else -1
+        text = clean.get("text")
+        template_id = clean.get("template_id")
+        if text is None and template_id:
+            text = f"(rendered from template {template_id})"
+        row = self.append_row(
+            dc=dc,
+            du=max(dc, now),
+            aa=aa,
+            dsent=dsent,
+            dsched=dsched if status == _SCHEDULED else NO_TS,
+            status=status,
+            direction=DIRECTION_CODE[direction_name],
+            source=SOURCE_CODE[source_name],
+            lead=lead_idx,
+            contact=contact_idx,
+            user=self._user_index(user_id, principal),
+            created_by=self._user_index(created_by_id, principal),
+            updated_by=self._user_index(created_by_id, principal),
+            local=self.phones.add(clean["local_phone"]) if clean.get("local_phone") else -1,
+            remote=self.phones.add(clean["remote_phone"]) if clean.get("remote_phone") else -1,
+            text=self.texts.add(text) if text is not None else 0,
+            cost=0,
+            err=0,
+            tmpl=self.templates.add(template_id) if template_id else 0,
+        )
+        sms_id = self.sms_id(row)
+        if clean.get("attachments"):
+            self._store_attachments(row, sms_id, clean["attachments"])
+        self.index_row(row)
+        rendered = self.render(row)
+        at = max(now, self.dc[row])
+        self._emit(
+            "created", row, at, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
+        )
+        if status == _SENT and self.direction[row] == _OUTBOUND:
+            self._emit(
+                "sent", row, at, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
+            )
+        if status == _OUTBOX:
+            self._schedule(row, now + int(float(clean.get("send_in") or 0) * 1000))
+        elif status == _SCHEDULED:
+            self._schedule(row, dsched)  # type: ignore[arg-type]
+        return rendered
+
+    def update(self, sms_id: str, payload: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """PUT /activity/sms/{id}/ (a PATCH): drafts only, plus cancelling back to draft."""
+        self.tick()
+        row = self.row_of(sms_id)
+        if row is None:
+            raise NotFound()
+        clean = self._validate(payload, UPDATE_FIELDS, creating=False)
+        now = self.clock.now_ms()
+        current = self.status[row]
+        new_status = STATUS_CODE[clean["status"]] if "status" in clean else current
+        if current != _DRAFT:
+            cancelling = current in (_SCHEDULED, _OUTBOX) and new_status == _DRAFT
+            if not cancelling:
+                raise ValidationError({"status": "Only draft SMS can be modified."})
+        elif new_status not in (_DRAFT, _SCHEDULED, _OUTBOX):
+            raise ValidationError(
+                {"status": "A draft can only be changed to draft, scheduled or outbox."}
+            )
+        before = self.render(row)
+        merged = {
+            "local_phone": clean.get("local_phone", before["local_phone"]),
+            "text": clean.get("text", before["text"]),
+            "template_id": clean.get("template_id", before["template_id"]),
+            "date_scheduled": clean.get("date_scheduled", self.dsched[row]),
+        }
+        errors: dict[str, str] = {}
+        self._check_sendable(new_status, merged, errors)
+        if (
+            new_status == _SCHEDULED
+            and merged["date_scheduled"] not in (None, NO_TS)
+            and merged["date_scheduled"] <= now
+        ):
+            errors["date_scheduled"] = "The scheduled date must be in the future."
+        if errors:
+            raise ValidationError(errors)
+
+        if "text" in clean:
+            self.text[row] = self.texts.add(clean["text"]) if clean["text"] is not None else 0
+        if "template_id" in clean:
+            tid = clean["template_id"]
+            self.tmpl[row] = self.templates.add(tid) if tid else 0
+        for name, column in (("local_phone", self.local), ("remote_phone", self.remote)):
+            if name in clean:
+                column[row] = self.phones.add(clean[name]) if clean[name] else -1
+        if "activity_at" in clean:
+            self.aa[row] = clean["activity_at"] if clean["activity_at"] is not None else NO_TS
+        if "user_id" in clean:
+            self.user[row] = self._user_index(clean["user_id"], ctx.principal)
+        if "lead_id" in clean or "contact_id" in clean:
+            self._unindex_owner(row)
+            if "lead_id" in clean:
+                self.lead[row] = self.leads.add(clean["lead_id"]) if clean["lead_id"] else -1
+            if "contact_id" in clean:
+                cid = clean["contact_id"]
+                self.contact[row] = self.contacts.add(cid) if cid else -1
+            self._index_owner(row)
+        if "attachments" in clean:
+            self._store_attachments(row, sms_id, clean["attachments"])
+        self.status[row] = new_status
+        self._pending_due.pop(row, None)
+        if new_status == _SCHEDULED:
+            self.dsched[row] = merged["date_scheduled"]
+            self._schedule(row, self.dsched[row])
+        elif new_status == _OUTBOX:
+            self.dsched[row] = NO_TS
+            self._schedule(row, now + int(float(clean.get("send_in") or 0) * 1000))
+        else:
+            self.dsched[row] = NO_TS
+        self.du[row] = max(now, self.du[row])
+        if ctx.principal is not None:
+            self.updated_by[row] = self._user_index(ctx.principal.user_id, ctx.principal)
+        after = self.render(row)
+        changed = sorted(k for k in after if after[k] != before[k])
+        self._emit(
+            "updated",
+            row,
+            self.du[row],
+            user_id=after["user_id"],
+            data=after,
+            previous={k: before[k] for k in changed},
+            changed=changed,
+            ctx=ctx,
+        )
+        return after
+
+    def delete(self, sms_id: str, ctx: RequestContext) -> None:
+        """DELETE /activity/sms/{id}/: emits `deleted` with data null."""
+        self.tick()
+        row = self.row_of(sms_id)
+        if row is None:
+            raise NotFound()
+        principal = ctx.principal
+        if principal is not None and not principal.is_admin:
+            owner = self.users.get(self.user[row])
+            if owner is None or owner[0] != principal.user_id:
+                raise Forbidden()
+        self._delete_row(row, ctx)
+
+    def _delete_row(self, row: int, ctx: RequestContext | None) -> None:
+        now = self.clock.now_ms()
+        previous = self.render(row)
+        self.deleted[row] = 1
+        self._unindex(row)
+        self._pending_due.pop(row, None)
+        self._emit(
+            "deleted",
+            row,
+            max(now, self.du[row]),
+            user_id=previous["user_id"],
+            data=None,
+            previous=previous,
+            changed=[],
+            ctx=ctx,
+        )
+
+    def delete_lead(self, lead_id: str, ctx: RequestContext | None) -> list[str]:
+        """Delete a lead's SMS (each with a `deleted` event) and emit the lead's own event."""
+        self.tick()
+        idx = self.leads.index.get(lead_id)
+        if idx is None:
+            raise NotFound("Lead")
+        rows = sorted(
+            (r for r in self.by_lead.get(idx, ()) if not self.deleted[r]),
+            key=self._sort_key("date_created"),
+        )
+        deleted = []
+        for row in rows:
+            deleted.append(self.sms_id(row))
+            self._delete_row(row, ctx)
+        now = self.clock.now_ms()
+        event = self.events.new_event(
+            now,
+            user_id=ctx.user_id if ctx else None,
+            request_id=ctx.request_id if ctx else None,
+            api_key_id=ctx.principal.key_id if ctx and ctx.principal else None,
+            object_type="lead",
+            object_id=lead_id,
+            lead_id=lead_id,
+            action="deleted",
+            changed_fields=[],
+            data=None,
+            previous_data={"id": lead_id, "organization_id": self.organization_id},
+            meta=({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
+        )
+        self.events.emit(event, 0)
+        return deleted
+
+    def horizon_ms(self) -> int:
+        """Events last updated before this instant are gone (retention)."""
+        return self.clock.now_ms() - self.config.event_retention_days * 86_400_000

@@ -1,0 +1,67 @@
+"""Shared fixtures: an in-process Close API emulator on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+from pipelines.close_sms.emulator import (  # noqa: E402
+    DEMO_API_KEY,
+    Emulator,
+    EmulatorConfig,
+    EmulatorServer,
+)
+
+
+@dataclass
+class RunningEmulator:
+    """A started emulator: its state, server, base URL and the admin key."""
+
+    emu: Emulator
+    server: EmulatorServer
+    base_url: str
+    api_key: str
+
+    def session(self, api_key: str | None = None) -> requests.Session:
+        """A requests session authenticated the way Close documents (key as user, no password)."""
+        session = requests.Session()
+        session.auth = (api_key or self.api_key, "")
+        return session
+
+    def get(self, path: str, api_key: str | None = None, **kwargs: Any) -> requests.Response:
+        """GET base_url + path with the admin key (or `api_key`)."""
+        kwargs.setdefault("timeout", 10)
+        return requests.get(self.base_url + path, auth=(api_key or self.api_key, ""), **kwargs)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Callable[..., RunningEmulator]]:
+    """Factory: `emulator(sms=500, seed=3, start=None, end=None, **EmulatorConfig fields)`."""
+    servers: list[EmulatorServer] = []
+
+    def start(
+        sms: int = 500,
+        seed: int = 3,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        **config: Any,
+    ) -> RunningEmulator:
+        emu = Emulator(EmulatorConfig(**config))
+        if sms:
+            emu.generate(n=sms, seed=seed, start=start, end=end)
+        server = EmulatorServer(emu).start()
+        servers.append(server)
+        return RunningEmulator(emu, server, server.base_url, DEMO_API_KEY)
+
+    yield start
+    for server in servers:
+        server.stop()

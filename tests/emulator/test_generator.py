@@ -1,0 +1,86 @@
+"""The synthetic account: deterministic and shaped like a real one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from pipelines.close_sms.emulator import Emulator
+
+from .spec import attachment_content_types
+
+END = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def _account(n=4000, seed=7):
+    emu = Emulator()
+    emu.clock.freeze(END)
+    emu.generate(n=n, seed=seed, start=END - timedelta(days=120), end=END)
+    return emu
+
+
+def test_deterministic_per_seed():
+    a, b, c = _account(seed=1), _account(seed=1), _account(seed=2)
+    assert a.snapshot() == b.snapshot()
+    assert a.events() == b.events()
+    assert a.snapshot() != c.snapshot()
+
+
+def test_shape_of_the_account():
+    emu = _account()
+    snap = list(emu.snapshot().values())
+    assert 3900 <= len(snap) < 4000  # some were deleted
+    assert {s["status"] for s in snap} == {"inbox", "draft", "scheduled", "outbox", "sent", "error"}
+    assert {s["direction"] for s in snap} == {"inbound", "outbound"}
+    assert all(s["error_message"] for s in snap if s["status"] == "error")
+    assert all(isinstance(s["cost"], str) for s in snap if s["cost"] is not None)
+    assert any(s["cost"] is None for s in snap)
+    assert len({s["lead_id"] for s in snap}) > 100 and len({s["user_id"] for s in snap}) > 3
+    assert any(s["contact_id"] is None for s in snap) and any(s["text"] is None for s in snap)
+    assert any(len(s["text"] or "") >= 1600 for s in snap)
+    assert any(ord(ch) > 0xFFFF for s in snap for ch in (s["text"] or ""))  # emoji
+    assert any(s["date_updated"] > s["date_created"] for s in snap if s["status"] == "inbox")
+    bursts = Counter(s["date_created"] for s in snap)
+    assert bursts.most_common(1)[0][1] >= 150
+
+
+def test_mms_attachments():
+    emu = _account()
+    snap = list(emu.snapshot().values())
+    mms = [s for s in snap if s["attachments"]]
+    assert 0.07 < len(mms) / len(snap) < 0.13
+    allowed = set(attachment_content_types())
+    for sms in mms:
+        assert 1 <= len(sms["attachments"]) <= 3
+        for att in sms["attachments"]:
+            assert set(att) == {
+                "media_id",
+                "content_type",
+                "filename",
+                "size",
+                "url",
+                "thumbnail_url",
+            }
+            assert att["content_type"] in allowed and att["media_id"].startswith("media_")
+            assert att["url"].startswith("https://") and "@" not in att["url"]
+            assert sms["id"] in att["url"]
+
+
+def test_deleted_and_updated_events_inside_retention():
+    emu = _account()
+    events = emu.events()
+    deleted = [e for e in events if e["action"] == "deleted"]
+    assert deleted and all(e["data"] is None and e["previous_data"] for e in deleted)
+    live = emu.snapshot()
+    assert not {e["object_id"] for e in deleted} & set(live)
+    assert any(e["action"] == "updated" for e in events)
+    horizon = END - timedelta(days=30)
+    assert all(datetime.fromisoformat(e["date_updated"]) >= horizon for e in events)
+
+
+def test_scheduled_sms_are_sent_when_the_clock_passes():
+    emu = _account(n=2000)
+    scheduled = [i for i, s in emu.snapshot().items() if s["status"] == "scheduled"]
+    assert scheduled
+    emu.clock.advance(31 * 86400)
+    assert all(emu.get_sms(i)["status"] in ("sent", "error") for i in scheduled)
