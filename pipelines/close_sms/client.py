@@ -230,7 +230,7 @@ class CloseClient:
         # header and a legacy body field, and truncated or invalid bodies fail after urllib3.
         group = _ID_SEGMENT.sub("/{id}/", path)
         url = self.base_url + path
-        failures = 0
+        failures = throttled = 0
         while True:
             self._sleep(self.pacer.reserve(group), "rate limit")
             self._count("requests")
@@ -249,8 +249,8 @@ class CloseClient:
                     self._count("responses_429")
                     wait = retry_wait_from_429(response)
                     self.pacer.pause(wait)
-                    failures += 1
-                    if failures > self.config.max_retries * 3:
+                    throttled += 1
+                    if throttled > self.config.max_retries * 4:
                         raise UnreachableError(f"{method} {path}: still rate limited (429)")
                     continue
                 if response.status_code in (401, 403):

@@ -205,8 +205,8 @@ def _removed_ids(pipeline: dlt.Pipeline, plan: dict[str, Any]) -> list[str]:
         if not client.has_dataset():
             return []
         rows = client.execute_sql(
-            "SELECT id FROM sms WHERE CAST(_dlt_load_id AS DOUBLE) < ? "
-            "AND date_created >= ? AND date_created < ?",
+            f"SELECT id FROM {client.make_qualified_table_name('sms')} "
+            "WHERE CAST(_dlt_load_id AS DOUBLE) < ? AND date_created >= ? AND date_created < ?",
             plan["created"],
             parse_timestamp(plan["start"]),
             parse_timestamp(plan["end"]),

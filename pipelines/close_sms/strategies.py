@@ -19,12 +19,14 @@ _MAX_SKIP_MESSAGE = re.compile(r"max_skip\s*=\s*(\d+)")
 
 def parse_timestamp(value: Any) -> datetime | None:
     """Parse Close's timestamps tolerantly: with or without a fraction, `Z`, offset or naive UTC."""
-    if value is None or isinstance(value, datetime):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return pendulum.instance(value, tz="UTC").in_timezone("UTC")
     parsed = pendulum.parse(str(value), tz="UTC")
     if not isinstance(parsed, datetime):
         raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.astimezone(timezone.utc)
+    return parsed.in_timezone("UTC")
 
 
 def to_ms(moment: datetime) -> int:
@@ -193,7 +195,7 @@ class BackfillReader:
             skip = sum(
                 1
                 for item in page.items
-                if to_ms(parse_timestamp(item["date_created"])) >= slice_start
+                if to_ms(parse_timestamp(item["date_created"])) < slice_start + self.precision_ms
             )
         next_upper = min(window.upper, slice_start + self.precision_ms)
         if skip + self.page_size > self.max_skip:
