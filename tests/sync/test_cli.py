@@ -32,7 +32,9 @@ def test_sync_from_home_directory_and_status(emulator, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert mismatches(home / "warehouse.duckdb", running.emu.snapshot()) == []
-    status = run_cli("status", "--database", "warehouse.duckdb", api_key=None, cwd=home, HOME=str(home))
+    status = run_cli(
+        "status", "--database", "warehouse.duckdb", api_key=None, cwd=home, HOME=str(home)
+    )
     assert status.returncode == 0, status.stderr
     assert "rows in sms:" in status.stdout
     assert "backfill:             complete" in status.stdout
@@ -188,7 +190,9 @@ def test_killed_backfill_resumes_exactly(emulator, tmp_path):
     partial = count(database, "SELECT count(*) FROM close_sms.sms")
     assert 0 < partial < 6000
 
-    resumed = subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        cli_command(*args), env=env, capture_output=True, text=True, timeout=300
+    )
 
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming backfill" in resumed.stderr
