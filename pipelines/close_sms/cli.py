@@ -216,13 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _exit_code(exc: BaseException) -> int:
     from .client import AuthError, CloseApiError
     from .runner import SyncError
-    from .strategies import MaxSkipExceeded
 
     if isinstance(exc, SyncError):
         return exc.exit_code
     if isinstance(exc, AuthError):
         return EXIT_AUTH
-    if isinstance(exc, (CloseApiError, MaxSkipExceeded)):
+    if isinstance(exc, CloseApiError):
         return EXIT_API
     return EXIT_UNEXPECTED
 

@@ -342,13 +342,15 @@ def _step(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return function(*args, **kwargs)
     except PipelineStepFailed as exc:
-        cause = exc.__cause__ or exc.exception
-        while isinstance(cause, PipelineStepFailed):
-            cause = cause.__cause__ or cause.exception
-        if isinstance(cause, (CloseApiError, SyncError)):
-            raise cause from None
-        if isinstance(cause, duckdb.Error):
-            raise DatabaseError(f"DuckDB failed during {exc.step}: {_first_line(cause)}") from None
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, (CloseApiError, SyncError)):
+                raise cause from None
+            if isinstance(cause, duckdb.Error):
+                raise DatabaseError(
+                    f"DuckDB failed during {exc.step}: {_first_line(cause)}"
+                ) from None
+            cause = cause.__cause__ or cause.__context__
         raise
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,7 +12,7 @@ from typing import Any
 import pendulum
 
 from . import settings
-from .client import CloseClient, RequestRejected
+from .client import CloseApiError, CloseClient, RequestRejected
 
 _MAX_SKIP_MESSAGE = re.compile(r"max_skip\s*=\s*(\d+)")
 
@@ -51,21 +51,22 @@ def format_filter(epoch_ms: int) -> str:
 class Window:
     """The part of a half-open `date_created` range [lower, upper) not read yet.
 
-    Pages come newest first. `skip` counts the SMS already read in the newest
-    `precision`-wide slice of the window, so paging never needs a deep offset.
+    Pages come newest first. `skip` counts the SMS already read in the window's newest slice
+    (one second, or one millisecond for a `fine` window), so paging never needs a deep offset.
     """
 
     lower: int
     upper: int
     skip: int = 0
+    fine: bool = False
 
     def to_state(self) -> list[int]:
-        return [self.lower, self.upper, self.skip]
+        return [self.lower, self.upper, self.skip, int(self.fine)]
 
     @classmethod
-    def from_state(cls, value: Iterable[int]) -> Window:
-        lower, upper, skip = value
-        return cls(int(lower), int(upper), int(skip))
+    def from_state(cls, value: Sequence[int]) -> Window:
+        lower, upper, skip, *fine = value
+        return cls(int(lower), int(upper), int(skip), bool(fine and fine[0]))
 
 
 @dataclass
@@ -83,6 +84,18 @@ class _Page:
     window: Window
     items: list[dict[str, Any]]
     has_more: bool
+
+
+class MaxSkipExceeded(CloseApiError):
+    """More SMS share one filterable instant than Close lets a client page through."""
+
+    def __init__(self, window: Window, max_skip: int) -> None:
+        super().__init__(
+            f"more than {max_skip} SMS share the instant {format_filter(window.upper - 1)}; "
+            "Close's max_skip does not allow paging through them"
+        )
+        self.window = window
+        self.max_skip = max_skip
 
 
 @dataclass
@@ -118,8 +131,14 @@ class BackfillReader:
             while self._active:
                 done, _ = wait(self._active, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._active.pop(future)
-                    page = future.result()
+                    window = self._active.pop(future)
+                    try:
+                        page = future.result()
+                    except MaxSkipExceeded as exc:
+                        # Close's limit is lower than configured: remember it, read finer.
+                        self.max_skip = min(self.max_skip, exc.max_skip)
+                        self._queue[:0] = self._refine(window)
+                        continue
                     successors = self._successors(page)
                     self._queue[:0] = successors
                     if not successors:
@@ -141,17 +160,25 @@ class BackfillReader:
             window = self._queue.pop(0)
             self._active[pool.submit(self._fetch, window)] = window
 
+    def _precision(self, window: Window) -> int:
+        return 1 if window.fine else self.precision_ms
+
+    def _top_slice(self, window: Window) -> int:
+        precision = self._precision(window)
+        return max(window.lower, (window.upper - 1) // precision * precision)
+
     def _split_for_idle_workers(self) -> None:
         # Halve the widest window below its newest slice, so idle workers get their own range;
         # the newest slice stays with the upper half, which keeps the window's skip.
         def room(window: Window) -> int:
-            return self._align(window.upper - 1) - window.lower
+            return 0 if window.fine else self._top_slice(window) - window.lower
 
         widest = max(self._queue, key=room, default=None)
         if widest is None or room(widest) < 2 * self.precision_ms:
             return
-        middle = self._align(widest.lower + room(widest) // 2)
-        if not widest.lower < middle <= self._align(widest.upper - 1):
+        middle = widest.lower + room(widest) // 2
+        middle -= middle % self.precision_ms
+        if not widest.lower < middle <= self._top_slice(widest):
             return
         index = self._queue.index(widest)
         self._queue[index : index + 1] = [
@@ -159,8 +186,13 @@ class BackfillReader:
             Window(widest.lower, middle),
         ]
 
-    def _align(self, epoch_ms: int) -> int:
-        return epoch_ms - epoch_ms % self.precision_ms
+    def _refine(self, window: Window) -> list[Window]:
+        """Re-read the newest slice of `window` by millisecond; the rest stays by second."""
+        if window.fine:
+            raise MaxSkipExceeded(window, self.max_skip)
+        top = self._top_slice(window)
+        finer = Window(top, window.upper, 0, fine=True)
+        return [finer, Window(window.lower, top)] if top > window.lower else [finer]
 
     def _fetch(self, window: Window) -> _Page:
         params = {
@@ -183,36 +215,20 @@ class BackfillReader:
         window = page.window
         if not page.has_more or not page.items:
             return []
-        oldest = min(to_ms(parse_timestamp(item["date_created"])) for item in page.items)
-        slice_start = self._align(oldest)
-        if slice_start < window.lower:
-            slice_start = window.lower
-        top_slice_start = self._align(window.upper - 1)
-        if slice_start >= top_slice_start:
+        precision = self._precision(window)
+        created = [to_ms(parse_timestamp(item["date_created"])) for item in page.items]
+        oldest_slice = max(window.lower, min(created) // precision * precision)
+        if oldest_slice >= self._top_slice(window):
             # The whole page lies in the window's newest slice: page on by offset inside it.
             skip = window.skip + len(page.items)
         else:
-            skip = sum(
-                1
-                for item in page.items
-                if to_ms(parse_timestamp(item["date_created"])) < slice_start + self.precision_ms
-            )
-        next_upper = min(window.upper, slice_start + self.precision_ms)
-        if skip + self.page_size > self.max_skip:
-            raise MaxSkipExceeded(Window(window.lower, next_upper, skip), self.max_skip)
-        return [Window(window.lower, next_upper, skip)]
-
-
-class MaxSkipExceeded(RuntimeError):
-    """More SMS share one filterable instant than Close lets a client page through."""
-
-    def __init__(self, window: Window, max_skip: int) -> None:
-        super().__init__(
-            f"more than {max_skip} SMS share the second starting {format_filter(window.upper - 1)}; "
-            "Close's max_skip does not allow paging through them"
+            skip = sum(1 for moment in created if moment < oldest_slice + precision)
+        successor = Window(
+            window.lower, min(window.upper, oldest_slice + precision), skip, window.fine
         )
-        self.window = window
-        self.max_skip = max_skip
+        if skip + self.page_size > self.max_skip:
+            return self._refine(successor)
+        return [successor]
 
 
 def read_events(
