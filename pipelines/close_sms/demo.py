@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -67,8 +68,13 @@ def _change_account(base_url: str, emulator: Emulator) -> list[str]:
     return done
 
 
-def run_demo(database: Path, sms: int = 10_000, seed: int = 7, quiet: bool = False) -> None:
-    """Start the emulator, sync, change the account, sync again, and query the views."""
+def run_demo(
+    database: Path, sms: int = 10_000, seed: int = 7, quiet: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Start the emulator, sync, change the account, sync again, and query the views.
+
+    Returns the emulated account's SMS as Close serves them, by id.
+    """
     say = stderr_printer(quiet)
     emulator = Emulator(EmulatorConfig(rps=20))
     say(f"Generating a demo account of {sms:,} SMS (seed {seed}) ...")
@@ -97,3 +103,4 @@ def run_demo(database: Path, sms: int = 10_000, seed: int = 7, quiet: bool = Fal
     finally:
         connection.close()
     print(f"Inspect it with: close-sms status --database {database}")
+    return emulator.snapshot()
