@@ -214,11 +214,6 @@ def _removed_ids(pipeline: dlt.Pipeline, plan: dict[str, Any]) -> list[str]:
     return [row[0] for row in rows or []]
 
 
-def _tables_exist(pipeline: dlt.Pipeline) -> bool:
-    with pipeline.sql_client() as client:
-        return client.has_dataset()
-
-
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
     """Run one sync; raises `SyncError` or `CloseApiError` subclasses with one-line causes."""
     database = check_database_path(options.database)
@@ -320,9 +315,13 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
     )
     report.events, report.upserted, report.deleted = feed.events, feed.upserted, feed.deleted
 
-    if _tables_exist(pipeline):
-        with pipeline.sql_client() as sql:
+    with pipeline.sql_client() as sql:
+        try:
             report.views = apply_views_on(sql.native_connection)
+        except duckdb.Error as exc:
+            raise DatabaseError(
+                f"the data is loaded, but applying the views failed: {_first_line(exc)}"
+            ) from None
     report.requests = client.stats.requests
     report.rate_limit_waits = client.stats.rate_limit_waits
     report.seconds = time.monotonic() - began
@@ -364,26 +363,27 @@ def read_status(database: Path) -> dict[str, Any]:
         _step(pipeline.sync_destination)
     state = source_state(pipeline)
     plan = state.get("backfill") or {}
+    schema = settings.DATASET_NAME
     connection = open_database(database, read_only=True)
     try:
-        tables = {
-            name: connection.execute(
-                f'SELECT count(*) FROM {settings.DATASET_NAME}."{name}"'
-            ).fetchone()[0]
+        names = [
+            name
             for (name,) in connection.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
-                "ORDER BY table_name",
-                [settings.DATASET_NAME],
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+                [schema],
             ).fetchall()
+        ]
+        tables = {
+            name: connection.execute(f'SELECT count(*) FROM {schema}."{name}"').fetchone()[0]
+            for name in names
+            if not name.startswith("_dlt")
         }
-        last_load = (
-            connection.execute(
-                f"SELECT max(inserted_at) FROM {settings.DATASET_NAME}._dlt_loads WHERE status = 0"
+        last_load = None
+        if "_dlt_loads" in names:
+            last_load = connection.execute(
+                f"SELECT max(inserted_at) FROM {schema}._dlt_loads WHERE status = 0"
             ).fetchone()[0]
-            if "_dlt_loads" in _all_tables(connection)
-            else None
-        )
     finally:
         connection.close()
     cursor = event_cursor(state)
@@ -404,14 +404,4 @@ def read_status(database: Path) -> dict[str, Any]:
         "oldest_pending_window": from_ms(min(w[0] for w in plan["windows"])).isoformat()
         if plan.get("windows")
         else None,
-    }
-
-
-def _all_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
-    return {
-        name
-        for (name,) in connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-            [settings.DATASET_NAME],
-        ).fetchall()
     }

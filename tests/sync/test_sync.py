@@ -147,7 +147,7 @@ def test_rate_limit_storm_and_server_errors(emulator, tmp_path):
     running = emulator(sms=1200, seed=17)
     emu = running.emu
     # Each burst stays under the client's 8 retries of one request; 429s do not count there.
-    emu.faults.add("429", times=15)
+    emu.faults.add("429", times=15, reset=0.05)
     emu.faults.add("503", times=3, path_prefix="/api/v1/activity/sms/")
     emu.faults.add("drop", times=2, path_prefix="/api/v1/activity/sms/")
     emu.faults.add("502", times=2, path_prefix="/api/v1/event/")
@@ -225,11 +225,21 @@ def test_lost_local_state_is_restored_from_the_database(emulator, tmp_path):
 
 
 def test_full_refresh_rebuilds(emulator, tmp_path):
+    import duckdb
+
     running = emulator(sms=300, seed=22)
     database = tmp_path / "warehouse.duckdb"
     sync(running, database)
+    connection = duckdb.connect(str(database))
+    for table in ("sms", "sms_events"):
+        connection.execute(
+            f"INSERT INTO close_sms.{table} (id, _dlt_load_id, _dlt_id) VALUES ('stray', '1', 's')"
+        )
+    connection.close()
 
     report = sync(running, database, full_refresh=True)
+
+    assert count(database, "SELECT count(*) FROM close_sms.sms_events WHERE id = 'stray'") == 0
 
     assert report.mode == "backfill"
     assert report.backfill_sms == len(running.emu.snapshot())
