@@ -231,15 +231,14 @@ def test_full_refresh_rebuilds(emulator, tmp_path):
     database = tmp_path / "warehouse.duckdb"
     sync(running, database)
     connection = duckdb.connect(str(database))
-    for table in ("sms", "sms_events"):
-        connection.execute(
-            f"INSERT INTO close_sms.{table} (id, _dlt_load_id, _dlt_id) VALUES ('stray', '1', 's')"
-        )
+    connection.execute(
+        "INSERT INTO close_sms.sms (id, _dlt_load_id, _dlt_id) VALUES ('stray', '1', 's')"
+    )
     connection.close()
 
     report = sync(running, database, full_refresh=True)
 
-    assert count(database, "SELECT count(*) FROM close_sms.sms_events WHERE id = 'stray'") == 0
+    assert count(database, "SELECT count(*) FROM close_sms.sms WHERE id = 'stray'") == 0
 
     assert report.mode == "backfill"
     assert report.backfill_sms == len(running.emu.snapshot())
