@@ -205,3 +205,21 @@ def test_killed_backfill_resumes_exactly(emulator, tmp_path):
     finally:
         connection.close()
     assert duplicates == 0
+
+
+def test_settings_from_dlt_toml_files_in_the_working_directory(emulator, tmp_path):
+    running = emulator(sms=40, seed=40)
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        f'[sources.close_sms]\nbase_url = "{running.base_url}"\n'
+    )
+    (tmp_path / ".dlt" / "secrets.toml").write_text(
+        f'[sources.close_sms]\napi_key = "{running.api_key}"\n'
+    )
+
+    result = run_cli("sync", "--database", "w.duckdb", api_key=None, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert count(tmp_path / "w.duckdb", "SELECT count(*) FROM close_sms.sms") == len(
+        running.emu.snapshot()
+    )

@@ -305,3 +305,23 @@ def test_more_sms_than_max_skip_in_one_millisecond_is_a_clear_error(emulator, tm
 
     with pytest.raises(MaxSkipExceeded, match="max_skip"):
         sync(running, tmp_path / "warehouse.duckdb", max_skip=150)
+
+
+def test_many_changes_are_fetched_by_id_in_batches_with_the_post_override(emulator, tmp_path):
+    running = emulator(sms=300, seed=27)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    base = _template(emu)
+    for n in range(150):
+        emu.create_sms({**base, "status": "inbox", "direction": "inbound", "text": f"hi {n}"})
+    emu.clear_request_log()
+
+    report = sync(running, database)
+
+    by_id = [r for r in emu.request_log if r.path.endswith("/activity/sms/")]
+    assert [r.method for r in by_id] == ["POST", "POST"]  # 150 ids: two batches of <= 100
+    event_pages = [r for r in emu.request_log if r.path.endswith("/event/")]
+    assert len(event_pages) <= 4 + 3
+    assert report.upserted >= 150
+    assert mismatches(database, emu.snapshot()) == []
