@@ -52,6 +52,26 @@ def _parse_start_date(value: str | None) -> datetime | None:
         raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
 
 
+def _checked_base_url(value: str) -> str:
+    """The base URL, refused with a clear cause when it cannot be an HTTP(S) URL."""
+    from urllib.parse import urlparse
+
+    from .runner import ConfigError
+
+    parsed = urlparse(value.strip())
+    host = parsed.hostname or ""
+    if (
+        parsed.scheme not in ("http", "https")
+        or not host
+        or any(c.isspace() for c in value.strip())
+    ):
+        raise ConfigError(
+            f"--base-url {value!r} is not an http(s) URL "
+            "(set --base-url or SOURCES__CLOSE_SMS__BASE_URL, e.g. https://api.close.com/api/v1)"
+        )
+    return value.strip()
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from .client import ClientConfig
     from .runner import ConfigError, SyncOptions, run_sync, stderr_printer
@@ -65,7 +85,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     say = stderr_printer(args.quiet)
     options = SyncOptions(
         database=Path(args.database),
-        base_url=args.base_url or _config_value("base_url", settings.DEFAULT_BASE_URL),
+        base_url=_checked_base_url(
+            args.base_url or _config_value("base_url", settings.DEFAULT_BASE_URL)
+        ),
         api_key=api_key,
         start_date=_parse_start_date(args.start_date or _config_value("start_date")),
         full_refresh=args.full_refresh,

@@ -41,7 +41,10 @@ HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300
 
-BACKFILL_WORKERS = 4
+# Windows in flight. 8 keeps Close's budget used while the extract thread flushes a buffer
+# (20 req/s + 100 ms latency: 4 workers 0.87 of the budget, 8 workers 0.97; no-limit 100k
+# backfill 31.3 s -> 29.8 s).
+BACKFILL_WORKERS = 8
 # SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
 BACKFILL_CHUNK_SIZE = 50_000
 

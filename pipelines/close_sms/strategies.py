@@ -21,6 +21,17 @@ def parse_timestamp(value: Any) -> datetime | None:
     """Parse Close's timestamps tolerantly: with or without a fraction, `Z`, offset or naive UTC."""
     if value is None:
         return None
+    if isinstance(value, str):
+        # Fast path for Close's ISO form (pendulum.parse was ~60% of a backfill's CPU in
+        # cProfile); anything fromisoformat refuses still goes to pendulum below.
+        try:
+            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
     if isinstance(value, datetime):
         return pendulum.instance(value, tz="UTC").in_timezone("UTC")
     parsed = pendulum.parse(str(value), tz="UTC")
@@ -127,7 +138,7 @@ class BackfillReader:
         """Yield pages of raw SMS until every window is read or `max_items` were yielded."""
         yielded = 0
         with ThreadPoolExecutor(self.workers, thread_name_prefix="close-sms-window") as pool:
-            self._fill(pool)
+            self._fill(pool, None if max_items is None else -(-max_items // self.page_size))
             while self._active:
                 done, _ = wait(self._active, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -149,12 +160,16 @@ class BackfillReader:
                     yielded += len(page.items)
                     if page.items:
                         yield page.items
-                if max_items is None or yielded < max_items:
+                if max_items is None:
                     self._fill(pool)
+                elif yielded < max_items:
+                    # No more pages in flight than the chunk still needs, so a chunk stays near
+                    # `max_items` whatever the number of workers.
+                    self._fill(pool, -(-(max_items - yielded) // self.page_size))
             self.progress.windows_pending = len(self._queue)
 
-    def _fill(self, pool: ThreadPoolExecutor) -> None:
-        while self._queue and len(self._active) < self.workers:
+    def _fill(self, pool: ThreadPoolExecutor, most: int | None = None) -> None:
+        while self._queue and len(self._active) < min(self.workers, most or self.workers):
             if len(self._queue) + len(self._active) < self.workers:
                 self._split_for_idle_workers()
             window = self._queue.pop(0)

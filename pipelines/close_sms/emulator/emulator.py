@@ -190,6 +190,46 @@ class Emulator:
             self.store.tick()
             return self.store.snapshot()
 
+    # ---- test hooks (see hooks.py) ------------------------------------------------------
+
+    def override_raw(self, sms_id: str, fields: dict[str, Any], emit_update: bool = False) -> None:
+        """Render `fields` raw in SMS `sms_id` from now on (`hooks.MISSING` removes a field).
+
+        With `emit_update`, the SMS's `date_updated` moves to now and an `updated` event names
+        the fields, so a change feed sees it; otherwise only a backfill does.
+        """
+        with self.lock:
+            store = self.store
+            row = store.row_of(sms_id)
+            if row is None:
+                raise KeyError(sms_id)
+            before = store.render(row)
+            store.raw_overrides.setdefault(row, {}).update(fields)
+            if emit_update:
+                now = self.clock.now_ms()
+                store.du[row] = max(store.du[row], now)
+                store._emit(
+                    "updated",
+                    row,
+                    now,
+                    user_id=before.get("user_id"),
+                    data=store.render(row),
+                    previous=None,
+                    changed=sorted(fields),
+                    ctx=None,
+                )
+
+    @staticmethod
+    def add_api_key(api_key: str, like: str = DEMO_API_KEY) -> None:
+        """Accept `api_key` as another key of `like`'s user (e.g. a distinctive secrets-test key)."""
+        PRINCIPALS[api_key] = PRINCIPALS[like]
+
+    @staticmethod
+    def remove_api_key(api_key: str) -> None:
+        """Forget a key added with `add_api_key`."""
+        if api_key not in (DEMO_API_KEY, NON_ADMIN_API_KEY):
+            PRINCIPALS.pop(api_key, None)
+
     def lead_ids(self) -> list[str]:
         """Ids of the main organization's leads (for tests that pick one)."""
         with self.lock:

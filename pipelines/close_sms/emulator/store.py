@@ -20,6 +20,7 @@ from .auth import Principal
 from .clock import Clock
 from .config import EmulatorConfig
 from .events import Event, EventLog
+from .hooks import apply_raw_overrides
 from .ids import IdCodec, random_like_id
 from .schema import (
     ATTACHMENT_CONTENT_TYPES,
@@ -174,6 +175,8 @@ class SmsStore:
         self.templates = Pool([None])
         self.sequences = Pool()  # (id, name)
         self.media_base = "https://app.close.com/go/sms"
+        # Test hook (see hooks.py): raw fields of one SMS as rendered, by row.
+        self.raw_overrides: dict[int, dict[str, Any]] = {}
         self._init_columns()
 
     def _init_columns(self) -> None:
@@ -364,7 +367,7 @@ class SmsStore:
         local_fmt, local_iso = _format_phone(local) if local else (None, None)
         remote_fmt, remote_iso = _format_phone(remote) if remote else (None, None)
         seq = self.sequences.get(self.seq[row])
-        return {
+        rendered = {
             "_type": "SMS",
             "activity_at": format_opt(self.aa[row]),
             "agent_action_reason": None,
@@ -404,6 +407,7 @@ class SmsStore:
             "user_name": user[1] if user else None,
             "users": [],
         }
+        return apply_raw_overrides(rendered, self.raw_overrides.get(row))
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every live SMS, rendered, by id."""
