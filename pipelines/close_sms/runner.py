@@ -14,6 +14,7 @@ from typing import Any
 import dlt
 import duckdb
 import filelock
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import settings
@@ -135,7 +136,12 @@ def make_pipeline(database: Path) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         pipelines_dir=str(state_dir_for(database)),
-        destination=dlt.destinations.duckdb(str(database)),
+        destination=dlt.destinations.duckdb(
+            DuckDbCredentials(
+                str(database),
+                global_config={"memory_limit": settings.DUCKDB_MEMORY_LIMIT},
+            )
+        ),
         dataset_name=settings.DATASET_NAME,
     )
 

@@ -45,6 +45,9 @@ EVENT_LOOKBACK_SECONDS = 300
 # (20 req/s + 100 ms latency: 4 workers 0.87 of the budget, 8 workers 0.97; no-limit 100k
 # backfill 31.3 s -> 29.8 s).
 BACKFILL_WORKERS = 8
+# DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
+# sync's memory would grow with the table; merges spill to disk past this instead.
+DUCKDB_MEMORY_LIMIT = "256MB"
 # SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
 BACKFILL_CHUNK_SIZE = 50_000
 

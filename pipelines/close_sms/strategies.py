@@ -100,10 +100,14 @@ class _Page:
 class MaxSkipExceeded(CloseApiError):
     """More SMS share one filterable instant than Close lets a client page through."""
 
-    def __init__(self, window: Window, max_skip: int) -> None:
+    def __init__(self, window: Window, max_skip: int, millisecond_filters: bool = True) -> None:
+        instant = format_filter(window.upper - 1)
         super().__init__(
-            f"more than {max_skip} SMS share the instant {format_filter(window.upper - 1)}; "
+            f"more than {max_skip} SMS share the instant {instant}; "
             "Close's max_skip does not allow paging through them"
+            if millisecond_filters
+            else f"more than {max_skip} SMS share the second of {instant}, and Close does not "
+            "filter date_created by millisecond, so they cannot all be paged through"
         )
         self.window = window
         self.max_skip = max_skip
@@ -228,6 +232,10 @@ class BackfillReader:
     def _successors(self, page: _Page) -> list[Window]:
         """The windows that replace `page.window` once its page is handed out."""
         window = page.window
+        if window.fine and window.skip and not page.items:
+            # The page before promised more SMS in this millisecond range: Close ignored the
+            # fraction of the filter, and reading on would silently skip SMS.
+            raise MaxSkipExceeded(window, self.max_skip, millisecond_filters=False)
         if not page.has_more or not page.items:
             return []
         precision = self._precision(window)
@@ -241,7 +249,7 @@ class BackfillReader:
         successor = Window(
             window.lower, min(window.upper, oldest_slice + precision), skip, window.fine
         )
-        if skip + self.page_size > self.max_skip:
+        if skip > self.max_skip:
             return self._refine(successor)
         return [successor]
 

@@ -325,3 +325,15 @@ def test_many_changes_are_fetched_by_id_in_batches_with_the_post_override(emulat
     assert len(event_pages) <= 4 + 3
     assert report.upserted >= 150
     assert mismatches(database, emu.snapshot()) == []
+
+
+def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(
+    emulator, tmp_path
+):
+    from pipelines.close_sms.strategies import MaxSkipExceeded
+
+    running = emulator(sms=20, seed=28, max_skip=150, filter_precision="second")
+    _burst_within_one_second(running.emu, 420, same_instant=False)
+
+    with pytest.raises(MaxSkipExceeded, match="does not filter date_created by millisecond"):
+        sync(running, tmp_path / "warehouse.duckdb", max_skip=150)
