@@ -47,7 +47,7 @@ EVENT_LOOKBACK_SECONDS = 300
 BACKFILL_WORKERS = 8
 # DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
 # sync's memory would grow with the table; merges spill to disk past this instead.
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 # SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
 BACKFILL_CHUNK_SIZE = 50_000
 
