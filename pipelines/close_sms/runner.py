@@ -270,6 +270,12 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
         pipeline = make_pipeline(database)
     else:
         _step(pipeline.sync_destination)
+    if pipeline.has_pending_data:
+        # dlt's run() would load these and return without extracting anything new, which
+        # would silently skip this run's backfill or change feed: finish them first.
+        say("Finishing the load that an interrupted run left pending")
+        _step(pipeline.normalize)
+        _step(pipeline.load)
     state = source_state(pipeline)
     new_plan = plan_backfill(state, now, options, say)
     if new_plan is not None:

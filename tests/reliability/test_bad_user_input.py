@@ -1,0 +1,159 @@
+"""Bad input from the user: a clear one-line message, a non-zero exit, the database unchanged.
+
+Covered elsewhere and not repeated: a corrupt DuckDB file (tests/sync/test_cli.py
+`test_corrupt_database_exits_6_and_is_left_alone`, bytes unchanged) and a file named like the
+dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipelines.close_sms.runner import state_dir_for
+from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
+from tests.sync.support import cli_command, cli_env, mismatches
+
+
+@pytest.fixture
+def synced(emulator, tmp_path):
+    """An emulator and a database already synced from it."""
+    running = emulator(sms=200, seed=61)
+    database = tmp_path / "w.duckdb"
+    assert sync_cli(running, database).returncode == 0
+    return running, database
+
+
+def _unchanged(database: Path, before: tuple[str, dict]) -> None:
+    digest, tables = before
+    assert fingerprint(database) == tables
+    assert file_digest(database) == digest
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "says"),
+    [
+        (None, 2, "SOURCES__CLOSE_SMS__API_KEY"),
+        ("", 2, "SOURCES__CLOSE_SMS__API_KEY"),
+        ("api_not_a_real_key_0000000000000", 3, "rejected the API key"),
+    ],
+)
+def test_missing_or_invalid_key(synced, key, code, says):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    result = subprocess.run(
+        cli_command("sync", "--base-url", running.base_url, "--database", str(database)),
+        env=cli_env(None, **({} if key is None else {"SOURCES__CLOSE_SMS__API_KEY": key})),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == code
+    assert says in one_line_error(result.stderr)
+    if key:
+        assert key not in result.stderr + result.stdout
+    _unchanged(database, before)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:9/api/v1", "--base-url"),
+        ("EMULATOR/api/v2", "HTTP 404"),
+        ("EMULATOR", "HTTP 404"),
+        ("not a url", "--base-url"),
+        ("http://host with spaces/api/v1", "--base-url"),
+        ("ftp://127.0.0.1/api/v1", "--base-url"),
+    ],
+)
+def test_wrong_base_url(synced, url, says):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    base = running.base_url.removesuffix("/api/v1")
+    result = sync_cli(
+        running,
+        database,
+        "--base-url",
+        url.replace("EMULATOR", base),
+        SOURCES__CLOSE_SMS__MAX_RETRIES="1",
+    )
+    assert result.returncode in (2, 4), result.stderr
+    assert says in one_line_error(result.stderr)
+    _unchanged(database, before)
+
+
+def test_database_in_a_missing_folder(emulator, tmp_path):
+    running = emulator(sms=20, seed=62)
+    database = tmp_path / "nowhere" / "w.duckdb"
+    result = sync_cli(running, database)
+    assert result.returncode == 2
+    assert "does not exist" in one_line_error(result.stderr)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def _as_unprivileged(command: list[str]) -> list[str]:
+    # We run as root, which writes anywhere: drop every capability (CAP_DAC_OVERRIDE among
+    # them), so a folder's mode bits apply to the CLI as they would to a cron user.
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a folder read-only for root")
+    return ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *command]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_database_in_a_read_only_folder(synced, tmp_path, existing):
+    running, synced_database = synced
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    database = folder / "w.duckdb"
+    if existing:
+        shutil.copy(synced_database, database)
+        before = (file_digest(database), fingerprint(database))
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run(
+            _as_unprivileged(
+                cli_command("sync", "--base-url", running.base_url, "--database", str(database))
+            ),
+            env=cli_env(running.api_key),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert "not writable" in one_line_error(result.stderr)
+    assert sorted(p.name for p in folder.iterdir()) == (["w.duckdb"] if existing else [])
+    assert not state_dir_for(database).exists()
+    if existing:
+        _unchanged(database, before)
+
+
+def test_start_date_in_the_future(synced):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    future = (running.emu.clock.now() + timedelta(days=3)).date().isoformat()
+    result = sync_cli(running, database, "--start-date", future, "--full-refresh")
+    assert result.returncode == 2
+    assert "in the future" in one_line_error(result.stderr)
+    _unchanged(database, before)
+    assert mismatches(database, running.emu.snapshot()) == []
+
+
+def test_start_date_not_a_date(synced):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    result = sync_cli(running, database, "--start-date", "yesterday-ish")
+    assert result.returncode != 0
+    assert "not a date" in result.stderr
+    assert "Traceback" not in result.stderr
+    _unchanged(database, before)

@@ -1,0 +1,63 @@
+"""The model-based randomized test: the warehouse equals Close after every completed sync.
+
+Short version in the default run; the long one (>= 200 scenarios) with
+`pytest -m long tests/reliability -s`. Both print their seed and counts; replay a seed with
+RELIABILITY_SEED=<seed>.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from tests.reliability.model import Counts, run
+
+
+def _seed(default: int | None = None) -> int:
+    """RELIABILITY_SEED, else `default`, else a fresh random seed ("random" forces one)."""
+    value = os.environ.get("RELIABILITY_SEED", "")
+    if value and value != "random":
+        return int(value)
+    if default is not None and value != "random":
+        return default
+    return random.SystemRandom().randrange(1 << 30)
+
+
+def _check(counts: Counts, min_scenarios: int) -> None:
+    print(counts.summary())
+    replay = f"replay with RELIABILITY_SEED={counts.seed}"
+    assert counts.scenarios >= min_scenarios
+    assert counts.unexpected_failures == [], (replay, counts.unexpected_failures)
+    assert counts.mismatches == 0, (replay, counts.mismatch_samples)
+    assert sum(counts.api_changes.values()) > 0
+    assert sum(counts.faults_injected.values()) > 0
+
+
+def test_randomized_short(tmp_path, capsys):
+    # CI runs a fixed seed, so it is not flaky while the bugs in test_known_bugs.py's notes
+    # are open; RELIABILITY_SEED=random (or a number) explores.
+    seed = _seed(default=1)
+    with capsys.disabled():
+        print(f"\nrandomized short run, seed {seed}")
+    counts = run(seed, episodes=1, steps=8, workdir=tmp_path, kill_chance=0.5)
+    with capsys.disabled():
+        print()
+        _check(counts, min_scenarios=8)
+    assert sum(counts.kills.values()) >= 1
+
+
+@pytest.mark.long
+def test_randomized_long(tmp_path, capsys):
+    seed = _seed()
+    episodes = int(os.environ.get("RELIABILITY_EPISODES", "20"))
+    steps = int(os.environ.get("RELIABILITY_STEPS", "10"))
+    with capsys.disabled():
+        print(f"\nrandomized long run, seed {seed}", flush=True)
+    counts = run(seed, episodes=episodes, steps=steps, workdir=tmp_path)
+    with capsys.disabled():
+        print()
+        _check(counts, min_scenarios=episodes * steps)
+    assert sum(counts.kills.values()) > 0
+    assert counts.horizon_jumps > 0 or episodes * steps < 100
