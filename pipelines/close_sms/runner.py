@@ -116,7 +116,7 @@ def state_dir_for(database: Path) -> Path:
 
 
 # dlt settings that matter for speed, applied unless .dlt/config.toml or the environment sets
-# them, so a cron job started outside the project behaves the same (issue 6).
+# them, so a cron job started outside the project behaves the same.
 DLT_DEFAULTS = {
     # Extract's intermediate jsonl files are read once and deleted; gzip only costs CPU
     # (100k-SMS backfill 35.7 s -> 31.3 s; parquet files are not affected).

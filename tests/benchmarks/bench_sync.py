@@ -1,4 +1,4 @@
-"""End-to-end benchmark of `close-sms sync` (a script, not a test): issue 6's table, rows a-g.
+"""End-to-end benchmark of `close-sms sync` (a script, not a test): the performance table, rows a-g.
 
     python tests/benchmarks/bench_sync.py            # full: 100k, 1M SMS (~10 min, ~3 GB RAM)
     python tests/benchmarks/bench_sync.py --quick    # smoke: 20k, 100k SMS (~1 min)
