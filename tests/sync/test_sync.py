@@ -327,9 +327,7 @@ def test_many_changes_are_fetched_by_id_in_batches_with_the_post_override(emulat
     assert mismatches(database, emu.snapshot()) == []
 
 
-def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(
-    emulator, tmp_path
-):
+def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(emulator, tmp_path):
     from pipelines.close_sms.strategies import MaxSkipExceeded
 
     running = emulator(sms=20, seed=28, max_skip=150, filter_precision="second")
