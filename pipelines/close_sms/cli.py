@@ -44,12 +44,13 @@ def _api_key() -> str | None:
 def _parse_start_date(value: str | None) -> datetime | None:
     if value is None:
         return None
+    from .runner import ConfigError
     from .strategies import parse_timestamp
 
     try:
         return parse_timestamp(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD)") from None
+        raise ConfigError(f"--start-date {value!r} is not a date (use YYYY-MM-DD)") from None
 
 
 def _checked_base_url(value: str) -> str:

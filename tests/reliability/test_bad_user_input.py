@@ -153,7 +153,7 @@ def test_start_date_not_a_date(synced):
     running, database = synced
     before = (file_digest(database), fingerprint(database))
     result = sync_cli(running, database, "--start-date", "yesterday-ish")
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "not a date" in result.stderr
     assert "Traceback" not in result.stderr
     _unchanged(database, before)
