@@ -31,6 +31,23 @@ def _config_value(key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _positive(key: str, default: float, kind: type[int] | type[float] = int) -> Any:
+    """A positive number setting, refused with the setting's name when it is not one."""
+    from .runner import ConfigError
+
+    value = _config_value(key, default)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise ConfigError(
+            f"setting {key} = {value!r} is not a positive number "
+            f"(SOURCES__CLOSE_SMS__{key.upper()} or [sources.close_sms] in .dlt/config.toml)"
+        )
+    return number
+
+
 def _api_key() -> str | None:
     import dlt
 
@@ -93,13 +110,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
         start_date=_parse_start_date(args.start_date or _config_value("start_date")),
         full_refresh=args.full_refresh,
         reconcile=args.reconcile,
-        chunk_size=int(_config_value("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE)),
-        workers=int(_config_value("backfill_workers", settings.BACKFILL_WORKERS)),
-        max_skip=int(_config_value("max_skip", settings.DEFAULT_MAX_SKIP)),
+        chunk_size=_positive("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE),
+        workers=_positive("backfill_workers", settings.BACKFILL_WORKERS),
+        max_skip=_positive("max_skip", settings.DEFAULT_MAX_SKIP),
         client=ClientConfig(
-            read_timeout=float(_config_value("read_timeout", settings.READ_TIMEOUT)),
-            max_retries=int(_config_value("max_retries", settings.MAX_RETRIES)),
-            backoff_max=float(_config_value("backoff_max", settings.BACKOFF_MAX_SECONDS)),
+            read_timeout=_positive("read_timeout", settings.READ_TIMEOUT, float),
+            max_retries=_positive("max_retries", settings.MAX_RETRIES),
+            backoff_max=_positive("backoff_max", settings.BACKOFF_MAX_SECONDS, float),
             on_wait=lambda reason, seconds: (
                 say(f"  waiting {seconds:.1f} s ({reason})") if seconds >= 5 else None
             ),

@@ -223,3 +223,16 @@ def test_settings_from_dlt_toml_files_in_the_working_directory(emulator, tmp_pat
     assert count(tmp_path / "w.duckdb", "SELECT count(*) FROM close_sms.sms") == len(
         running.emu.snapshot()
     )
+
+
+def test_a_bad_numeric_setting_names_the_setting(tmp_path):
+    result = run_cli(
+        "sync",
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key="some_key_1",
+        SOURCES__CLOSE_SMS__MAX_SKIP="lots",
+    )
+    assert result.returncode == 2
+    assert "SOURCES__CLOSE_SMS__MAX_SKIP" in result.stderr
+    assert not (tmp_path / "w.duckdb").exists()
