@@ -26,6 +26,9 @@ EVENT_OBJECT_TYPE = "activity.sms"
 EVENT_ACTIONS = ("created", "updated", "sent", "deleted")
 
 PAGE_SIZE = 100
+# SMS of a partly read second that the next page reads again, so that up to this many deletes
+# between two requests cannot shift an unread SMS past Close's offset.
+PAGE_OVERLAP = 25
 EVENT_PAGE_SIZE = 50
 ID_BATCH_SIZE = 100
 # Close recommends the POST override once a URL passes about 2000 characters.

@@ -95,6 +95,7 @@ class _Page:
     window: Window
     items: list[dict[str, Any]]
     has_more: bool
+    offset: int
 
 
 class MaxSkipExceeded(CloseApiError):
@@ -127,11 +128,14 @@ class BackfillReader:
     page_size: int = settings.PAGE_SIZE
     max_skip: int = settings.DEFAULT_MAX_SKIP
     precision_ms: int = settings.FILTER_PRECISION_SECONDS * 1000
+    overlap: int = settings.PAGE_OVERLAP
     progress: BackfillProgress = field(default_factory=BackfillProgress)
 
     def __post_init__(self) -> None:
         self._queue: list[Window] = list(self.windows)
         self._active: dict[Future[_Page], Window] = {}
+        # Ids already handed out from a window's newest slice, to drop the overlap's repeats.
+        self._seen: dict[Window, set[str]] = {}
 
     @property
     def pending(self) -> list[Window]:
@@ -154,7 +158,9 @@ class BackfillReader:
                         self.max_skip = min(self.max_skip, exc.max_skip)
                         self._queue[:0] = self._refine(window)
                         continue
-                    successors = self._successors(page)
+                    seen = self._seen.pop(window, set())
+                    successors = self._successors(page, seen)
+                    page.items = [item for item in page.items if item.get("id") not in seen]
                     self._queue[:0] = successors
                     if not successors:
                         self.progress.windows_done += 1
@@ -200,10 +206,10 @@ class BackfillReader:
         if not widest.lower < middle <= self._top_slice(widest):
             return
         index = self._queue.index(widest)
-        self._queue[index : index + 1] = [
-            Window(middle, widest.upper, widest.skip),
-            Window(widest.lower, middle),
-        ]
+        upper_half = Window(middle, widest.upper, widest.skip)
+        if widest in self._seen:
+            self._seen[upper_half] = self._seen.pop(widest)
+        self._queue[index : index + 1] = [upper_half, Window(widest.lower, middle)]
 
     def _refine(self, window: Window) -> list[Window]:
         """Re-read the newest slice of `window` by millisecond; the rest stays by second."""
@@ -214,11 +220,14 @@ class BackfillReader:
         return [finer, Window(window.lower, top)] if top > window.lower else [finer]
 
     def _fetch(self, window: Window) -> _Page:
+        # Re-read the last few SMS of the slice: an SMS deleted meanwhile among those already
+        # read shifts Close's offsets, and without the overlap the next one would be skipped.
+        offset = max(0, window.skip - self.overlap)
         params = {
             "date_created__gte": format_filter(window.lower),
             "date_created__lt": format_filter(window.upper),
             "_limit": self.page_size,
-            "_skip": window.skip,
+            "_skip": offset,
         }
         try:
             body = self.client.get(settings.SMS_ENDPOINT, params)
@@ -227,9 +236,9 @@ class BackfillReader:
             if not match:
                 raise
             raise MaxSkipExceeded(window, int(match[1])) from exc
-        return _Page(window, list(body.get("data") or []), bool(body.get("has_more")))
+        return _Page(window, list(body.get("data") or []), bool(body.get("has_more")), offset)
 
-    def _successors(self, page: _Page) -> list[Window]:
+    def _successors(self, page: _Page, seen: set[str]) -> list[Window]:
         """The windows that replace `page.window` once its page is handed out."""
         window = page.window
         if window.fine and window.skip and not page.items:
@@ -241,16 +250,24 @@ class BackfillReader:
         precision = self._precision(window)
         created = [to_ms(parse_timestamp(item["date_created"])) for item in page.items]
         oldest_slice = max(window.lower, min(created) // precision * precision)
+        in_oldest = [
+            item["id"]
+            for item, moment in zip(page.items, created, strict=True)
+            if moment < oldest_slice + precision
+        ]
         if oldest_slice >= self._top_slice(window):
             # The whole page lies in the window's newest slice: page on by offset inside it.
-            skip = window.skip + len(page.items)
+            skip = page.offset + len(page.items)
+            ids = seen | set(in_oldest)
         else:
-            skip = sum(1 for moment in created if moment < oldest_slice + precision)
+            skip = len(in_oldest)
+            ids = set(in_oldest)
         successor = Window(
             window.lower, min(window.upper, oldest_slice + precision), skip, window.fine
         )
         if skip > self.max_skip:
             return self._refine(successor)
+        self._seen[successor] = ids
         return [successor]
 
 

@@ -335,3 +335,28 @@ def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(
 
     with pytest.raises(MaxSkipExceeded, match="does not filter date_created by millisecond"):
         sync(running, tmp_path / "warehouse.duckdb", max_skip=150)
+
+
+def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
+    from pipelines.close_sms.client import CloseClient
+    from pipelines.close_sms.strategies import BackfillReader, Window, to_ms
+
+    running = emulator(sms=5, seed=29)
+    emu = running.emu
+    _burst_within_one_second(emu, 250, same_instant=True)
+    now = emu.clock.now()
+    reader = BackfillReader(
+        CloseClient(running.base_url, running.api_key),
+        [Window(to_ms(now - timedelta(days=400)), to_ms(now))],
+        workers=1,
+    )
+    read: list[str] = []
+    for number, page in enumerate(reader.pages()):
+        read += [sms["id"] for sms in page]
+        if number == 0:
+            # Six SMS already read are deleted before the next page is requested.
+            for sms in page[:6]:
+                emu.delete_sms(sms["id"])
+
+    assert set(emu.snapshot()) <= set(read)
+    assert len(read) == len(set(read))  # the overlap's repeats are not handed out twice
