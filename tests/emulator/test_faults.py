@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
@@ -38,14 +38,14 @@ def test_fault_429_carries_headers(emulator):
 
 
 def test_slow_and_latency(emulator):
-    run = emulator(sms=5, latency_ms=50)
-    run.emu.faults.add("slow", seconds=0.3)
-    started = time.monotonic()
-    assert run.get("/me/").status_code == 200
-    assert time.monotonic() - started >= 0.35
-    started = time.monotonic()
-    run.get("/me/")
-    assert 0.05 <= time.monotonic() - started < 0.3
+    # Checked through client read timeouts, the way a sync experiences them.
+    run = emulator(sms=5, latency_ms=300)
+    run.emu.faults.add("slow", seconds=3)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        run.get("/me/", timeout=1.5)  # the slow response
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        run.get("/me/", timeout=0.05)  # latency applies to every response
+    assert run.get("/me/", timeout=10).status_code == 200  # the fault was used up
 
 
 def test_hang_times_out_client_and_server_stops_promptly():
@@ -54,9 +54,10 @@ def test_hang_times_out_client_and_server_stops_promptly():
     emu.faults.add("hang")
     with pytest.raises(requests.exceptions.ReadTimeout):
         requests.get(server.base_url + "/me/", timeout=0.5)
-    started = time.monotonic()
-    server.stop()
-    assert time.monotonic() - started < 3
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    stopper.join(timeout=30)
+    assert not stopper.is_alive()  # a hanging request does not keep the server up
 
 
 @pytest.mark.parametrize("kind", ["drop", "truncate", "malformed"])
