@@ -150,15 +150,19 @@ def open_database(database: Path, read_only: bool = False) -> duckdb.DuckDBPyCon
     """Open the DuckDB file, turning DuckDB's errors into one-line causes."""
     try:
         return duckdb.connect(str(database), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise DatabaseError(
-                f"{database} is open in another process (DuckDB allows one writer); "
-                "close that connection or read from a copy"
-            ) from None
-        raise DatabaseError(f"{database} cannot be opened: {_first_line(exc)}") from None
     except duckdb.Error as exc:
-        raise DatabaseError(f"{database} is not a usable DuckDB file: {_first_line(exc)}") from None
+        raise database_error(exc, f"{database} cannot be opened") from None
+
+
+def database_error(exc: duckdb.Error, subject: str) -> DatabaseError:
+    """The one-line cause of a DuckDB failure on `subject` (the file, or a dlt step)."""
+    if "lock" in str(exc).lower():
+        return DatabaseError(
+            f"{subject}: the database is open in another process (DuckDB allows one writer); "
+            "close that connection or read from a copy, then rerun: the sync resumes where it "
+            "stopped"
+        )
+    return DatabaseError(f"{subject}: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -374,15 +378,7 @@ def _step(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if isinstance(cause, (CloseApiError, SyncError)):
                 raise cause from None
             if isinstance(cause, duckdb.Error):
-                if "lock" in str(cause).lower():
-                    raise DatabaseError(
-                        f"DuckDB failed during {exc.step}: the database is open in another "
-                        "process (DuckDB allows one writer); close that connection or read "
-                        "from a copy, then rerun: the sync resumes where it stopped"
-                    ) from None
-                raise DatabaseError(
-                    f"DuckDB failed during {exc.step}: {_first_line(cause)}"
-                ) from None
+                raise database_error(cause, f"DuckDB failed during {exc.step}") from None
             cause = cause.__cause__ or cause.__context__
         raise
 
