@@ -18,10 +18,10 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import settings
-from .client import ClientConfig, CloseApiError, CloseClient
+from .client import ClientConfig, CloseApiError, CloseClient, RequestRejected
 from .source import FeedStats, close_sms
 from .strategies import BackfillProgress, Window, from_ms, parse_timestamp, to_ms
-from .views import apply_views_on
+from .views import apply_views_on, missing_views
 
 Say = Callable[[str], None]
 
@@ -90,6 +90,7 @@ class SyncReport:
     requests: int = 0
     rate_limit_waits: int = 0
     seconds: float = 0.0
+    wrote: bool = False
     views: list[str] = field(default_factory=list)
 
 
@@ -261,7 +262,16 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
     began = time.monotonic()
     report = SyncReport()
     client = CloseClient(options.base_url, options.api_key, options.client)
-    client.me()
+    try:
+        client.me()
+    except RequestRejected as exc:
+        if exc.status != 404:
+            raise
+        # The key check is the first request: a 404 there means the URL, not the data.
+        raise ConfigError(
+            f"--base-url {options.base_url}: {settings.ME_ENDPOINT} is not found there "
+            f"(Close's API is at {settings.DEFAULT_BASE_URL})"
+        ) from None
     now = client.now()
     if options.start_date and options.start_date > now:
         raise ConfigError(
@@ -280,6 +290,7 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
         say("Finishing the load that an interrupted run left pending")
         _step(pipeline.normalize)
         _step(pipeline.load)
+        report.wrote = True
     state = source_state(pipeline)
     new_plan = plan_backfill(state, now, options, say)
     if new_plan is not None:
@@ -315,6 +326,7 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
             refresh=refresh,
         )
         new_plan, refresh = None, None
+        report.wrote = True
         plan = source_state(pipeline)["backfill"]
         report.backfill_chunks += 1
         report.backfill_sms = plan["loaded"]
@@ -332,6 +344,7 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
             loader_file_format="parquet",
         )
         report.removed = len(removed)
+        report.wrote = True
         say(f"Reconcile removed {len(removed):,} SMS that Close no longer returns")
 
     plan = source_state(pipeline).get("backfill") or {}
@@ -339,17 +352,22 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
     changes_since = parse_timestamp(plan["end"]) - lookback if plan.get("end") else now - lookback
     feed = FeedStats()
     _step(
-        pipeline.run,
+        pipeline.extract,
         source(changes_since=changes_since, feed_stats=feed).with_resources(
             "sms_events", "sms_changes"
         ),
         loader_file_format="parquet",
     )
+    if _discard_empty_packages(pipeline):
+        _step(pipeline.normalize)
+        _step(pipeline.load)
+        report.wrote = True
     report.events, report.upserted, report.deleted = feed.events, feed.upserted, feed.deleted
 
     with pipeline.sql_client() as sql:
         try:
-            report.views = apply_views_on(sql.native_connection)
+            if report.wrote or missing_views(sql.native_connection):
+                report.views = apply_views_on(sql.native_connection)
         except duckdb.Error as exc:
             raise DatabaseError(
                 f"the data is loaded, but applying the views failed: {_first_line(exc)}"
@@ -358,6 +376,19 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
     report.rate_limit_waits = client.stats.rate_limit_waits
     report.seconds = time.monotonic() - began
     return report
+
+
+def _discard_empty_packages(pipeline: dlt.Pipeline) -> bool:
+    """Drop the extracted packages if they hold no rows and no state; True if they are kept.
+
+    A quiet run extracts such a package; loading it would only write dlt's bookkeeping, so the
+    run would take DuckDB's write lock from notebooks for nothing.
+    """
+    packages = pipeline.list_extracted_load_packages()
+    if any(any(pipeline.get_load_package_info(p).jobs.values()) for p in packages):
+        return True
+    pipeline.abort_packages()
+    return False
 
 
 def _say_backfill(say: Say, progress: BackfillProgress, loaded: int, client: CloseClient) -> None:

@@ -43,6 +43,9 @@ EVENT_RETENTION_DAYS = 30
 HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300
+# A run that finds no events records its check only when the last record is this old, so
+# quiet cron runs write nothing to the database (the next run reads from the older check).
+FEED_CHECKPOINT_SECONDS = 900
 
 # Windows in flight. 8 keeps Close's budget used while the extract thread flushes a buffer
 # (20 req/s + 100 ms latency: 4 workers 0.87 of the budget, 8 workers 0.97; no-limit 100k

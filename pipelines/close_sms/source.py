@@ -80,6 +80,13 @@ def _parsed(value: Any, parse: Callable[[Any], Any]) -> Any:
         return value
 
 
+def _checkpoint_due(checked: str | None, now: datetime) -> bool:
+    if not checked:
+        return True
+    age = now - parse_timestamp(checked)
+    return age >= timedelta(seconds=settings.FEED_CHECKPOINT_SECONDS)
+
+
 def _sms_hints() -> dict[str, Any]:
     return {
         "table_name": "sms",
@@ -164,7 +171,8 @@ def close_sms(
         feed.events += len(events)
         if events:
             yield events
-        state["feed_checked_at"] = started.isoformat()
+        if events or _checkpoint_due(checked, started):
+            state["feed_checked_at"] = started.isoformat()
 
     @dlt.transformer(data_from=sms_events, name="sms_changes", **_sms_hints())
     def sms_changes(events: list[dict[str, Any]]) -> Iterator[TDataItems]:

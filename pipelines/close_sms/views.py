@@ -148,6 +148,18 @@ def apply_views_on(connection: duckdb.DuckDBPyConnection) -> list[str]:
     return names
 
 
+def missing_views(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """The views of `sql/` that the database lacks (a run that loads nothing applies only these)."""
+    present = {
+        name
+        for (name,) in connection.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = ?", [DATASET_NAME]
+        ).fetchall()
+    }
+    names = [view_name(path.read_text(encoding="utf-8")) for path in view_files()]
+    return [name for name in names if name not in present]
+
+
 def apply_views(database: str | Path) -> list[str]:
     """Open the DuckDB file read-write, apply every view, and return the view names."""
     with duckdb.connect(str(database)) as connection:

@@ -4,12 +4,14 @@ The emulator is the model of Close: after every completed sync the warehouse mus
 `emu.snapshot()` field by field (`tests.sync.support.mismatches`). Each scenario applies random
 API changes, arms random faults, may SIGKILL one or two sync processes at a chosen moment
 (extract, normalize, load, or the view step, recognised from dlt's INFO log lines on stderr),
-then runs a sync to completion and compares. Everything is drawn from one `random.Random(seed)`,
-and the seed is printed, so a failure is replayed with the same seed.
+then runs a sync to completion and compares. Each account draws from its own
+`random.Random(f"{seed}/{account}")`, so one account of a run is replayed alone
+(`run(..., accounts=[n])`); a mismatch is logged with the SMS's changes, events and sync state.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -23,7 +25,7 @@ from typing import Any
 
 from pipelines.close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from pipelines.close_sms.emulator.store import ValidationError
-from tests.sync.support import cli_command, cli_env, mismatches
+from tests.sync.support import cli_command, cli_env, mismatches, run_cli, warehouse_rows
 
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.
@@ -95,7 +97,6 @@ class Scenario:
             "SOURCES__CLOSE_SMS__READ_TIMEOUT": "1.5",
             "SOURCES__CLOSE_SMS__BACKOFF_MAX": "0.2",
             # The sync is not told the emulator's low max_skip: it meets the 400 and recovers.
-            # Told the exact limit, it loses SMS (see test_known_bugs.py), so that stays out.
             "RUNTIME__LOG_LEVEL": "INFO",
         }
         self.args = ("sync", "--base-url", self.server.base_url, "--database", str(self.database))
@@ -105,6 +106,8 @@ class Scenario:
         )
         self.last_seconds = 4.0
         self.force_kill_at = -1
+        self.runs = 0
+        self.history: dict[str, list[str]] = {}
         some = next(iter(self.emu.snapshot().values()))
         self.template = {
             "lead_id": some["lead_id"],
@@ -208,17 +211,18 @@ class Scenario:
                     payload["date_created"] = at.isoformat()
                     ids.append(emu.create_sms(payload)["id"])
             elif kind == "clock_advance":
+                # Due scheduled/outbox SMS are sent on the jump.
+                ids.extend(i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox"))
                 emu.clock.advance(rng.uniform(1, 900))
         except ValidationError as exc:
             self.log(f"    change {kind} rejected by the emulator: {exc}")
             return
         self.counts.api_changes[kind] += 1
+        stamp = f"{kind} at {emu.clock.now().isoformat()} (step {self.counts.scenarios})"
+        for sms_id in ids:
+            self.history.setdefault(sms_id, []).append(stamp)
         if touched is not None:
             touched.update(ids)
-            if kind == "clock_advance":
-                touched.update(
-                    i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox")
-                )
 
     # ---- faults ---------------------------------------------------------------------------
 
@@ -274,7 +278,9 @@ class Scenario:
             timer = threading.Timer(delay, kill)
             timer.start()
         assert process.stderr is not None
+        lines: list[str] = []
         for line in process.stderr:
+            lines.append(line)
             feed_started = feed_started or "Bind incremental" in line
             for name, markers in PHASE_MARKERS.items():
                 if any(m in line for m in markers):
@@ -290,8 +296,9 @@ class Scenario:
                     break
         if timer is not None:
             timer.cancel()
-        process.stderr.read()
+        lines.append(process.stderr.read())
         process.wait(timeout=300)
+        self._keep_log(f"killed {target}", "".join(lines))
         if killed.is_set() and process.returncode == -signal.SIGKILL:
             label = phase if target == "delay" else target
             self.counts.kills[label] += 1
@@ -328,6 +335,7 @@ class Scenario:
         if meddler:
             meddler.join()
         self.last_seconds = time.monotonic() - began
+        self._keep_log(f"completed, exit {process.returncode}", err)
         if process.returncode == 4:
             # Faults outlasted the retries: a clear stop is allowed; a clean rerun must succeed.
             self.counts.syncs_stopped_by_faults += 1
@@ -347,6 +355,35 @@ class Scenario:
         if overlap:
             self.counts.overlapping_syncs += 1
         return touched
+
+    def _keep_log(self, label: str, stderr: str) -> None:
+        """Keep each sync's stderr beside the database, for explaining a mismatch later."""
+        self.runs += 1
+        name = f"run{self.runs:03d}.log"
+        (self.database.parent / name).write_text(stderr)
+        self.log(f"    sync {name}: {label}")
+
+    def explain(self, sms_id: str) -> str:
+        """What is known of one mismatched SMS: its changes, events, rows and the sync state."""
+        emu = self.emu
+        lines = [f"    -- {sms_id}"]
+        lines += [f"       change: {h}" for h in self.history.get(sms_id, ["none by the model"])]
+        fields = ("status", "date_created", "date_updated", "activity_at", "date_scheduled")
+        close = emu.snapshot().get(sms_id)
+        lines.append(f"       close: {close and {f: close.get(f) for f in fields}}")
+        stored = warehouse_rows(self.database).get(sms_id)
+        lines.append(f"       warehouse: {stored and {f: stored.get(f) for f in fields}}")
+        lines += [
+            f"       event: {e['action']} created {e['date_created']} updated {e['date_updated']}"
+            f" changed {e.get('changed_fields')}"
+            for e in emu.events()
+            if e.get("object_id") == sms_id
+        ]
+        status = run_cli("status", "--json", "--database", str(self.database), api_key=None)
+        state = json.loads(status.stdout) if status.returncode == 0 else status.stderr
+        lines.append(f"       sync state: {state}")
+        lines.append(f"       emulator now: {emu.clock.now().isoformat()}")
+        return "\n".join(lines)
 
     def step(self, kill_chance: float, overlap_chance: float, horizon_chance: float) -> None:
         rng = self.rng
@@ -377,6 +414,8 @@ class Scenario:
             self.counts.mismatches += len(problems)
             self.counts.mismatch_samples.extend(problems[:5])
             self.log(f"    MISMATCHES: {len(problems)}: {problems[:5]}")
+            for sms_id in sorted({_problem_id(p) for p in problems})[:3]:
+                self.log(self.explain(sms_id))
 
 
 def _problem_id(problem: str) -> str:
@@ -393,14 +432,15 @@ def run(
     kill_chance: float = 0.35,
     overlap_chance: float = 0.2,
     horizon_chance: float = 0.04,
+    accounts: list[int] | None = None,
 ) -> Counts:
-    """`episodes` fresh accounts of `steps` scenarios each; returns the counts."""
+    """`episodes` fresh accounts (or just `accounts`) of `steps` scenarios each."""
     counts = Counts(seed=seed)
-    rng = random.Random(seed)
     log(f"reliability run: seed {seed}, {episodes} accounts x {steps} scenarios")
-    for episode in range(episodes):
+    for episode in accounts if accounts is not None else range(episodes):
         folder = workdir / f"account{episode}"
         folder.mkdir(parents=True)
+        rng = random.Random(f"{seed}/{episode}")
         scenario = Scenario(rng, folder, counts, log)
         scenario.force_kill_at = steps - 1
         counts.episodes += 1

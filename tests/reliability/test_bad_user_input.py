@@ -65,8 +65,8 @@ def test_missing_or_invalid_key(synced, key, code, says):
     ("url", "says"),
     [
         ("http://127.0.0.1:9/api/v1", "--base-url"),
-        ("EMULATOR/api/v2", "HTTP 404"),
-        ("EMULATOR", "HTTP 404"),
+        ("EMULATOR/api/v2", "--base-url"),
+        ("EMULATOR", "--base-url"),
         ("not a url", "--base-url"),
         ("http://host with spaces/api/v1", "--base-url"),
         ("ftp://127.0.0.1/api/v1", "--base-url"),
@@ -83,7 +83,8 @@ def test_wrong_base_url(synced, url, says):
         url.replace("EMULATOR", base),
         SOURCES__CLOSE_SMS__MAX_RETRIES="1",
     )
-    assert result.returncode in (2, 4), result.stderr
+    # An unreachable host may be a network outage (4, retried by cron); the rest is config (2).
+    assert result.returncode == (4 if ":9/" in url else 2), result.stderr
     assert says in one_line_error(result.stderr)
     _unchanged(database, before)
 

@@ -195,6 +195,49 @@ def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, tmp_path):
     assert mismatches(database, running.emu.snapshot()) == []
 
 
+def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, tmp_path):
+    from pipelines.close_sms import settings
+
+    running = emulator(sms=300, seed=24)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    running.emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
+    sync(running, database)  # reads the last events once more, then nothing is left to read
+    loads = "SELECT count(*) FROM close_sms._dlt_loads"
+    before = (count(database, loads), read_status(database)["feed_checked_at"])
+
+    quiet = sync(running, database)
+
+    assert quiet.events == 0
+    assert quiet.wrote is False
+    assert quiet.views == []
+    assert (count(database, loads), read_status(database)["feed_checked_at"]) == before
+
+    running.emu.clock.advance(settings.FEED_CHECKPOINT_SECONDS)
+    checkpoint = sync(running, database)
+
+    assert checkpoint.events == 0
+    assert checkpoint.wrote is True
+    assert count(database, loads) == before[0] + 1
+    assert read_status(database)["feed_checked_at"] > before[1]
+
+
+def test_quiet_run_restores_a_dropped_view(emulator, tmp_path):
+    import duckdb
+
+    running = emulator(sms=100, seed=25)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("DROP VIEW close_sms.sms_daily")
+
+    quiet = sync(running, database)
+
+    assert quiet.wrote is False
+    assert "sms_daily" in quiet.views
+    assert count(database, "SELECT count(*) FROM close_sms.sms_daily") > 0
+
+
 def test_state_follows_the_database_file(emulator, tmp_path):
     running = emulator(sms=300, seed=20)
     first = tmp_path / "a" / "one.duckdb"
