@@ -19,7 +19,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import settings
 from .client import ClientConfig, CloseApiError, CloseClient, RequestRejected
-from .source import FeedStats, close_sms
+from .source import FeedStats, close_sms, feed_start
 from .strategies import BackfillProgress, Window, from_ms, parse_timestamp, to_ms
 from .views import apply_views_on, missing_views
 
@@ -171,14 +171,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    """The source's persisted state (backfill plan, feed check time, event cursor)."""
+    """The source's persisted state (backfill plan, last change-feed check)."""
     return pipeline.state.get("sources", {}).get(settings.SOURCE_NAME, {})
 
 
-def event_cursor(state: dict[str, Any]) -> Any:
-    """The `date_updated` cursor dlt's incremental holds for the event log."""
-    resource = state.get("resources", {}).get("sms_events", {})
-    return resource.get("incremental", {}).get("date_updated", {}).get("last_value")
+def changes_since(plan: dict[str, Any], now: datetime) -> datetime:
+    """The oldest event the change feed reads: from the last backfill's end (minus the lookback)."""
+    end = parse_timestamp(plan["end"]) if plan.get("end") else now
+    return end - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
 
 
 def _horizon(now: datetime) -> datetime:
@@ -347,15 +347,14 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
         report.wrote = True
         say(f"Reconcile removed {len(removed):,} SMS that Close no longer returns")
 
-    plan = source_state(pipeline).get("backfill") or {}
-    lookback = timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
-    changes_since = parse_timestamp(plan["end"]) - lookback if plan.get("end") else now - lookback
+    state = source_state(pipeline)
+    since = changes_since(state.get("backfill") or {}, now)
+    start = feed_start(state.get("feed_checked_at"), since)
+    say(f"Change feed: reading events updated since {start.isoformat() if start else 'ever'}")
     feed = FeedStats()
     _step(
         pipeline.extract,
-        source(changes_since=changes_since, feed_stats=feed).with_resources(
-            "sms_events", "sms_changes"
-        ),
+        source(changes_since=since, feed_stats=feed).with_resources("sms_events", "sms_changes"),
         loader_file_format="parquet",
     )
     if _discard_empty_packages(pipeline):
@@ -447,14 +446,14 @@ def read_status(database: Path) -> dict[str, Any]:
             ).fetchone()[0]
     finally:
         connection.close()
-    cursor = event_cursor(state)
     checked = state.get("feed_checked_at")
     now = datetime.now(timezone.utc)
     reference = parse_timestamp(checked) if checked else None
+    since = feed_start(checked, changes_since(plan, now)) if plan else None
     return {
         "database": str(database),
         "last_successful_load": last_load,
-        "event_cursor": cursor,
+        "events_read_from": since.isoformat() if since else None,
         "feed_checked_at": checked,
         "behind_seconds": (now - reference).total_seconds() if reference else None,
         "backfill_in_progress": bool(plan) and not plan.get("complete", False),

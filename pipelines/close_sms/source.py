@@ -80,6 +80,18 @@ def _parsed(value: Any, parse: Callable[[Any], Any]) -> Any:
         return value
 
 
+def feed_start(checked: str | None, changes_since: datetime | None) -> datetime | None:
+    """Where the change feed starts reading: the last check minus the lookback.
+
+    Not the newest event seen, as `dlt.sources.incremental` would keep: the actions are read
+    one after another, so a later action's newer events say nothing of the changes an earlier
+    action's query ran too soon to see.
+    """
+    lookback = timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
+    candidates = [changes_since, parse_timestamp(checked) - lookback if checked else None]
+    return max((c for c in candidates if c is not None), default=None)
+
+
 def _checkpoint_due(checked: str | None, now: datetime) -> bool:
     if not checked:
         return True
@@ -151,23 +163,15 @@ def close_sms(
         primary_key="id",
         columns=settings.event_columns(),
     )
-    def sms_events(
-        updated: dlt.sources.incremental[datetime] = dlt.sources.incremental(
-            "date_updated",
-            initial_value=changes_since,
-            lag=settings.EVENT_LOOKBACK_SECONDS,
-            on_cursor_value_missing="include",
-        ),
-    ) -> Iterator[TDataItems]:
+    def sms_events() -> Iterator[TDataItems]:
         state = dlt.current.source_state()
         checked = state.get("feed_checked_at")
-        candidates = [updated.last_value, changes_since]
-        if checked:
-            lookback = timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
-            candidates.append(parse_timestamp(checked) - lookback)
-        since = max(c for c in candidates if c is not None)
         started = client.now()
-        events = [normalize_event(e) for page in read_events(client, since) for e in page]
+        events = [
+            normalize_event(e)
+            for page in read_events(client, feed_start(checked, changes_since))
+            for e in page
+        ]
         feed.events += len(events)
         if events:
             yield events

@@ -30,7 +30,7 @@ from tests.sync.support import cli_command, cli_env, mismatches, run_cli, wareho
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.
 PHASE_MARKERS = {
-    "extract": ("Backfill:", "Resuming backfill", "Reconcile:", "Bind incremental"),
+    "extract": ("Backfill:", "Resuming backfill", "Reconcile:", "Change feed:"),
     "normalize": ("|normalize.py|", "|worker.py|"),
     "load": ("|load.py|", "|job_client_impl.py|", "|utils.py|"),
     "views": ("archiving package",),
@@ -281,7 +281,7 @@ class Scenario:
         lines: list[str] = []
         for line in process.stderr:
             lines.append(line)
-            feed_started = feed_started or "Bind incremental" in line
+            feed_started = feed_started or "Change feed:" in line
             for name, markers in PHASE_MARKERS.items():
                 if any(m in line for m in markers):
                     # A package archived before the change feed ends a backfill chunk, not the run.

@@ -44,7 +44,7 @@ def test_invalid_body_stops_clearly_and_cursor_does_not_advance(emulator, tmp_pa
     assert failed.returncode == 4, failed.stderr
     assert "not valid JSON" in one_line_error(failed.stderr)
     after_status = status(database)
-    assert after_status["event_cursor"] == before_status["event_cursor"]
+    assert after_status["events_read_from"] == before_status["events_read_from"]
     assert after_status["feed_checked_at"] == before_status["feed_checked_at"]
     assert fingerprint(database) == before_rows
     assert emu.stats.faults[kind] >= 3  # first try and two retries

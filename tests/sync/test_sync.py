@@ -195,6 +195,43 @@ def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, tmp_path):
     assert mismatches(database, running.emu.snapshot()) == []
 
 
+def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
+    emulator, tmp_path, monkeypatch
+):
+    """Actions are read one after another: a later action's newer events must not move the
+    next run's start past changes the earlier actions' queries could not see yet."""
+    from pipelines.close_sms import settings
+    from pipelines.close_sms.client import CloseClient
+
+    running = emulator(sms=200, seed=26)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    base = _template(emu)
+    draft = emu.create_sms({**base, "status": "draft", "text": "edited later"})["id"]
+    emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
+    read = CloseClient.get
+    made: list[str] = []
+
+    def get(client, path, params=None):
+        body = read(client, path, params)
+        if path == settings.EVENT_ENDPOINT and params["action"] == "created" and not made:
+            made.append(emu.create_sms({**base, "status": "inbox", "text": "unseen"})["id"])
+            # The next action's query runs much later (a long first query, retries, 429s).
+            emu.clock.advance(2 * settings.EVENT_LOOKBACK_SECONDS)
+            emu.update_sms(draft, {"text": "edited"})
+        return body
+
+    monkeypatch.setattr(CloseClient, "get", get)
+    sync(running, database)
+    monkeypatch.setattr(CloseClient, "get", read)
+    assert made and f"missing {made[0]}" in mismatches(database, emu.snapshot())
+
+    sync(running, database)
+
+    assert mismatches(database, emu.snapshot()) == []
+
+
 def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, tmp_path):
     from pipelines.close_sms import settings
 
