@@ -5,18 +5,24 @@
 -- Events are ordered by date_updated as Close's event log orders them (consolidated events
 -- move their date_updated, not their date_created), then date_created, then event id.
 CREATE OR REPLACE VIEW close_sms.sms_status_changes AS
+-- The gap is computed outside the window query: written inline, DuckDB evaluates the lag a
+-- second time (1M SMS / 2M events: ~20% slower).
 SELECT
-    id AS event_id,
-    object_id,
-    action,
-    date_created,
-    date_updated,
-    user_id,
-    lead_id,
-    changed_fields,
-    row_number() OVER per_sms AS event_number,
-    lag(action) OVER per_sms AS previous_action,
-    lag(date_updated) OVER per_sms AS previous_event_at,
-    epoch(date_updated) - epoch(lag(date_updated) OVER per_sms) AS seconds_since_previous
-FROM close_sms.sms_events
-WINDOW per_sms AS (PARTITION BY object_id ORDER BY date_updated, date_created, id);
+    *,
+    epoch(date_updated) - epoch(previous_event_at) AS seconds_since_previous
+FROM (
+    SELECT
+        id AS event_id,
+        object_id,
+        action,
+        date_created,
+        date_updated,
+        user_id,
+        lead_id,
+        changed_fields,
+        row_number() OVER per_sms AS event_number,
+        lag(action) OVER per_sms AS previous_action,
+        lag(date_updated) OVER per_sms AS previous_event_at
+    FROM close_sms.sms_events
+    WINDOW per_sms AS (PARTITION BY object_id ORDER BY date_updated, date_created, id)
+);
