@@ -4,7 +4,9 @@ The emulator is the model of Close: after every completed sync the warehouse mus
 `emu.snapshot()` field by field (`tests.sync.support.mismatches`). Each scenario applies random
 API changes, arms random faults, may SIGKILL one or two sync processes at a chosen moment
 (extract, normalize, load, or the view step, recognised from dlt's INFO log lines on stderr),
-then runs a sync to completion and compares. Each account draws from its own
+then runs a sync to completion and compares (SMS changed while that sync ran are checked after
+the next one). Each account ends with one more sync while the emulator's clock is stopped,
+compared with no exclusions at all. Each account draws from its own
 `random.Random(f"{seed}/{account}")`, so one account of a run is replayed alone
 (`run(..., accounts=[n])`); a mismatch is logged with the SMS's changes, events and sync state.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 from pipelines.close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from pipelines.close_sms.emulator.store import ValidationError
+from pipelines.close_sms.strategies import parse_timestamp
 from tests.sync.support import cli_command, cli_env, mismatches, run_cli, warehouse_rows
 
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
@@ -53,6 +56,7 @@ class Counts:
     syncs_stopped_by_faults: int = 0
     overlapping_syncs: int = 0
     horizon_jumps: int = 0
+    final_checks: int = 0
     mismatches: int = 0
     unexpected_failures: list[str] = field(default_factory=list)
     mismatch_samples: list[str] = field(default_factory=list)
@@ -71,6 +75,7 @@ class Counts:
                 f"({self.overlapping_syncs} with API changes during the run)",
                 f"  syncs stopped by faults (exit 4, then rerun): {self.syncs_stopped_by_faults}",
                 f"  horizon jumps (>30 days): {self.horizon_jumps}",
+                f"  final exact checks (clock stopped, no exclusions): {self.final_checks}",
                 f"  unexpected failures:  {len(self.unexpected_failures)}",
                 f"  mismatches:           {self.mismatches}",
             ]
@@ -108,6 +113,7 @@ class Scenario:
         self.force_kill_at = -1
         self.runs = 0
         self.history: dict[str, list[str]] = {}
+        self.sync_began = self.emu.clock.now()
         some = next(iter(self.emu.snapshot().values()))
         self.template = {
             "lead_id": some["lead_id"],
@@ -321,6 +327,7 @@ class Scenario:
 
         meddler = threading.Thread(target=meddle) if overlap else None
         began = time.monotonic()
+        self.sync_began = self.emu.clock.now()
         process = subprocess.Popen(
             cli_command(*self.args),
             env=cli_env(DEMO_API_KEY, **self.env),
@@ -406,10 +413,31 @@ class Scenario:
         touched = self.completed_run(overlap=rng.random() < overlap_chance)
         self.emu.faults.clear()
         self.counts.faults_injected.update(Counter(self.emu.faults.injected) - before)
-        problems = mismatches(self.database, self.emu.snapshot())
-        # Changes made while the sync ran may legitimately be caught by the next sync only.
-        problems = [p for p in problems if _problem_id(p) not in touched]
+        snapshot = self.emu.snapshot()
+        # Changes made while the sync ran (by the API or by scheduled sends coming due) may
+        # legitimately be caught by the next sync only; the next step checks them.
+        touched |= {
+            sms_id
+            for sms_id, sms in snapshot.items()
+            if parse_timestamp(sms["date_updated"]) >= self.sync_began
+        }
         self.counts.scenarios += 1
+        self.compare(snapshot, excluded=touched)
+
+    def final_check(self) -> None:
+        """One more sync with the clock stopped, so nothing changes during it: exact equality."""
+        self.emu.faults.clear()
+        self.emu.clock.freeze()
+        try:
+            self.completed_run(overlap=False)
+            self.counts.final_checks += 1
+            self.compare(self.emu.snapshot(), excluded=set())
+        finally:
+            self.emu.clock.unfreeze()
+
+    def compare(self, snapshot: dict[str, dict[str, Any]], excluded: set[str]) -> None:
+        problems = mismatches(self.database, snapshot)
+        problems = [p for p in problems if _problem_id(p) not in excluded]
         if problems:
             self.counts.mismatches += len(problems)
             self.counts.mismatch_samples.extend(problems[:5])
@@ -448,6 +476,8 @@ def run(
             for step in range(steps):
                 log(f"  account {episode} scenario {step}")
                 scenario.step(kill_chance, overlap_chance, horizon_chance)
+            log(f"  account {episode} final check")
+            scenario.final_check()
         finally:
             scenario.close()
     return counts

@@ -39,6 +39,7 @@ def _check(counts: Counts, min_scenarios: int) -> None:
     print(counts.summary())
     replay = f"replay with RELIABILITY_SEED={counts.seed}"
     assert counts.scenarios >= min_scenarios
+    assert counts.final_checks == counts.episodes
     assert counts.unexpected_failures == [], (replay, counts.unexpected_failures)
     assert counts.mismatches == 0, (replay, counts.mismatch_samples)
     assert sum(counts.api_changes.values()) > 0
