@@ -143,8 +143,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database:             {status['database']}")
     print(f"last successful load: {status['last_successful_load'] or 'never'}")
     print(f"change feed read at:  {status['feed_checked_at'] or 'never'}")
-    print(f"next run reads from:  {status['events_read_from'] or 'the whole event log'}")
     print(f"behind now by:        {_duration(behind) if behind is not None else 'unknown'}")
+    print(f"next run reads from:  {status['events_read_from'] or 'the whole event log'}")
     if status["backfill_in_progress"]:
         print(
             f"backfill:             in progress, {status['backfill_windows_left']} windows left, "
