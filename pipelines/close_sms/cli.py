@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--quiet", action="store_true", help="print nothing on success")
 
-    status = add("status", cmd_status, "Show the cursor, backfill progress and row counts.")
+    status = add(
+        "status", cmd_status, "Show the change feed's last check, backfill progress and row counts."
+    )
     status.add_argument("--database", default=settings.DEFAULT_DATABASE)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -414,7 +414,7 @@ def _step(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def read_status(database: Path) -> dict[str, Any]:
-    """What `close-sms status` shows: last run, cursor, lag, backfill progress, row counts."""
+    """What `close-sms status` shows: last run, feed check and lag, backfill progress, row counts."""
     database = database.expanduser().resolve()
     if not database.exists():
         raise ConfigError(f"--database: {database} does not exist; run `close-sms sync` first")

@@ -39,7 +39,7 @@ DEFAULT_MAX_SKIP = 250_000
 FILTER_PRECISION_SECONDS = 1
 
 EVENT_RETENTION_DAYS = 30
-# A cursor this close to the event log's horizon is treated as lost: a reconcile backfill runs.
+# A last feed check this close to the event log's horizon is treated as lost: a reconcile backfill runs.
 HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300

@@ -126,7 +126,7 @@ def close_sms(
     """Close SMS activities. The runner picks the resources a run needs.
 
     - `sms_backfill` reads `date_created` windows, saving the windows left after every page.
-    - `sms_events` reads the event log from its `date_updated` cursor; `sms_changes` fetches
+    - `sms_events` reads the event log from the last check (see `feed_start`); `sms_changes` fetches
       the SMS those events name again, and turns the ones Close no longer returns into deletes.
     - `sms_removals` deletes the SMS a reconcile backfill did not see.
     """
