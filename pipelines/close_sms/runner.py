@@ -19,7 +19,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import settings
 from .client import ClientConfig, CloseApiError, CloseClient, RequestRejected
-from .source import FeedStats, close_sms, feed_start
+from .source import FeedStats, close_sms
 from .strategies import BackfillProgress, Window, from_ms, parse_timestamp, to_ms
 from .views import apply_views_on, missing_views
 
@@ -175,10 +175,18 @@ def source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
     return pipeline.state.get("sources", {}).get(settings.SOURCE_NAME, {})
 
 
-def changes_since(plan: dict[str, Any], now: datetime) -> datetime:
-    """The oldest event the change feed reads: from the last backfill's end (minus the lookback)."""
-    end = parse_timestamp(plan["end"]) if plan.get("end") else now
-    return end - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
+def feed_start(state: dict[str, Any], now: datetime) -> datetime:
+    """Where the change feed starts: the last check (else the backfill's end) minus the lookback.
+
+    Not the newest event seen, as `dlt.sources.incremental` would keep: the actions are read
+    one after another, so a later action's newer events say nothing of the changes an earlier
+    action's query ran too soon to see.
+    """
+    plan = state.get("backfill") or {}
+    marks = [parse_timestamp(plan["end"]) if plan.get("end") else now]
+    if state.get("feed_checked_at"):
+        marks.append(parse_timestamp(state["feed_checked_at"]))
+    return max(marks) - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
 
 
 def _horizon(now: datetime) -> datetime:
@@ -347,10 +355,8 @@ def _run_locked(database: Path, options: SyncOptions, say: Say) -> SyncReport:
         report.wrote = True
         say(f"Reconcile removed {len(removed):,} SMS that Close no longer returns")
 
-    state = source_state(pipeline)
-    since = changes_since(state.get("backfill") or {}, now)
-    start = feed_start(state.get("feed_checked_at"), since)
-    say(f"Change feed: reading events updated since {start.isoformat() if start else 'ever'}")
+    since = feed_start(source_state(pipeline), now)
+    say(f"Change feed: reading events updated since {since.isoformat()}")
     feed = FeedStats()
     _step(
         pipeline.extract,
@@ -449,7 +455,7 @@ def read_status(database: Path) -> dict[str, Any]:
     checked = state.get("feed_checked_at")
     now = datetime.now(timezone.utc)
     reference = parse_timestamp(checked) if checked else None
-    since = feed_start(checked, changes_since(plan, now)) if plan else None
+    since = feed_start(state, now) if plan else None
     return {
         "database": str(database),
         "last_successful_load": last_load,

@@ -80,18 +80,6 @@ def _parsed(value: Any, parse: Callable[[Any], Any]) -> Any:
         return value
 
 
-def feed_start(checked: str | None, changes_since: datetime | None) -> datetime | None:
-    """Where the change feed starts reading: the last check minus the lookback.
-
-    Not the newest event seen, as `dlt.sources.incremental` would keep: the actions are read
-    one after another, so a later action's newer events say nothing of the changes an earlier
-    action's query ran too soon to see.
-    """
-    lookback = timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
-    candidates = [changes_since, parse_timestamp(checked) - lookback if checked else None]
-    return max((c for c in candidates if c is not None), default=None)
-
-
 def _checkpoint_due(checked: str | None, now: datetime) -> bool:
     if not checked:
         return True
@@ -126,8 +114,8 @@ def close_sms(
     """Close SMS activities. The runner picks the resources a run needs.
 
     - `sms_backfill` reads `date_created` windows, saving the windows left after every page.
-    - `sms_events` reads the event log from the last check (see `feed_start`); `sms_changes` fetches
-      the SMS those events name again, and turns the ones Close no longer returns into deletes.
+    - `sms_events` reads the event log from `changes_since`; `sms_changes` fetches the SMS
+      those events name again, and turns the ones Close no longer returns into deletes.
     - `sms_removals` deletes the SMS a reconcile backfill did not see.
     """
     feed = feed_stats or FeedStats()
@@ -167,11 +155,7 @@ def close_sms(
         state = dlt.current.source_state()
         checked = state.get("feed_checked_at")
         started = client.now()
-        events = [
-            normalize_event(e)
-            for page in read_events(client, feed_start(checked, changes_since))
-            for e in page
-        ]
+        events = [normalize_event(e) for page in read_events(client, changes_since) for e in page]
         feed.events += len(events)
         if events:
             yield events

@@ -272,20 +272,16 @@ class BackfillReader:
 
 
 def read_events(
-    client: CloseClient, since: datetime | None, actions: Iterable[str] = settings.EVENT_ACTIONS
+    client: CloseClient, since: datetime, actions: Iterable[str] = settings.EVENT_ACTIONS
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield pages of SMS events with `date_updated >= since` (all held, if None), one query
-    per action."""
+    """Yield pages of SMS events with `date_updated >= since`, one query per action."""
     for action in actions:
         params: dict[str, Any] = {
             "object_type": settings.EVENT_OBJECT_TYPE,
             "action": action,
+            "date_updated__gte": since.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
             "_limit": settings.EVENT_PAGE_SIZE,
         }
-        if since is not None:
-            params["date_updated__gte"] = since.astimezone(timezone.utc).isoformat(
-                timespec="milliseconds"
-            )
         while True:
             body = client.get(settings.EVENT_ENDPOINT, params)
             page = list(body.get("data") or [])

@@ -42,19 +42,18 @@ def status(database: Path) -> dict[str, Any]:
 
 def fingerprint(database: Path) -> dict[str, Any]:
     """Every table of the file (dlt's own included), as sorted rows: equal means unchanged."""
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
+    with duckdb.connect(str(database), read_only=True) as connection:
         tables = connection.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_type = 'BASE TABLE' ORDER BY 1, 2"
         ).fetchall()
-        result = {}
-        for schema, table in tables:
-            rows = connection.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
-            result[f"{schema}.{table}"] = sorted(repr(row) for row in rows)
-        return result
-    finally:
-        connection.close()
+        return {
+            f"{schema}.{table}": sorted(
+                repr(row)
+                for row in connection.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()
+            )
+            for schema, table in tables
+        }
 
 
 def file_digest(path: Path) -> str:

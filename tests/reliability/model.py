@@ -13,7 +13,6 @@ compared with no exclusions at all. Each account draws from its own
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import subprocess
@@ -28,7 +27,8 @@ from typing import Any
 from pipelines.close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from pipelines.close_sms.emulator.store import ValidationError
 from pipelines.close_sms.strategies import parse_timestamp
-from tests.sync.support import cli_command, cli_env, mismatches, run_cli, warehouse_rows
+from tests.reliability.helpers import status
+from tests.sync.support import cli_command, cli_env, mismatches, warehouse_rows
 
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.
@@ -256,19 +256,23 @@ class Scenario:
 
     # ---- sync processes ---------------------------------------------------------------------
 
+    def _start_sync(self, stdout: int) -> subprocess.Popen[str]:
+        """`close-sms sync` in a new process, as cron starts it; stderr is piped."""
+        return subprocess.Popen(
+            cli_command(*self.args),
+            env=cli_env(DEMO_API_KEY, **self.env),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def killed_run(self, target: str | None = None) -> None:
         """Start a sync and SIGKILL it at a random moment of a random (or given) phase."""
         rng = self.rng
         target = target or rng.choice(KILL_TARGETS)
         delay = rng.uniform(0.2, max(0.5, self.last_seconds))
         nth = rng.randint(1, 6)
-        process = subprocess.Popen(
-            cli_command(*self.args),
-            env=cli_env(DEMO_API_KEY, **self.env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = self._start_sync(stdout=subprocess.DEVNULL)
         phase = "none"
         feed_started = False
         seen = 0
@@ -328,13 +332,7 @@ class Scenario:
         meddler = threading.Thread(target=meddle) if overlap else None
         began = time.monotonic()
         self.sync_began = self.emu.clock.now()
-        process = subprocess.Popen(
-            cli_command(*self.args),
-            env=cli_env(DEMO_API_KEY, **self.env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = self._start_sync(stdout=subprocess.PIPE)
         if meddler:
             meddler.start()
         _out, err = process.communicate(timeout=600)
@@ -386,9 +384,7 @@ class Scenario:
             for e in emu.events()
             if e.get("object_id") == sms_id
         ]
-        status = run_cli("status", "--json", "--database", str(self.database), api_key=None)
-        state = json.loads(status.stdout) if status.returncode == 0 else status.stderr
-        lines.append(f"       sync state: {state}")
+        lines.append(f"       sync state: {status(self.database)}")
         lines.append(f"       emulator now: {emu.clock.now().isoformat()}")
         return "\n".join(lines)
 

@@ -112,8 +112,7 @@ def test_odd_values_load_faithfully_by_backfill_and_by_change_feed(emulator, tmp
 
     assert second.returncode == 0, second.stderr
     assert mismatches(database, emu.snapshot()) == []
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
+    with duckdb.connect(str(database), read_only=True) as connection:
         extra = connection.execute(
             "SELECT id, sentiment_score, channel_label FROM close_sms.sms "
             "WHERE channel_label IS NOT NULL ORDER BY id"
@@ -121,8 +120,6 @@ def test_odd_values_load_faithfully_by_backfill_and_by_change_feed(emulator, tmp
         text_lengths = dict(
             connection.execute("SELECT id, length(text) FROM close_sms.sms").fetchall()
         )
-    finally:
-        connection.close()
     extra_ids = {ids[list(ODD_VALUES).index("extra fields")], fresh[-1]}
     assert {row[0] for row in extra} == extra_ids
     assert all(row[1] == pytest.approx(0.75) and row[2] == "support" for row in extra)
