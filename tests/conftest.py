@@ -1,4 +1,4 @@
-"""Shared fixtures: an in-process Close API emulator on an ephemeral port."""
+"""Shared fixtures: an in-process Close API emulator on an ephemeral port, and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import os
 
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
+import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
-from pipelines.close_sms.emulator import (  # noqa: E402
+from close_sms.emulator import (  # noqa: E402
     DEMO_API_KEY,
     Emulator,
     EmulatorConfig,
@@ -65,3 +67,37 @@ def emulator() -> Iterator[Callable[..., RunningEmulator]]:
     yield start
     for server in servers:
         server.stop()
+
+
+POSTGRES_ENV = "CLOSE_SMS_TEST_POSTGRES"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The DSN of the real PostgreSQL server `.ci/run` starts (`.ci/postgres start DIR`)."""
+    dsn = os.environ.get(POSTGRES_ENV)
+    if not dsn:
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set: run the suite with `bash .ci/run`, or start a server "
+            f"with `.ci/postgres start DIR` and export the DSN it prints as {POSTGRES_ENV}"
+        )
+    return dsn
+
+
+@pytest.fixture
+def postgres(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards; its credentials URL."""
+    import psycopg2
+
+    name = f"close_sms_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_server)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        parts = urlsplit(postgres_server)
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()

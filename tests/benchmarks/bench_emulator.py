@@ -16,7 +16,7 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 import requests  # noqa: E402
 
-from pipelines.close_sms.emulator import (  # noqa: E402
+from close_sms.emulator import (  # noqa: E402
     DEMO_API_KEY,
     Emulator,
     EmulatorConfig,

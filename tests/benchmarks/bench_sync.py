@@ -61,7 +61,7 @@ ME = "/api/v1/me/"
 
 def serve_emulator(args: argparse.Namespace) -> None:
     """Child mode: generate, serve, then answer `stats` / `clear` lines on stdin with JSON."""
-    from pipelines.close_sms.emulator import Emulator, EmulatorConfig, EmulatorServer
+    from close_sms.emulator import Emulator, EmulatorConfig, EmulatorServer
 
     emu = Emulator(EmulatorConfig(rps=args.rps or None, latency_ms=args.latency_ms))
     emu.generate(n=args.sms, seed=args.seed)
@@ -147,7 +147,7 @@ class EmulatorProcess:
 
 
 def _env() -> dict[str, str]:
-    from pipelines.close_sms.emulator import DEMO_API_KEY
+    from close_sms.emulator import DEMO_API_KEY
 
     env = dict(os.environ)
     for name in list(env):
@@ -216,7 +216,7 @@ def floor(base_url: str, database: Path) -> tuple[float, int]:
     import pyarrow as pa
     import requests
 
-    from pipelines.close_sms.emulator import DEMO_API_KEY
+    from close_sms.emulator import DEMO_API_KEY
 
     started = time.perf_counter()
     session = requests.Session()
@@ -252,7 +252,7 @@ def change_sms(base_url: str, updated: int = 50, created: int = 30, deleted: int
     """Change SMS through the emulator's HTTP API; returns how many SMS changed."""
     import requests
 
-    from pipelines.close_sms.emulator import DEMO_API_KEY
+    from close_sms.emulator import DEMO_API_KEY
 
     session = requests.Session()
     session.auth = (DEMO_API_KEY, "")
@@ -415,7 +415,7 @@ def run(args: argparse.Namespace) -> None:
                         noop_times.append(measure(command)[0])
                         stats = emu.ask("stats")
                     noop = statistics.median(noop_times)
-                    from pipelines.close_sms import settings
+                    from close_sms import settings
 
                     # A quiet run records its check once the last record is this old.
                     emu.ask(f"advance {settings.FEED_CHECKPOINT_SECONDS}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.close_sms.views import apply_views_on, base_tables_ddl
+from close_sms.warehouse.views import apply_views_on, base_tables_ddl
 
 
 def generate(connection: duckdb.DuckDBPyConnection, rows: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from pipelines.close_sms.emulator import Emulator
+from close_sms.emulator import Emulator
 
 from .spec import attachment_content_types
 

@@ -24,8 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pipelines.close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
-from pipelines.close_sms.emulator.store import ValidationError
+from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+from close_sms.emulator.store import ValidationError
 from pipelines.close_sms.strategies import parse_timestamp
 from tests.reliability.helpers import status
 from tests.sync.support import cli_command, cli_env, mismatches, warehouse_rows

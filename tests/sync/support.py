@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.close_sms import settings
+from close_sms import settings
 from pipelines.close_sms.strategies import parse_timestamp
 
 ATTACHMENT_FIELDS = ("media_id", "content_type", "filename", "size", "url", "thumbnail_url")

@@ -16,7 +16,7 @@ from typing import Any
 import dlt
 import duckdb
 
-from pipelines.close_sms.settings import (
+from close_sms.settings import (
     DATASET_NAME,
     attachment_columns,
     event_columns,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pipelines.close_sms import views
-from pipelines.close_sms.views import apply_views, apply_views_on, sql_dir, view_files
+from close_sms.warehouse import views
+from close_sms.warehouse.views import apply_views, apply_views_on, sql_dir, view_files
 from tests.views.dataset import Loader
 from tests.views.fixture_data import DELETED, event_rows, sms_rows
 from tests.views.test_views import VIEWS

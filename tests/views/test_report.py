@@ -12,9 +12,9 @@ from collections import Counter, defaultdict
 import pytest
 
 from pipelines.close_sms.demo import run_demo
-from pipelines.close_sms.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
+from close_sms.warehouse.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
 from pipelines.close_sms.source import normalize_sms
-from pipelines.close_sms.views import apply_views
+from close_sms.warehouse.views import apply_views
 from tests.views import expected
 from tests.views.dataset import UTC, Loader, attachment, message_at, sms_row
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.close_sms.views import apply_views
+from close_sms.warehouse.views import apply_views
 from tests.views import expected
 from tests.views.dataset import UTC, Loader, rows_as_dicts
 from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows

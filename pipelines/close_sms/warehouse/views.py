@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.close_sms.settings import (
+from ..settings import (
     DATASET_NAME,
     attachment_columns,
     event_columns,

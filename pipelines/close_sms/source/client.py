@@ -17,25 +17,14 @@ from urllib.parse import urlencode
 
 import requests
 
-from . import settings
+from .. import settings
+from ..errors import AuthError, CloseApiError, UnreachableError
 
 _RATELIMIT = re.compile(
     r"limit=(?P<limit>[\d.]+)\s*[,;]\s*remaining=(?P<remaining>[\d.]+)\s*[,;]\s*reset=(?P<reset>[\d.]+)"
 )
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9]+/")
-
-
-class CloseApiError(Exception):
-    """Base class of errors talking to Close; the message never holds the API key."""
-
-
-class AuthError(CloseApiError):
-    """Close rejected the key (401/403)."""
-
-
-class UnreachableError(CloseApiError):
-    """Close's host could not be reached, or kept failing after every retry."""
 
 
 class RequestRejected(CloseApiError):

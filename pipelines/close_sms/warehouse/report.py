@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import plotly.graph_objects as go
 
-from pipelines.close_sms.settings import DATASET_NAME
+from ..settings import DATASET_NAME
 
 # The response-time buckets of the distribution chart: (label, upper bound in seconds).
 RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (

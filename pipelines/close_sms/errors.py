@@ -1,0 +1,54 @@
+"""Every failure close-sms reports, each with its one-line cause and its exit status.
+
+This is the one table of exit statuses: the CLI exits with `exit_code` of what was raised.
+Messages never hold a secret.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130
+
+
+class SyncError(Exception):
+    """A failure with a one-line cause; exit 1 unless a subclass says otherwise."""
+
+    exit_code = 1
+    hint = ""
+
+
+class ConfigError(SyncError):
+    """A bad option or setting; the message names it."""
+
+    exit_code = 2
+
+
+class CloseApiError(SyncError):
+    """Talking to Close failed; the message never holds the API key."""
+
+    exit_code = 4
+
+
+class AuthError(CloseApiError):
+    """Close rejected the key (401/403)."""
+
+    exit_code = 3
+    hint = " (check SOURCES__CLOSE_SMS__API_KEY / CLOSE_API_KEY)"
+
+
+class UnreachableError(CloseApiError):
+    """Close's host could not be reached, or kept failing after every retry."""
+
+    hint = " (check --base-url / SOURCES__CLOSE_SMS__BASE_URL and the network)"
+
+
+class LockHeld(SyncError):
+    """Another sync is writing the same destination and dataset."""
+
+    exit_code = 5
+
+
+class DatabaseError(SyncError):
+    """The destination cannot be opened, read or written."""
+
+    exit_code = 6
