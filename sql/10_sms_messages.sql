@@ -9,7 +9,8 @@ WITH attachment_counts AS (
     GROUP BY _dlt_parent_id
 )
 SELECT
-    -- EXCLUDE rather than a column list: fields Close adds later show up without an edit.
+    -- EXCLUDE rather than a column list: fields Close adds later show up without an edit
+    -- (on destinations without EXCLUDE the star is expanded from the table when applied).
     s.* EXCLUDE (_dlt_load_id, _dlt_id, _deleted),
     coalesce(a.attachment_count, 0) AS attachment_count,
     coalesce(a.attachment_count, 0) > 0 AS has_attachments,
@@ -20,7 +21,7 @@ SELECT
     coalesce(s.date_sent, s.activity_at, s.date_created) AS message_at,
     -- AT TIME ZONE 'UTC' makes the date independent of the session's TimeZone setting
     -- (a plain ::DATE cast of a TIMESTAMPTZ uses the local zone).
-    CAST(timezone('UTC', coalesce(s.date_sent, s.activity_at, s.date_created)) AS DATE)
+    CAST(coalesce(s.date_sent, s.activity_at, s.date_created) AT TIME ZONE 'UTC' AS DATE)
         AS message_date
 FROM close_sms.sms AS s
 LEFT JOIN attachment_counts AS a ON a._dlt_parent_id = s._dlt_id;

@@ -16,7 +16,7 @@ SELECT
     s.direction,
     -- Same definition as sms_messages.message_at / message_date.
     coalesce(s.date_sent, s.activity_at, s.date_created) AS message_at,
-    CAST(timezone('UTC', coalesce(s.date_sent, s.activity_at, s.date_created)) AS DATE)
+    CAST(coalesce(s.date_sent, s.activity_at, s.date_created) AT TIME ZONE 'UTC' AS DATE)
         AS message_date
 FROM close_sms.sms__attachments AS a
 JOIN close_sms.sms AS s ON s._dlt_id = a._dlt_parent_id;

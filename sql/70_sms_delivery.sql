@@ -22,14 +22,21 @@ errors AS (
     WHERE error_message IS NOT NULL
     GROUP BY message_date, error_message
 ),
-top_errors AS (
-    -- Most frequent message; a tie goes to the alphabetically first, so it is deterministic.
+ranked_errors AS (
+    -- Most frequent message first; a tie goes to the alphabetically first, so it is deterministic.
     SELECT
         message_date,
-        first(error_message ORDER BY error_count DESC, error_message) AS top_error_message,
-        max(error_count) AS top_error_count
+        error_message,
+        error_count,
+        row_number() OVER (
+            PARTITION BY message_date ORDER BY error_count DESC, error_message
+        ) AS error_rank
     FROM errors
-    GROUP BY message_date
+),
+top_errors AS (
+    SELECT message_date, error_message AS top_error_message, error_count AS top_error_count
+    FROM ranked_errors
+    WHERE error_rank = 1
 )
 SELECT
     d.message_date,

@@ -25,4 +25,4 @@ FROM (
         lag(date_updated) OVER per_sms AS previous_event_at
     FROM close_sms.sms_events
     WINDOW per_sms AS (PARTITION BY object_id ORDER BY date_updated, date_created, id)
-);
+) AS numbered;

@@ -101,3 +101,21 @@ def postgres(postgres_server: str) -> Iterator[str]:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The warehouse a sync test loads, once as a DuckDB file and once as a PostgreSQL database."""
+    from close_sms.warehouse.destination import Warehouse
+    from tests.sync.support import Target
+
+    if request.param == "duckdb":
+        return Target.duckdb(tmp_path / "warehouse.duckdb")
+    env = {
+        "DESTINATION__POSTGRES__CREDENTIALS": request.getfixturevalue("postgres"),
+        # dlt's local working folder, a cache of what the database holds.
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Target("postgres", Warehouse.configure("postgres"), ("--destination", "postgres"), env)

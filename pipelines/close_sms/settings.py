@@ -1,12 +1,10 @@
-"""Defaults and table hints for the Close SMS source, kept in one place.
+"""Defaults of close-sms, kept in one place.
 
 Defaults live in code so that the sync behaves the same from any working directory
 (cron starts jobs in $HOME, where no project `.dlt/` folder is found).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 SOURCE_NAME = "close_sms"
 DATASET_NAME = "close_sms"
@@ -62,91 +60,3 @@ READ_TIMEOUT = 60.0
 MAX_RETRIES = 8
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 60.0
-
-# The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
-DELETED_COLUMN = "_deleted"
-
-SMS_TIMESTAMP_FIELDS = (
-    "date_created",
-    "date_updated",
-    "activity_at",
-    "date_sent",
-    "date_scheduled",
-)
-EVENT_TIMESTAMP_FIELDS = ("date_created", "date_updated")
-
-_TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}
-_TEXT: dict[str, Any] = {"data_type": "text"}
-_KEY: dict[str, Any] = {"data_type": "text", "nullable": False, "primary_key": True}
-_JSON: dict[str, Any] = {"data_type": "json"}
-
-# Every documented field is declared, so columns that are null in all rows still exist.
-_SMS_HINTS: dict[str, dict[str, Any]] = {
-    "id": _KEY,
-    **dict.fromkeys(
-        ("_type", "organization_id", "lead_id", "contact_id", "user_id", "user_name"), _TEXT
-    ),
-    "users": _JSON,
-    **dict.fromkeys(("created_by", "created_by_name", "updated_by", "updated_by_name"), _TEXT),
-    **dict.fromkeys(SMS_TIMESTAMP_FIELDS, _TIMESTAMP),
-    **dict.fromkeys(("direction", "status", "source", "text", "template_id"), _TEXT),
-    **dict.fromkeys(
-        (
-            "local_phone",
-            "local_phone_formatted",
-            "local_country_iso",
-            "remote_phone",
-            "remote_phone_formatted",
-            "remote_country_iso",
-        ),
-        _TEXT,
-    ),
-    "cost": {"data_type": "decimal", "precision": 18, "scale": 6},
-    "error_message": _TEXT,
-    **dict.fromkeys(
-        (
-            "sequence_id",
-            "sequence_name",
-            "sequence_subscription_id",
-            "agent_action_reason",
-            "agent_config_id",
-        ),
-        _TEXT,
-    ),
-    DELETED_COLUMN: {"data_type": "bool", "hard_delete": True},
-}
-
-_ATTACHMENT_HINTS: dict[str, dict[str, Any]] = {
-    **dict.fromkeys(("media_id", "content_type", "filename"), _TEXT),
-    "size": {"data_type": "bigint"},
-    **dict.fromkeys(("url", "thumbnail_url"), _TEXT),
-}
-
-_EVENT_HINTS: dict[str, dict[str, Any]] = {
-    "id": _KEY,
-    **dict.fromkeys(("object_type", "object_id", "action"), _TEXT),
-    **dict.fromkeys(EVENT_TIMESTAMP_FIELDS, _TIMESTAMP),
-    "changed_fields": _JSON,
-    **dict.fromkeys(("user_id", "request_id", "lead_id", "organization_id", "api_key_id"), _TEXT),
-    "meta": _JSON,
-}
-
-
-def _fresh(hints: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    # dlt writes into the hint dicts it is given, so every resource gets its own copies.
-    return {name: dict(hint) for name, hint in hints.items()}
-
-
-def sms_columns() -> dict[str, dict[str, Any]]:
-    """Column hints of the `sms` table."""
-    return _fresh(_SMS_HINTS)
-
-
-def attachment_columns() -> dict[str, dict[str, Any]]:
-    """Column hints of the `sms__attachments` child table."""
-    return _fresh(_ATTACHMENT_HINTS)
-
-
-def event_columns() -> dict[str, dict[str, Any]]:
-    """Column hints of the `sms_events` table."""
-    return _fresh(_EVENT_HINTS)

@@ -2,25 +2,57 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from close_sms import settings
-from pipelines.close_sms.strategies import parse_timestamp
+from close_sms.source.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
+from close_sms.source.timestamps import parse_timestamp
+from close_sms.warehouse.destination import Warehouse
 
 ATTACHMENT_FIELDS = ("media_id", "content_type", "filename", "size", "url", "thumbnail_url")
 SCALAR_FIELDS = tuple(
     name
-    for name, hint in settings.sms_columns().items()
-    if name != settings.DELETED_COLUMN and hint.get("data_type") != "json"
+    for name, hint in sms_columns().items()
+    if name != DELETED_COLUMN and hint.get("data_type") != "json"
 )
+
+
+@dataclass
+class Target:
+    """A warehouse the tests sync into: a DuckDB file, or a database on the PostgreSQL server.
+
+    `env` is what a CLI run needs to reach it, `cli_args` the flags that name it.
+    """
+
+    name: str
+    warehouse: Warehouse
+    cli_args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def duckdb(cls, database: Path) -> Target:
+        return cls("duckdb", Warehouse.configure(database=database), ("--database", str(database)))
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (for DuckDB, a read-only connection to the file)."""
+        with self.warehouse.sql_client(read_only=True) as client:
+            return [tuple(row) for row in client.execute_sql(sql) or []]
+
+    def execute(self, sql: str) -> None:
+        """Run a statement that writes, in its own transaction."""
+        with self.warehouse.sql_client() as client, client.begin_transaction():
+            client.execute_sql(sql)
+
+
+def as_target(where: Target | Path) -> Target:
+    return where if isinstance(where, Target) else Target.duckdb(where)
 
 
 def cli_env(api_key: str | None, **extra: str) -> dict[str, str]:
@@ -38,7 +70,7 @@ def cli_env(api_key: str | None, **extra: str) -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.close_sms.cli", *args]
+    return [sys.executable, "-m", "close_sms.app.cli", *args]
 
 
 def run_cli(
@@ -63,7 +95,7 @@ def run_cli(
 def _expected_value(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if name in settings.SMS_TIMESTAMP_FIELDS:
+    if name in SMS_TIMESTAMP_FIELDS:
         return parse_timestamp(value)
     if name == "cost":
         return Decimal(str(value))
@@ -83,42 +115,36 @@ def expected_rows(snapshot: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     return rows
 
 
-def warehouse_rows(database: Path) -> dict[str, dict[str, Any]]:
+def warehouse_rows(where: Target | Path) -> dict[str, dict[str, Any]]:
     """`close_sms.sms` and its attachments, keyed by id, in the shape of `expected_rows`."""
-    import json
-
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
-        columns = ", ".join(SCALAR_FIELDS)
-        result = connection.execute(f"SELECT {columns}, users, _dlt_id FROM close_sms.sms")
-        rows: dict[str, dict[str, Any]] = {}
-        by_dlt_id: dict[str, str] = {}
-        for record in result.fetchall():
-            row = dict(zip((*SCALAR_FIELDS, "users", "_dlt_id"), record, strict=True))
-            for name in settings.SMS_TIMESTAMP_FIELDS:
-                if isinstance(row[name], datetime):
-                    row[name] = parse_timestamp(row[name])
-            users = row.pop("users")
-            row["users"] = sorted(json.loads(users) if isinstance(users, str) else users or [])
-            row["attachments"] = []
-            by_dlt_id[row.pop("_dlt_id")] = row["id"]
-            rows[row["id"]] = row
-        attachment_columns = ", ".join(ATTACHMENT_FIELDS)
-        for record in connection.execute(
-            f"SELECT _dlt_parent_id, {attachment_columns} FROM close_sms.sms__attachments"
-        ).fetchall():
-            rows[by_dlt_id[record[0]]]["attachments"].append(tuple(record[1:]))
-        for row in rows.values():
-            row["attachments"].sort()
-        return rows
-    finally:
-        connection.close()
+    target = as_target(where)
+    columns = ", ".join(SCALAR_FIELDS)
+    rows: dict[str, dict[str, Any]] = {}
+    by_dlt_id: dict[str, str] = {}
+    for record in target.query(f"SELECT {columns}, users, _dlt_id FROM close_sms.sms"):
+        row = dict(zip((*SCALAR_FIELDS, "users", "_dlt_id"), record, strict=True))
+        for name in SMS_TIMESTAMP_FIELDS:
+            if isinstance(row[name], datetime):
+                row[name] = parse_timestamp(row[name])
+        users = row.pop("users")
+        row["users"] = sorted(json.loads(users) if isinstance(users, str) else users or [])
+        row["attachments"] = []
+        by_dlt_id[row.pop("_dlt_id")] = row["id"]
+        rows[row["id"]] = row
+    attachment_columns = ", ".join(ATTACHMENT_FIELDS)
+    for record in target.query(
+        f"SELECT _dlt_parent_id, {attachment_columns} FROM close_sms.sms__attachments"
+    ):
+        rows[by_dlt_id[record[0]]]["attachments"].append(tuple(record[1:]))
+    for row in rows.values():
+        row["attachments"].sort()
+    return rows
 
 
-def mismatches(database: Path, snapshot: dict[str, dict[str, Any]]) -> list[str]:
+def mismatches(where: Target | Path, snapshot: dict[str, dict[str, Any]]) -> list[str]:
     """Every difference between the warehouse and Close, field by field; empty when equal."""
     expected = expected_rows(snapshot)
-    actual = warehouse_rows(database)
+    actual = warehouse_rows(where)
     problems = [f"missing {i}" for i in sorted(expected.keys() - actual.keys())]
     problems += [f"extra {i}" for i in sorted(actual.keys() - expected.keys())]
     for sms_id in sorted(expected.keys() & actual.keys()):
@@ -128,9 +154,6 @@ def mismatches(database: Path, snapshot: dict[str, dict[str, Any]]) -> list[str]
     return problems
 
 
-def count(database: Path, sql: str) -> Any:
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
-        return connection.execute(sql).fetchone()[0]
-    finally:
-        connection.close()
+def count(where: Target | Path, sql: str) -> Any:
+    """The first value of a read-only query."""
+    return as_target(where).query(sql)[0][0]

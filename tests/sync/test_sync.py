@@ -1,4 +1,4 @@
-"""The sync against the emulator over real HTTP, into real DuckDB files."""
+"""The sync against the emulator over real HTTP, into real DuckDB files and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -7,20 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.close_sms.client import ClientConfig
-from pipelines.close_sms.runner import SyncOptions, SyncReport, read_status, run_sync, state_dir_for
-from tests.sync.support import count, mismatches
+from close_sms.app.runner import SyncOptions, SyncReport, run_sync
+from close_sms.errors import ConfigError
+from close_sms.warehouse.status import read_status
+from tests.sync.support import Target, as_target, count, mismatches
+
+RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
 
 
-def sync(running, database: Path, **options) -> SyncReport:
-    client = options.pop("client", ClientConfig(backoff_base=0.01, backoff_max=0.05))
+def sync(running, where: Target | Path, **options) -> SyncReport:
+    """One `close-sms sync` in this process; other keywords are arguments of the source."""
+    runner = {name: options.pop(name) for name in RUNNER_OPTIONS if name in options}
+    source_args = {"base_url": running.base_url, "api_key": running.api_key, "backoff_max": 0.05}
     return run_sync(
         SyncOptions(
-            database=database,
-            base_url=running.base_url,
-            api_key=running.api_key,
-            client=client,
-            **options,
+            warehouse=as_target(where).warehouse, source_args={**source_args, **options}, **runner
         ),
         say=lambda message: None,
     )
@@ -36,9 +37,9 @@ def _template(emu) -> dict:
     }
 
 
-def test_first_sync_equals_the_account(emulator, tmp_path):
+def test_first_sync_equals_the_account(emulator, target):
     running = emulator(sms=1500, seed=11)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
 
     report = sync(running, database)
 
@@ -49,10 +50,10 @@ def test_first_sync_equals_the_account(emulator, tmp_path):
     assert "sms_messages" in report.views
 
 
-def test_second_sync_reflects_updates_status_changes_deletes_and_new_sms(emulator, tmp_path):
+def test_second_sync_reflects_updates_status_changes_deletes_and_new_sms(emulator, target):
     running = emulator(sms=800, seed=12)
     emu = running.emu
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
     base = _template(emu)
 
@@ -89,10 +90,10 @@ def test_second_sync_reflects_updates_status_changes_deletes_and_new_sms(emulato
     assert events >= 6
 
 
-def test_deleting_a_lead_removes_its_sms(emulator, tmp_path):
+def test_deleting_a_lead_removes_its_sms(emulator, target):
     running = emulator(sms=400, seed=13)
     emu = running.emu
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
     lead_id = next(iter(emu.snapshot().values()))["lead_id"]
 
@@ -126,16 +127,16 @@ def test_low_max_skip_still_loads_everything(emulator, tmp_path):
     running = emulator(sms=5000, seed=15, max_skip=500)
     database = tmp_path / "warehouse.duckdb"
 
-    report = sync(running, database, workers=2)
+    report = sync(running, database, backfill_workers=2)
 
     assert report.backfill_sms == len(running.emu.snapshot()) > 4500
     assert mismatches(database, running.emu.snapshot()) == []
     assert not [r for r in running.emu.request_log if r.status == 400]
 
 
-def test_chunked_backfill_saves_progress_and_loses_nothing(emulator, tmp_path):
+def test_chunked_backfill_saves_progress_and_loses_nothing(emulator, target):
     running = emulator(sms=3000, seed=16)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
 
     report = sync(running, database, chunk_size=700)
 
@@ -162,10 +163,10 @@ def test_rate_limit_storm_and_server_errors(emulator, tmp_path):
     assert sum(emu.stats.faults.values()) == 25
 
 
-def test_cursor_beyond_event_horizon_reconciles_and_catches_deletes(emulator, tmp_path):
+def test_cursor_beyond_event_horizon_reconciles_and_catches_deletes(emulator, target):
     running = emulator(sms=600, seed=18)
     emu = running.emu
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
     gone = sorted(emu.snapshot())[:5]
     for sms_id in gone:
@@ -179,9 +180,9 @@ def test_cursor_beyond_event_horizon_reconciles_and_catches_deletes(emulator, tm
     assert mismatches(database, emu.snapshot()) == []
 
 
-def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, tmp_path):
+def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, target):
     running = emulator(sms=700, seed=19)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
 
     quiet = sync(running, database)
@@ -201,7 +202,7 @@ def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
     """Actions are read one after another: a later action's newer events must not move the
     next run's start past changes the earlier actions' queries could not see yet."""
     from close_sms import settings
-    from pipelines.close_sms.client import CloseClient
+    from close_sms.source.client import CloseClient
 
     running = emulator(sms=200, seed=26)
     emu = running.emu
@@ -232,23 +233,23 @@ def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
     assert mismatches(database, emu.snapshot()) == []
 
 
-def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, tmp_path):
+def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, target):
     from close_sms import settings
 
     running = emulator(sms=300, seed=24)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
     running.emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
     sync(running, database)  # reads the last events once more, then nothing is left to read
     loads = "SELECT count(*) FROM close_sms._dlt_loads"
-    before = (count(database, loads), read_status(database)["feed_checked_at"])
+    before = (count(database, loads), read_status(target.warehouse)["feed_checked_at"])
 
     quiet = sync(running, database)
 
     assert quiet.events == 0
     assert quiet.wrote is False
     assert quiet.views == []
-    assert (count(database, loads), read_status(database)["feed_checked_at"]) == before
+    assert (count(database, loads), read_status(target.warehouse)["feed_checked_at"]) == before
 
     running.emu.clock.advance(settings.FEED_CHECKPOINT_SECONDS)
     checkpoint = sync(running, database)
@@ -256,17 +257,14 @@ def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, tmp_path):
     assert checkpoint.events == 0
     assert checkpoint.wrote is True
     assert count(database, loads) == before[0] + 1
-    assert read_status(database)["feed_checked_at"] > before[1]
+    assert read_status(target.warehouse)["feed_checked_at"] > before[1]
 
 
-def test_quiet_run_restores_a_dropped_view(emulator, tmp_path):
-    import duckdb
-
+def test_quiet_run_restores_a_dropped_view(emulator, target):
     running = emulator(sms=100, seed=25)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("DROP VIEW close_sms.sms_daily")
+    target.execute("DROP VIEW close_sms.sms_daily")
 
     quiet = sync(running, database)
 
@@ -286,16 +284,16 @@ def test_state_follows_the_database_file(emulator, tmp_path):
     other = sync(running, second)
 
     assert other.mode == "backfill"
-    assert state_dir_for(first) != state_dir_for(second)
+    assert as_target(first).warehouse.working_dir != as_target(second).warehouse.working_dir
 
 
-def test_lost_local_state_is_restored_from_the_database(emulator, tmp_path):
+def test_lost_local_state_is_restored_from_the_database(emulator, target):
     import shutil
 
     running = emulator(sms=300, seed=21)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
-    shutil.rmtree(state_dir_for(database))
+    shutil.rmtree(target.warehouse.working_dir)
 
     report = sync(running, database)
 
@@ -304,17 +302,13 @@ def test_lost_local_state_is_restored_from_the_database(emulator, tmp_path):
     assert mismatches(database, running.emu.snapshot()) == []
 
 
-def test_full_refresh_rebuilds(emulator, tmp_path):
-    import duckdb
-
+def test_full_refresh_rebuilds(emulator, target):
     running = emulator(sms=300, seed=22)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
-    connection = duckdb.connect(str(database))
-    connection.execute(
+    target.execute(
         "INSERT INTO close_sms.sms (id, _dlt_load_id, _dlt_id) VALUES ('stray', '1', 's')"
     )
-    connection.close()
 
     report = sync(running, database, full_refresh=True)
 
@@ -325,12 +319,12 @@ def test_full_refresh_rebuilds(emulator, tmp_path):
     assert mismatches(database, running.emu.snapshot()) == []
 
 
-def test_status_reports_cursor_rows_and_backfill(emulator, tmp_path):
+def test_status_reports_cursor_rows_and_backfill(emulator, target):
     running = emulator(sms=200, seed=23)
-    database = tmp_path / "warehouse.duckdb"
+    database = target
     sync(running, database)
 
-    status = read_status(database)
+    status = read_status(target.warehouse)
 
     assert status["tables"]["sms"] == 200
     assert status["backfill_in_progress"] is False
@@ -340,14 +334,12 @@ def test_status_reports_cursor_rows_and_backfill(emulator, tmp_path):
 
 @pytest.mark.parametrize("start", ["2999-01-01"])
 def test_start_date_in_the_future_is_refused(emulator, tmp_path, start):
-    from pipelines.close_sms.runner import ConfigError
-
     running = emulator(sms=10, seed=24)
     with pytest.raises(ConfigError):
         sync(
             running,
             tmp_path / "warehouse.duckdb",
-            start_date=datetime.fromisoformat(start).replace(tzinfo=timezone.utc),
+            start_date=start,
         )
 
 
@@ -378,7 +370,7 @@ def test_second_with_more_sms_than_max_skip_is_read_by_millisecond(
 
 
 def test_more_sms_than_max_skip_in_one_millisecond_is_a_clear_error(emulator, tmp_path):
-    from pipelines.close_sms.strategies import MaxSkipExceeded
+    from close_sms.source.backfill import MaxSkipExceeded
 
     running = emulator(sms=20, seed=26, max_skip=150, filter_precision="millisecond")
     _burst_within_one_second(running.emu, 260, same_instant=True)
@@ -408,7 +400,7 @@ def test_many_changes_are_fetched_by_id_in_batches_with_the_post_override(emulat
 
 
 def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(emulator, tmp_path):
-    from pipelines.close_sms.strategies import MaxSkipExceeded
+    from close_sms.source.backfill import MaxSkipExceeded
 
     running = emulator(sms=20, seed=28, max_skip=150, filter_precision="second")
     _burst_within_one_second(running.emu, 420, same_instant=False)
@@ -418,8 +410,9 @@ def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(
 
 
 def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
-    from pipelines.close_sms.client import CloseClient
-    from pipelines.close_sms.strategies import BackfillReader, Window, to_ms
+    from close_sms.source.backfill import BackfillReader, Window
+    from close_sms.source.client import CloseClient
+    from close_sms.source.timestamps import to_ms
 
     running = emulator(sms=5, seed=29)
     emu = running.emu

@@ -7,120 +7,46 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import settings
-
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_CONFIG = 2
-EXIT_AUTH = 3
-EXIT_API = 4
-EXIT_LOCKED = 5
-EXIT_DATABASE = 6
-EXIT_INTERRUPTED = 130
+from .. import settings
+from ..errors import EXIT_INTERRUPTED, EXIT_OK
 
 
-def _config_value(key: str, default: Any = None) -> Any:
+def _config_value(key: str) -> Any:
     """A setting of `[sources.close_sms]`, resolved the dlt way (env vars, then .dlt/*.toml)."""
     import dlt
 
-    value = dlt.config.get(f"sources.{settings.SOURCE_NAME}.{key}")
-    return default if value is None else value
+    return dlt.config.get(f"sources.{settings.SOURCE_NAME}.{key}")
 
 
-def _positive(key: str, default: float, kind: type[int] | type[float] = int) -> Any:
-    """A positive number setting, refused with the setting's name when it is not one."""
-    from .runner import ConfigError
+def _warehouse(args: argparse.Namespace) -> Any:
+    from ..warehouse.destination import Warehouse
 
-    value = _config_value(key, default)
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number <= 0:
-        raise ConfigError(
-            f"setting {key} = {value!r} is not a positive number "
-            f"(SOURCES__CLOSE_SMS__{key.upper()} or [sources.close_sms] in .dlt/config.toml)"
-        )
-    return number
-
-
-def _api_key() -> str | None:
-    import dlt
-
-    return (
-        os.environ.get("SOURCES__CLOSE_SMS__API_KEY")
-        or os.environ.get("CLOSE_API_KEY")
-        or dlt.secrets.get(f"sources.{settings.SOURCE_NAME}.api_key")
-    )
-
-
-def _parse_start_date(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    from .runner import ConfigError
-    from .strategies import parse_timestamp
-
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise ConfigError(f"--start-date {value!r} is not a date (use YYYY-MM-DD)") from None
-
-
-def _checked_base_url(value: str) -> str:
-    """The base URL, refused with a clear cause when it cannot be an HTTP(S) URL."""
-    from urllib.parse import urlparse
-
-    from .runner import ConfigError
-
-    parsed = urlparse(value.strip())
-    host = parsed.hostname or ""
-    if (
-        parsed.scheme not in ("http", "https")
-        or not host
-        or any(c.isspace() for c in value.strip())
-    ):
-        raise ConfigError(
-            f"--base-url {value!r} is not an http(s) URL "
-            "(set --base-url or SOURCES__CLOSE_SMS__BASE_URL, e.g. https://api.close.com/api/v1)"
-        )
-    return value.strip()
+    return Warehouse.configure(args.destination, args.database)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .client import ClientConfig
-    from .runner import ConfigError, SyncOptions, run_sync, stderr_printer
+    from ..source import check_positive
+    from .runner import SyncOptions, run_sync, stderr_printer
 
-    api_key = _api_key()
-    if not api_key:
-        raise ConfigError(
-            "no Close API key: set SOURCES__CLOSE_SMS__API_KEY or CLOSE_API_KEY, "
-            "or api_key under [sources.close_sms] in .dlt/secrets.toml"
-        )
+    source_args: dict[str, Any] = {}
+    if not os.environ.get("SOURCES__CLOSE_SMS__API_KEY") and os.environ.get("CLOSE_API_KEY"):
+        source_args["api_key"] = os.environ["CLOSE_API_KEY"]
+    if args.base_url:
+        source_args["base_url"] = args.base_url
+    if args.start_date:
+        source_args["start_date"] = args.start_date
+    chunk_size = _config_value("backfill_chunk_size") or settings.BACKFILL_CHUNK_SIZE
+    check_positive("backfill_chunk_size", chunk_size)
     say = stderr_printer(args.quiet)
     options = SyncOptions(
-        database=Path(args.database),
-        base_url=_checked_base_url(
-            args.base_url or _config_value("base_url", settings.DEFAULT_BASE_URL)
-        ),
-        api_key=api_key,
-        start_date=_parse_start_date(args.start_date or _config_value("start_date")),
+        warehouse=_warehouse(args),
         full_refresh=args.full_refresh,
         reconcile=args.reconcile,
-        chunk_size=_positive("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE),
-        workers=_positive("backfill_workers", settings.BACKFILL_WORKERS),
-        max_skip=_positive("max_skip", settings.DEFAULT_MAX_SKIP),
-        client=ClientConfig(
-            read_timeout=_positive("read_timeout", settings.READ_TIMEOUT, float),
-            max_retries=_positive("max_retries", settings.MAX_RETRIES),
-            backoff_max=_positive("backoff_max", settings.BACKOFF_MAX_SECONDS, float),
-            on_wait=lambda reason, seconds: (
-                say(f"  waiting {seconds:.1f} s ({reason})") if seconds >= 5 else None
-            ),
-        ),
+        chunk_size=int(chunk_size),
+        source_args=source_args,
     )
     report = run_sync(options, say)
     say(
@@ -133,14 +59,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .runner import read_status
+    from ..warehouse.status import read_status
+    from .runner import dlt_errors
 
-    status = read_status(Path(args.database))
+    with dlt_errors():
+        status = read_status(_warehouse(args))
     if args.json:
         print(json.dumps(status, default=str, indent=2))
         return EXIT_OK
     behind = status["behind_seconds"]
-    print(f"database:             {status['database']}")
+    print(f"warehouse:            {status['warehouse']}")
     print(f"last successful load: {status['last_successful_load'] or 'never'}")
     print(f"change feed read at:  {status['feed_checked_at'] or 'never'}")
     print(f"behind now by:        {_duration(behind) if behind is not None else 'unknown'}")
@@ -166,28 +94,30 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_views(args: argparse.Namespace) -> int:
-    from .runner import check_database_path, open_database
-    from .views import apply_views_on
+    from ..warehouse.views import apply_views
+    from .runner import dlt_errors
 
-    connection = open_database(check_database_path(Path(args.database)))
-    try:
-        names = apply_views_on(connection)
-    finally:
-        connection.close()
+    with dlt_errors(), _warehouse(args).sql_client() as sql:
+        names = apply_views(sql)
     print(f"Applied {len(names)} views: {', '.join(names)}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..warehouse.report import write_report
+    from ..warehouse.status import require_warehouse
+    from .runner import dlt_errors
 
-    out = write_report(Path(args.database), Path(args.out))
+    warehouse = _warehouse(args)
+    require_warehouse(warehouse)
+    with dlt_errors(), warehouse.sql_client(read_only=True) as sql:
+        out = write_report(sql, Path(args.out))
     print(f"Report written to {out}")
     return EXIT_OK
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import serve
+    from ..emulator import serve
 
     serve(port=args.port, sms=args.sms, seed=args.seed, rps=args.rps, latency_ms=args.latency_ms)
     return EXIT_OK
@@ -215,11 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
-    sync = add("sync", cmd_sync, "Run one incremental sync into the DuckDB file.")
+    def add_warehouse(command: Any) -> None:
+        command.add_argument(
+            "--destination",
+            default="duckdb",
+            help="dlt destination name (default duckdb); others are configured the dlt way, "
+            "e.g. DESTINATION__POSTGRES__CREDENTIALS",
+        )
+        command.add_argument(
+            "--database", help=f"DuckDB file, duckdb only (default {settings.DEFAULT_DATABASE})"
+        )
+
+    sync = add("sync", cmd_sync, "Run one incremental sync into the warehouse.")
     sync.add_argument(
         "--base-url", help=f"Close API base URL (default {settings.DEFAULT_BASE_URL})"
     )
-    sync.add_argument("--database", default=settings.DEFAULT_DATABASE, help="DuckDB file")
+    add_warehouse(sync)
     sync.add_argument("--start-date", help="lower bound (YYYY-MM-DD) of the first backfill")
     sync.add_argument("--full-refresh", action="store_true", help="drop everything and backfill")
     sync.add_argument(
@@ -230,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = add(
         "status", cmd_status, "Show the change feed's last check, backfill progress and row counts."
     )
-    status.add_argument("--database", default=settings.DEFAULT_DATABASE)
+    add_warehouse(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     demo = add("demo", cmd_demo, "Sync a seeded local emulator account, change it, sync again.")
@@ -240,10 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
 
     views = add("views", cmd_views, "Create or replace the SQL views in sql/.")
-    views.add_argument("--database", default=settings.DEFAULT_DATABASE)
+    add_warehouse(views)
 
     report = add("report", cmd_report, "Write a self-contained HTML report.")
-    report.add_argument("--database", default=settings.DEFAULT_DATABASE)
+    add_warehouse(report)
     report.add_argument("--out", default="report.html")
 
     emulator = add("emulator", cmd_emulator, "Serve a local Close API emulator on 127.0.0.1.")
@@ -253,29 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--rps", type=float, default=None, help="requests/s per key")
     emulator.add_argument("--latency-ms", type=int, default=0)
     return parser
-
-
-def _exit_code(exc: BaseException) -> int:
-    from .client import AuthError, CloseApiError
-    from .runner import SyncError
-
-    if isinstance(exc, SyncError):
-        return exc.exit_code
-    if isinstance(exc, AuthError):
-        return EXIT_AUTH
-    if isinstance(exc, CloseApiError):
-        return EXIT_API
-    return EXIT_UNEXPECTED
-
-
-def _hint(exc: BaseException) -> str:
-    from .client import AuthError, UnreachableError
-
-    if isinstance(exc, AuthError):
-        return " (check SOURCES__CLOSE_SMS__API_KEY / CLOSE_API_KEY)"
-    if isinstance(exc, UnreachableError):
-        return " (check --base-url / SOURCES__CLOSE_SMS__BASE_URL and the network)"
-    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,12 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        code = _exit_code(exc)
+        from ..errors import SyncError
+
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if code == EXIT_UNEXPECTED:
-            message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for details)"
-        print(f"close-sms: error: {message}{_hint(exc)}", file=sys.stderr)
-        return code
+        if not isinstance(exc, SyncError):
+            print(
+                f"close-sms: error: unexpected {type(exc).__name__}: {message} "
+                "(rerun with --debug for details)",
+                file=sys.stderr,
+            )
+            return SyncError.exit_code
+        print(f"close-sms: error: {message}{exc.hint}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from typing import Any
 
 import requests
 
-from .emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
-from .runner import SyncOptions, SyncReport, open_database, run_sync, stderr_printer
+from ..emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+from ..warehouse.destination import Warehouse
+from .runner import SyncOptions, SyncReport, run_sync, stderr_printer
 
 EXAMPLE_QUERY = """\
 SELECT message_date, direction, status, message_count, attachment_count, total_cost
@@ -82,8 +83,11 @@ def run_demo(
     server = EmulatorServer(emulator).start()
     try:
         say(f"Close API emulator at {server.base_url} (20 requests/s per key)")
+        warehouse = Warehouse.configure(database=database)
         options = SyncOptions(
-            database=database, base_url=server.base_url, api_key=DEMO_API_KEY, full_refresh=True
+            warehouse=warehouse,
+            full_refresh=True,
+            source_args={"base_url": server.base_url, "api_key": DEMO_API_KEY},
         )
         first = run_sync(options, say)
         print(_summary("First sync", first))
@@ -94,13 +98,10 @@ def run_demo(
         print(_summary("Second sync", second))
     finally:
         server.stop()
-    connection = open_database(database.expanduser().resolve(), read_only=True)
-    try:
-        exists = connection.execute("SELECT count(*) FROM close_sms.sms").fetchone()[0]
+    with warehouse.sql_client(read_only=True) as sql:
+        ((exists,),) = sql.execute_sql("SELECT count(*) FROM close_sms.sms")
         print(f"\nclose_sms.sms holds {exists:,} SMS; Close holds {len(emulator.snapshot()):,}.")
         print(f"\nExample query on the views:\n{EXAMPLE_QUERY};\n")
-        print(connection.sql(EXAMPLE_QUERY))
-    finally:
-        connection.close()
+        print(sql.native_connection.sql(EXAMPLE_QUERY))
     print(f"Inspect it with: close-sms status --database {database}")
     return emulator.snapshot()

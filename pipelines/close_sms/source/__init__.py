@@ -1,179 +1,338 @@
-"""The dlt source: SMS activities, their attachments and their events, merged on `id`."""
+"""The dlt source: Close SMS activities, their attachments and their events, merged on `id`.
+
+`dlt.pipeline(...).run(close_sms_source())` is a complete sync on its own. Each run decides from
+the source's state what to do:
+
+- the first run, a `reconcile=True` run, or one whose last change-feed read is past the event
+  log's 30 days backfills: it pages `/activity/sms/` through `date_created` windows, saving the
+  windows left after every page. `max_sms` bounds the SMS one run reads; the next run resumes.
+  A reconcile that has read its whole range then deletes the rows Close did not return.
+- any other run reads the change feed: the event log since the last check, and the SMS its
+  events name, fetched again; the ones Close no longer returns are deleted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlparse
 
 import dlt
 from dlt.common.typing import TDataItems
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 
-from . import settings
-from .client import CloseClient
-from .strategies import (
-    BackfillProgress,
-    BackfillReader,
-    Window,
-    fetch_by_ids,
-    parse_timestamp,
-    read_events,
-)
+from .. import settings
+from ..errors import ConfigError
+from .backfill import BackfillReader
+from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
+from .feed import fetch_by_ids, read_events
+from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
+from .state import BackfillPlan, SourceState
+from .timestamps import parse_timestamp
 
-ProgressCallback = Callable[[BackfillProgress, int], None]
+__all__ = ["SyncProgress", "backfill_in_progress", "check_positive", "close_sms_source"]
+
+
+MISSING_KEY = (
+    "no Close API key: set SOURCES__CLOSE_SMS__API_KEY or CLOSE_API_KEY, "
+    "or api_key under [sources.close_sms] in .dlt/secrets.toml"
+)
 
 
 @dataclass
-class FeedStats:
-    """What the change feed did in one run."""
+class SyncProgress:
+    """What one run of the source did, filled in as it runs: pass one in to watch a run."""
 
+    mode: str = ""
+    reason: str = ""
+    backfill_range: tuple[datetime, datetime] | None = None
+    backfill_sms: int = 0
+    backfill_loaded: int = 0
+    windows_left: int = 0
+    windows_done: int = 0
+    removed: int = 0
+    feed_since: datetime | None = None
     events: int = 0
     upserted: int = 0
     deleted: int = 0
+    requests: RequestStats = field(default_factory=RequestStats)
+    # Called once the run knows what it does, after every backfill page, and with
+    # (reason, seconds) before long waits.
+    on_start: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
+    on_page: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
+    on_wait: Callable[[str, float], None] | None = field(default=None, repr=False)
 
 
-def normalize_sms(item: dict[str, Any]) -> dict[str, Any]:
-    """Type an SMS for loading; a value that does not parse is kept as it came.
+def backfill_in_progress(pipeline: dlt.Pipeline) -> bool:
+    """Whether the pipeline's last run of the source left a backfill to continue.
 
-    dlt then stores such a value in a variant column (for example `cost__v_text`), so nothing
-    Close sends is dropped, and a type change shows up as a new column instead of a failure.
+    A caller loading a large backfill in chunks runs the source again while this holds.
     """
-    row = dict(item)
-    for name in settings.SMS_TIMESTAMP_FIELDS:
-        row[name] = _parsed(row.get(name), parse_timestamp)
-    if row.get("cost") is not None:
-        row["cost"] = _parsed(row["cost"], _decimal)
-    return row
-
-
-def normalize_event(item: dict[str, Any]) -> dict[str, Any]:
-    """Type an event; `data`/`previous_data` are dropped (Close hides them after an hour)."""
-    row = {k: v for k, v in item.items() if k not in ("data", "previous_data")}
-    for name in settings.EVENT_TIMESTAMP_FIELDS:
-        row[name] = _parsed(row.get(name), parse_timestamp)
-    return row
-
-
-def tombstone(sms_id: str) -> dict[str, Any]:
-    """A row that makes dlt's merge delete the SMS and its attachments."""
-    return {"id": sms_id, settings.DELETED_COLUMN: True}
-
-
-def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise ValueError(value)
-    number = Decimal(str(value))
-    if not number.is_finite():
-        raise ValueError(value)
-    return number
-
-
-def _parsed(value: Any, parse: Callable[[Any], Any]) -> Any:
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except (ValueError, TypeError, InvalidOperation, OverflowError):
-        return value
-
-
-def _checkpoint_due(checked: str | None, now: datetime) -> bool:
-    if not checked:
-        return True
-    age = now - parse_timestamp(checked)
-    return age >= timedelta(seconds=settings.FEED_CHECKPOINT_SECONDS)
-
-
-def _sms_hints() -> dict[str, Any]:
-    return {
-        "table_name": "sms",
-        "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-        "primary_key": "id",
-        "columns": settings.sms_columns(),
-        "nested_hints": {
-            "attachments": dlt.mark.make_nested_hints(columns=settings.attachment_columns())
-        },
-    }
+    return SourceState.of(pipeline).backfill_in_progress
 
 
 @dlt.source(name=settings.SOURCE_NAME, section=settings.SOURCE_NAME, root_key=True)
-def close_sms(
-    client: CloseClient,
-    new_backfill: dict[str, Any] | None = None,
-    chunk_size: int = settings.BACKFILL_CHUNK_SIZE,
-    workers: int = settings.BACKFILL_WORKERS,
+def close_sms_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = settings.DEFAULT_BASE_URL,
+    start_date: str | None = None,
+    reconcile: bool = False,
+    max_sms: int | None = None,
     max_skip: int = settings.DEFAULT_MAX_SKIP,
-    changes_since: datetime | None = None,
-    removed_ids: Sequence[str] = (),
-    on_backfill_page: ProgressCallback | None = None,
-    feed_stats: FeedStats | None = None,
+    backfill_workers: int = settings.BACKFILL_WORKERS,
+    read_timeout: float = settings.READ_TIMEOUT,
+    max_retries: int = settings.MAX_RETRIES,
+    backoff_max: float = settings.BACKOFF_MAX_SECONDS,
+    progress: SyncProgress | None = None,
 ) -> Sequence[DltResource]:
-    """Close SMS activities. The runner picks the resources a run needs.
+    """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
 
-    - `sms_backfill` reads `date_created` windows, saving the windows left after every page.
-    - `sms_events` reads the event log from `changes_since`; `sms_changes` fetches the SMS
-      those events name again, and turns the ones Close no longer returns into deletes.
-    - `sms_removals` deletes the SMS a reconcile backfill did not see.
+    Args:
+        api_key: Close API key (`SOURCES__CLOSE_SMS__API_KEY` or `.dlt/secrets.toml`).
+        base_url: Close's API root.
+        start_date: lower bound (YYYY-MM-DD or ISO time) of `date_created` for a new backfill.
+        reconcile: start a reconcile backfill, unless one is already in progress, and delete
+            the rows whose SMS Close no longer returns once it has read everything.
+        max_sms: the most SMS one run backfills (None: the whole backfill in one run); see
+            `backfill_in_progress`.
+        max_skip: Close's deepest `_skip` for SMS lists.
+        backfill_workers: date windows read concurrently.
+        read_timeout, max_retries, backoff_max: HTTP read timeout, retries, longest backoff.
+        progress: an object the run fills in as it goes, for callers that report progress.
     """
-    feed = feed_stats or FeedStats()
+    if not api_key or not str(api_key).strip():
+        raise ConfigError(MISSING_KEY)
+    _check_url(base_url)
+    for name, value in (
+        ("max_sms", max_sms),
+        ("max_skip", max_skip),
+        ("backfill_workers", backfill_workers),
+        ("read_timeout", read_timeout),
+        ("max_retries", max_retries),
+        ("backoff_max", backoff_max),
+    ):
+        check_positive(name, value, optional=name == "max_sms")
+    run = _Run(
+        client=CloseClient(
+            base_url,
+            api_key,
+            ClientConfig(
+                read_timeout=float(read_timeout),
+                max_retries=int(max_retries),
+                backoff_max=float(backoff_max),
+                on_wait=progress.on_wait if progress else None,
+            ),
+        ),
+        start_date=_parse_start_date(start_date),
+        reconcile=reconcile,
+        max_sms=int(max_sms) if max_sms is not None else None,
+        max_skip=int(max_skip),
+        workers=int(backfill_workers),
+        progress=progress or SyncProgress(),
+    )
 
-    @dlt.resource(name="sms_backfill", **_sms_hints())
+    @dlt.resource(name="sms_backfill", **sms_hints())
     def sms_backfill() -> Iterator[TDataItems]:
-        state = dlt.current.source_state()
-        if new_backfill is not None:
-            state["backfill"] = new_backfill
-        plan = state.get("backfill")
-        if not plan or not plan["windows"]:
-            return
-        reader = BackfillReader(
-            client,
-            [Window.from_state(w) for w in plan["windows"]],
-            workers=workers,
-            max_skip=max_skip,
-        )
-        for page in reader.pages(max_items=chunk_size):
-            plan["windows"] = [w.to_state() for w in reader.pending]
-            plan["loaded"] += len(page)
-            if on_backfill_page:
-                on_backfill_page(reader.progress, plan["loaded"])
-            yield [normalize_sms(item) for item in page]
-        plan["windows"] = [w.to_state() for w in reader.pending]
-        if not plan["windows"] and not plan["reconcile"]:
-            plan["complete"] = True
+        yield from run.backfill()
 
     @dlt.resource(
         name="sms_events",
         table_name="sms_events",
         write_disposition="merge",
         primary_key="id",
-        columns=settings.event_columns(),
+        columns=event_columns(),
     )
     def sms_events() -> Iterator[TDataItems]:
-        state = dlt.current.source_state()
-        checked = state.get("feed_checked_at")
-        started = client.now()
-        events = [normalize_event(e) for page in read_events(client, changes_since) for e in page]
-        feed.events += len(events)
+        yield from run.events()
+
+    @dlt.transformer(data_from=sms_events, name="sms_changes", **sms_hints())
+    def sms_changes(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
+        yield from run.changes(events)
+
+    return sms_backfill, sms_events, sms_changes
+
+
+@dataclass
+class _Run:
+    """One extraction: decides once, at its first resource, whether it backfills or reads the feed."""
+
+    client: CloseClient
+    start_date: datetime | None
+    reconcile: bool
+    max_sms: int | None
+    max_skip: int
+    workers: int
+    progress: SyncProgress
+    _state: SourceState | None = None
+    _now: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.progress.requests = self.client.stats
+
+    def decide(self) -> SourceState:
+        """Check the key, then read the state and pick this run's work (in a resource only)."""
+        if self._state is not None:
+            return self._state
+        try:
+            self.client.me()
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            # The key check is the first request: a 404 there means the URL, not the data.
+            raise ConfigError(
+                f"base_url {self.client.base_url}: {settings.ME_ENDPOINT} is not found there "
+                f"(set --base-url or SOURCES__CLOSE_SMS__BASE_URL; Close's API is at "
+                f"{settings.DEFAULT_BASE_URL})"
+            ) from None
+        now = self._now = self.client.now()
+        if self.start_date and self.start_date > now:
+            raise ConfigError(
+                f"start_date {self.start_date.date()} is in the future "
+                f"(Close's clock: {now:%Y-%m-%d})"
+            )
+        state = SourceState.read(dlt.current.source_state())
+        plan, reason = state.next_backfill(now, self.start_date, self.reconcile)
+        if plan is not None:
+            state.backfill = plan
+            state.write(dlt.current.source_state())
+            self.progress.mode = "reconcile" if plan.reconcile else "backfill"
+        elif state.backfill_in_progress:
+            self.progress.mode = "backfill (resumed)"
+        else:
+            self.progress.mode = "incremental"
+        self.progress.reason = reason
+        if state.backfill is not None:
+            self.progress.backfill_range = (state.backfill.start, state.backfill.end)
+            self.progress.windows_left = len(state.backfill.windows)
+        self._state = state
+        if self.progress.on_start:
+            self.progress.on_start(self.progress)
+        return state
+
+    def backfill(self) -> Iterator[TDataItems]:
+        state = self.decide()
+        plan = state.backfill
+        if plan is None or not plan.in_progress:
+            return
+        self.progress.backfill_loaded = plan.loaded
+        seen: set[str] = set()
+        if plan.windows:
+            reader = BackfillReader(
+                self.client, list(plan.windows), workers=self.workers, max_skip=self.max_skip
+            )
+            for page in reader.pages(max_items=self.max_sms):
+                self._record_page(state, plan, reader, len(page))
+                if plan.reconcile:
+                    seen.update(item["id"] for item in page)
+                yield [normalize_sms(item) for item in page]
+            plan.windows = reader.pending
+            self.progress.windows_left = len(plan.windows)
+        if not plan.windows:
+            if plan.reconcile:
+                removed = [i for i in _ids_loaded_before(plan) if i not in seen]
+                self.progress.removed = len(removed)
+                if removed:
+                    yield [tombstone(sms_id) for sms_id in removed]
+            plan.complete = True
+        state.write(dlt.current.source_state())
+
+    def _record_page(
+        self, state: SourceState, plan: BackfillPlan, reader: BackfillReader, size: int
+    ) -> None:
+        plan.windows = reader.pending
+        plan.loaded += size
+        state.write(dlt.current.source_state())
+        self.progress.backfill_sms += size
+        self.progress.backfill_loaded = plan.loaded
+        self.progress.windows_left = len(plan.windows)
+        self.progress.windows_done = reader.progress.windows_done
+        if self.progress.on_page:
+            self.progress.on_page(self.progress)
+
+    def events(self) -> Iterator[TDataItems]:
+        state = self.decide()
+        if state.backfill_in_progress:
+            return
+        started = self.client.now()
+        since = self.progress.feed_since = state.feed_start(started)
+        events = [normalize_event(e) for page in read_events(self.client, since) for e in page]
+        self.progress.events += len(events)
         if events:
             yield events
-        if events or _checkpoint_due(checked, started):
-            state["feed_checked_at"] = started.isoformat()
+        if events or state.feed_check_due(started):
+            state.feed_checked_at = started
+            state.write(dlt.current.source_state())
 
-    @dlt.transformer(data_from=sms_events, name="sms_changes", **_sms_hints())
-    def sms_changes(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
+    def changes(self, events: list[dict[str, Any]]) -> Iterator[TDataItems]:
         ids = list(dict.fromkeys(e["object_id"] for e in events if e.get("object_id")))
-        for found, missing in fetch_by_ids(client, ids):
-            feed.upserted += len(found)
-            feed.deleted += len(missing)
+        for found, missing in fetch_by_ids(self.client, ids):
+            self.progress.upserted += len(found)
+            self.progress.deleted += len(missing)
             yield [normalize_sms(item) for item in found] + [tombstone(i) for i in missing]
 
-    @dlt.resource(name="sms_removals", **_sms_hints())
-    def sms_removals() -> Iterator[TDataItems]:
-        if removed_ids:
-            yield [tombstone(sms_id) for sms_id in removed_ids]
-        dlt.current.source_state()["backfill"]["complete"] = True
 
-    return sms_backfill, sms_events, sms_changes, sms_removals
+def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
+    """Ids in the plan's range whose rows were last written before the plan was made.
+
+    Every SMS the reconcile read in an earlier run was rewritten by a newer load; what this run
+    read is not loaded yet, so the caller leaves those ids out.
+    """
+    # dlt's load ids are epoch seconds as text: same-length integer parts compare like numbers.
+    first_load_id = f"{plan.created:.6f}"
+    with dlt.current.pipeline().sql_client() as sql:
+        if not sql.has_dataset():
+            return []
+        try:
+            rows = sql.execute_sql(
+                f"SELECT id FROM {sql.make_qualified_table_name('sms')} "
+                "WHERE _dlt_load_id < %s AND date_created >= %s AND date_created < %s",
+                first_load_id,
+                plan.start,
+                plan.end,
+            )
+        except DatabaseUndefinedRelation:
+            return []
+    return [row[0] for row in rows or []]
+
+
+def _check_url(base_url: str) -> None:
+    parsed = urlparse(str(base_url).strip())
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or any(c.isspace() for c in str(base_url).strip())
+    ):
+        raise ConfigError(
+            f"base_url {base_url!r} is not an http(s) URL (set --base-url or "
+            f"SOURCES__CLOSE_SMS__BASE_URL, e.g. {settings.DEFAULT_BASE_URL})"
+        )
+
+
+def check_positive(name: str, value: Any, optional: bool = False) -> None:
+    """Refuse a numeric setting that is not a positive number, naming the setting."""
+    if value is None and optional:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0 or isinstance(value, bool):
+        raise ConfigError(
+            f"setting {name} = {value!r} is not a positive number "
+            f"(SOURCES__CLOSE_SMS__{name.upper()} or [sources.close_sms] in .dlt/config.toml)"
+        )
+
+
+def _parse_start_date(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"start_date {value!r} is not a date (use YYYY-MM-DD; --start-date or "
+            "SOURCES__CLOSE_SMS__START_DATE)"
+        ) from None

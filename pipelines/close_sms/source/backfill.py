@@ -1,61 +1,19 @@
-"""How SMS are read from Close: backfill windows over date_created, and the event-log change feed."""
+"""The backfill: `/activity/sms/` read through half-open `date_created` windows, newest first."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-import pendulum
-
-from . import settings
-from .client import CloseApiError, CloseClient, RequestRejected
+from .. import settings
+from ..errors import CloseApiError
+from .client import CloseClient, RequestRejected
+from .timestamps import format_filter, parse_timestamp, to_ms
 
 _MAX_SKIP_MESSAGE = re.compile(r"max_skip\s*=\s*(\d+)")
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parse Close's timestamps tolerantly: with or without a fraction, `Z`, offset or naive UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        # Fast path for Close's ISO form (pendulum.parse was ~60% of a backfill's CPU in
-        # cProfile); anything fromisoformat refuses still goes to pendulum below.
-        try:
-            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
-    if isinstance(value, datetime):
-        return pendulum.instance(value, tz="UTC").in_timezone("UTC")
-    parsed = pendulum.parse(str(value), tz="UTC")
-    if not isinstance(parsed, datetime):
-        raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.in_timezone("UTC")
-
-
-def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of a tz-aware datetime."""
-    return int(round(moment.timestamp() * 1000))
-
-
-def from_ms(epoch_ms: int) -> datetime:
-    """Tz-aware UTC datetime of epoch milliseconds."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
-
-
-def format_filter(epoch_ms: int) -> str:
-    """A filter value Close accepts, in UTC with an explicit offset."""
-    moment = from_ms(epoch_ms)
-    if epoch_ms % 1000:
-        return moment.isoformat(timespec="milliseconds")
-    return moment.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -269,37 +227,3 @@ class BackfillReader:
             return self._refine(successor)
         self._seen[successor] = ids
         return [successor]
-
-
-def read_events(
-    client: CloseClient, since: datetime, actions: Iterable[str] = settings.EVENT_ACTIONS
-) -> Iterator[list[dict[str, Any]]]:
-    """Yield pages of SMS events with `date_updated >= since`, one query per action."""
-    for action in actions:
-        params: dict[str, Any] = {
-            "object_type": settings.EVENT_OBJECT_TYPE,
-            "action": action,
-            "date_updated__gte": since.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
-            "_limit": settings.EVENT_PAGE_SIZE,
-        }
-        while True:
-            body = client.get(settings.EVENT_ENDPOINT, params)
-            page = list(body.get("data") or [])
-            if page:
-                yield page
-            cursor = body.get("cursor_next")
-            if not cursor or not page:
-                break
-            params = {**params, "_cursor": cursor}
-
-
-def fetch_by_ids(
-    client: CloseClient, ids: list[str], batch_size: int = settings.ID_BATCH_SIZE
-) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-    """Fetch SMS by id in batches; yields (found SMS, ids Close no longer returns)."""
-    for start in range(0, len(ids), batch_size):
-        batch = ids[start : start + batch_size]
-        body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(batch), "_limit": len(batch)})
-        found = [item for item in body.get("data") or [] if item.get("id") in set(batch)]
-        returned = {item["id"] for item in found}
-        yield found, [sms_id for sms_id in batch if sms_id not in returned]

@@ -17,12 +17,8 @@ from typing import Any
 
 import duckdb
 
-from ..settings import (
-    DATASET_NAME,
-    attachment_columns,
-    event_columns,
-    sms_columns,
-)
+from ..settings import DATASET_NAME
+from ..source.schema import attachment_columns, event_columns, sms_columns
 
 _VIEW_NAME = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?", re.IGNORECASE
@@ -44,7 +40,7 @@ def sql_dir(package_dir: Path | None = None) -> Path:
     A wheel force-includes `sql/` as `pipelines/close_sms/sql`; an editable install runs
     from the repository, where it is `<repo>/sql`.
     """
-    package_dir = package_dir or Path(__file__).resolve().parent
+    package_dir = package_dir or Path(__file__).resolve().parents[1]
     packaged = package_dir / "sql"
     if packaged.is_dir():
         return packaged
@@ -148,7 +144,8 @@ def apply_views_on(connection: duckdb.DuckDBPyConnection) -> list[str]:
     return names
 
 
-def missing_views(connection: duckdb.DuckDBPyConnection) -> list[str]:
+def missing_views(sql: Any) -> list[str]:
+    connection = sql.native_connection
     """The views of `sql/` that the database lacks (a run that loads nothing applies only these)."""
     present = {
         name
@@ -160,7 +157,5 @@ def missing_views(connection: duckdb.DuckDBPyConnection) -> list[str]:
     return [name for name in names if name not in present]
 
 
-def apply_views(database: str | Path) -> list[str]:
-    """Open the DuckDB file read-write, apply every view, and return the view names."""
-    with duckdb.connect(str(database)) as connection:
-        return apply_views_on(connection)
+def apply_views(sql: Any) -> list[str]:
+    return apply_views_on(sql.native_connection)

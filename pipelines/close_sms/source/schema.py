@@ -1,0 +1,158 @@
+"""The tables: column hints for `sms`, `sms__attachments` and `sms_events`, and row typing.
+
+Every documented field is declared, so columns that are null in all rows still exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import dlt
+
+from .timestamps import parse_timestamp
+
+# The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
+DELETED_COLUMN = "_deleted"
+
+SMS_TIMESTAMP_FIELDS = (
+    "date_created",
+    "date_updated",
+    "activity_at",
+    "date_sent",
+    "date_scheduled",
+)
+EVENT_TIMESTAMP_FIELDS = ("date_created", "date_updated")
+
+_TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}
+_TEXT: dict[str, Any] = {"data_type": "text"}
+_KEY: dict[str, Any] = {"data_type": "text", "nullable": False, "primary_key": True}
+_JSON: dict[str, Any] = {"data_type": "json"}
+
+_SMS_HINTS: dict[str, dict[str, Any]] = {
+    "id": _KEY,
+    **dict.fromkeys(
+        ("_type", "organization_id", "lead_id", "contact_id", "user_id", "user_name"), _TEXT
+    ),
+    "users": _JSON,
+    **dict.fromkeys(("created_by", "created_by_name", "updated_by", "updated_by_name"), _TEXT),
+    **dict.fromkeys(SMS_TIMESTAMP_FIELDS, _TIMESTAMP),
+    **dict.fromkeys(("direction", "status", "source", "text", "template_id"), _TEXT),
+    **dict.fromkeys(
+        (
+            "local_phone",
+            "local_phone_formatted",
+            "local_country_iso",
+            "remote_phone",
+            "remote_phone_formatted",
+            "remote_country_iso",
+        ),
+        _TEXT,
+    ),
+    "cost": {"data_type": "decimal", "precision": 18, "scale": 6},
+    "error_message": _TEXT,
+    **dict.fromkeys(
+        (
+            "sequence_id",
+            "sequence_name",
+            "sequence_subscription_id",
+            "agent_action_reason",
+            "agent_config_id",
+        ),
+        _TEXT,
+    ),
+    DELETED_COLUMN: {"data_type": "bool", "hard_delete": True},
+}
+
+_ATTACHMENT_HINTS: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(("media_id", "content_type", "filename"), _TEXT),
+    "size": {"data_type": "bigint"},
+    **dict.fromkeys(("url", "thumbnail_url"), _TEXT),
+}
+
+_EVENT_HINTS: dict[str, dict[str, Any]] = {
+    "id": _KEY,
+    **dict.fromkeys(("object_type", "object_id", "action"), _TEXT),
+    **dict.fromkeys(EVENT_TIMESTAMP_FIELDS, _TIMESTAMP),
+    "changed_fields": _JSON,
+    **dict.fromkeys(("user_id", "request_id", "lead_id", "organization_id", "api_key_id"), _TEXT),
+    "meta": _JSON,
+}
+
+
+def _fresh(hints: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    # dlt writes into the hint dicts it is given, so every resource gets its own copies.
+    return {name: dict(hint) for name, hint in hints.items()}
+
+
+def sms_columns() -> dict[str, dict[str, Any]]:
+    """Column hints of the `sms` table."""
+    return _fresh(_SMS_HINTS)
+
+
+def attachment_columns() -> dict[str, dict[str, Any]]:
+    """Column hints of the `sms__attachments` child table."""
+    return _fresh(_ATTACHMENT_HINTS)
+
+
+def event_columns() -> dict[str, dict[str, Any]]:
+    """Column hints of the `sms_events` table."""
+    return _fresh(_EVENT_HINTS)
+
+
+def normalize_sms(item: dict[str, Any]) -> dict[str, Any]:
+    """Type an SMS for loading; a value that does not parse is kept as it came.
+
+    dlt then stores such a value in a variant column (for example `cost__v_text`), so nothing
+    Close sends is dropped, and a type change shows up as a new column instead of a failure.
+    """
+    row = dict(item)
+    for name in SMS_TIMESTAMP_FIELDS:
+        row[name] = _parsed(row.get(name), parse_timestamp)
+    if row.get("cost") is not None:
+        row["cost"] = _parsed(row["cost"], _decimal)
+    return row
+
+
+def normalize_event(item: dict[str, Any]) -> dict[str, Any]:
+    """Type an event; `data`/`previous_data` are dropped (Close hides them after an hour)."""
+    row = {k: v for k, v in item.items() if k not in ("data", "previous_data")}
+    for name in EVENT_TIMESTAMP_FIELDS:
+        row[name] = _parsed(row.get(name), parse_timestamp)
+    return row
+
+
+def tombstone(sms_id: str) -> dict[str, Any]:
+    """A row that makes dlt's merge delete the SMS and its attachments."""
+    return {"id": sms_id, DELETED_COLUMN: True}
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(value)
+    return number
+
+
+def _parsed(value: Any, parse: Callable[[Any], Any]) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except (ValueError, TypeError, InvalidOperation, OverflowError):
+        return value
+
+
+def sms_hints() -> dict[str, Any]:
+    return {
+        "table_name": "sms",
+        "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+        "primary_key": "id",
+        "columns": sms_columns(),
+        "nested_hints": {
+            "attachments": dlt.mark.make_nested_hints(columns=attachment_columns())
+        },
+    }

@@ -1,0 +1,152 @@
+"""The source's state, typed: the backfill plan and the change feed's last check.
+
+dlt keeps it in the pipeline state, in the destination with every load; this module is the
+only one that reads or writes it, and the only one that decides from it what a run does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dlt
+
+from .. import settings
+from .backfill import Window
+from .timestamps import parse_timestamp, to_ms
+
+
+@dataclass
+class BackfillPlan:
+    """A backfill over the half-open `date_created` range [start, end): what is left to read."""
+
+    start: datetime
+    end: datetime
+    reconcile: bool
+    # When the plan was made (epoch seconds): every load of this plan has a newer load id, so
+    # rows in its range with an older one were not returned by Close again.
+    created: float
+    windows: list[Window] = field(default_factory=list)
+    loaded: int = 0
+    complete: bool = False
+
+    @classmethod
+    def new(cls, start: datetime, end: datetime, reconcile: bool) -> BackfillPlan:
+        end = end.replace(microsecond=0)
+        windows = [Window(to_ms(start), to_ms(end))] if start < end else []
+        return cls(start, end, reconcile, time.time(), windows)
+
+    @property
+    def removals_due(self) -> bool:
+        """A reconcile has read its whole range and not yet removed what Close did not return."""
+        return self.reconcile and not self.windows and not self.complete
+
+    @property
+    def in_progress(self) -> bool:
+        return bool(self.windows) or self.removals_due
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "reconcile": self.reconcile,
+            "created": self.created,
+            "windows": [window.to_state() for window in self.windows],
+            "loaded": self.loaded,
+            "complete": self.complete,
+        }
+
+    @classmethod
+    def from_state(cls, value: Mapping[str, Any]) -> BackfillPlan:
+        return cls(
+            start=parse_timestamp(value["start"]),
+            end=parse_timestamp(value["end"]),
+            reconcile=bool(value["reconcile"]),
+            created=float(value["created"]),
+            windows=[Window.from_state(window) for window in value["windows"]],
+            loaded=int(value["loaded"]),
+            complete=bool(value["complete"]),
+        )
+
+
+@dataclass
+class SourceState:
+    """Everything the source remembers between runs."""
+
+    backfill: BackfillPlan | None = None
+    feed_checked_at: datetime | None = None
+
+    @classmethod
+    def read(cls, state: Mapping[str, Any]) -> SourceState:
+        plan = state.get("backfill")
+        checked = state.get("feed_checked_at")
+        return cls(
+            backfill=BackfillPlan.from_state(plan) if plan else None,
+            feed_checked_at=parse_timestamp(checked) if checked else None,
+        )
+
+    @classmethod
+    def of(cls, pipeline: dlt.Pipeline) -> SourceState:
+        """The state as a pipeline holds it after its last extract (or restore)."""
+        return cls.read(pipeline.state.get("sources", {}).get(settings.SOURCE_NAME, {}))
+
+    def write(self, state: MutableMapping[str, Any]) -> None:
+        if self.backfill is not None:
+            state["backfill"] = self.backfill.to_state()
+        if self.feed_checked_at is not None:
+            state["feed_checked_at"] = self.feed_checked_at.isoformat()
+
+    @property
+    def backfill_in_progress(self) -> bool:
+        return self.backfill is not None and self.backfill.in_progress
+
+    def next_backfill(
+        self, now: datetime, start_date: datetime | None, reconcile: bool
+    ) -> tuple[BackfillPlan | None, str]:
+        """The backfill this run must start, if any, and why, in words for a person."""
+        plan = self.backfill
+        start = start_date or (plan.start if plan else parse_timestamp(settings.DEFAULT_START_DATE))
+        horizon = now - timedelta(
+            days=settings.EVENT_RETENTION_DAYS - settings.HORIZON_SAFETY_DAYS
+        )
+        if plan is None:
+            return BackfillPlan.new(start, now, reconcile=False), "first run"
+        if reconcile and not (plan.reconcile and plan.in_progress):
+            return BackfillPlan.new(start, now, reconcile=True), "reconcile requested"
+        if plan.in_progress:
+            if plan.end < horizon:
+                return (
+                    BackfillPlan.new(start, now, reconcile=True),
+                    "the unfinished backfill is older than the event log's history",
+                )
+            return None, ""
+        # A completed backfill is as good as a feed read at its end.
+        checked = max(self.feed_checked_at or plan.end, plan.end)
+        if checked < horizon:
+            return (
+                BackfillPlan.new(start, now, reconcile=True),
+                f"the last change-feed read {checked.isoformat()} is beyond the event log's "
+                f"{settings.EVENT_RETENTION_DAYS} days",
+            )
+        return None, ""
+
+    def feed_start(self, now: datetime) -> datetime:
+        """Where the change feed starts: the last check (else the backfill's end) minus the lookback.
+
+        Not the newest event seen, as `dlt.sources.incremental` would keep: the actions are read
+        one after another, so a later action's newer events say nothing of the changes an earlier
+        action's query ran too soon to see.
+        """
+        marks = [self.backfill.end if self.backfill else now]
+        if self.feed_checked_at:
+            marks.append(self.feed_checked_at)
+        return max(marks) - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
+
+    def feed_check_due(self, now: datetime) -> bool:
+        """Whether a run that found no events records its check (see FEED_CHECKPOINT_SECONDS)."""
+        if self.feed_checked_at is None:
+            return True
+        return now - self.feed_checked_at >= timedelta(seconds=settings.FEED_CHECKPOINT_SECONDS)

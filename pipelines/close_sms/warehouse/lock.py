@@ -1,0 +1,59 @@
+"""One writer per destination and dataset: a second sync stops at once with `LockHeld`.
+
+DuckDB: a lock file beside the database. PostgreSQL: a session advisory lock, which holds
+across machines and ends with the connection, so a killed sync never leaves it behind. Other
+destinations: a lock file in the local working folder, which guards this machine only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import filelock
+
+from .. import settings
+from ..errors import LockHeld
+from .destination import Warehouse
+
+
+@contextmanager
+def writer_lock(warehouse: Warehouse) -> Iterator[None]:
+    """Hold the warehouse's writer lock for the block, or raise `LockHeld` if another has it."""
+    if warehouse.destination == "postgres":
+        with _advisory_lock(warehouse):
+            yield
+        return
+    if warehouse.database is not None:
+        path = f"{warehouse.database}.lock"
+    else:
+        warehouse.working_dir.mkdir(parents=True, exist_ok=True)
+        path = str(warehouse.working_dir / "sync.lock")
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise LockHeld(
+            f"another close-sms sync is running on {warehouse.describe()} (lock {path})"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _advisory_lock(warehouse: Warehouse) -> Iterator[None]:
+    with warehouse.sql_client() as sql:
+        # The key names the dataset, so syncs of other datasets on the same server run freely.
+        key = f"close-sms:{settings.DATASET_NAME}"
+        ((taken,),) = sql.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)
+        if not taken:
+            raise LockHeld(
+                f"another close-sms sync is running on {warehouse.describe()} "
+                "(it holds PostgreSQL's advisory lock on the dataset)"
+            )
+        try:
+            yield
+        finally:
+            sql.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
