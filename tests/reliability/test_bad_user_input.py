@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.close_sms.runner import state_dir_for
+from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.sync.support import cli_command, cli_env, mismatches
 
@@ -134,7 +134,7 @@ def test_database_in_a_read_only_folder(synced, tmp_path, existing):
     assert result.returncode == 2, result.stderr
     assert "not writable" in one_line_error(result.stderr)
     assert sorted(p.name for p in folder.iterdir()) == (["w.duckdb"] if existing else [])
-    assert not state_dir_for(database).exists()
+    assert not Warehouse.configure(database=database).working_dir.exists()
     if existing:
         _unchanged(database, before)
 

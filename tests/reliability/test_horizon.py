@@ -60,4 +60,4 @@ def test_unfinished_backfill_older_than_the_log_starts_over(emulator, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "older than the event log" in result.stderr
-    assert mismatches(database, emu.snapshot()) == []
+    assert mismatches(database, emu.snapshot()) == [], result.stderr

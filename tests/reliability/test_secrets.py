@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import duckdb
 
-from pipelines.close_sms.runner import state_dir_for
+from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import sync_cli
 from tests.sync.support import mismatches
 
@@ -69,7 +69,7 @@ def test_the_key_is_nowhere_and_attachment_urls_carry_no_credentials(emulator, t
         assert all(n.decode() not in result.stdout + result.stderr for n in _needles())
     assert sum(len(r.stderr) for r in runs) > 1000  # the DEBUG/--debug logs were searched
 
-    state = state_dir_for(database)
+    state = Warehouse.configure(database=database).working_dir
     trace_files = [p for p in state.rglob("*") if p.is_file() and "trace" in p.name]
     assert trace_files, "dlt's trace was expected in the pipeline folder"
     assert _files_holding_the_key(state) == []

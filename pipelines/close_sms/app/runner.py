@@ -81,6 +81,24 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
     began = time.monotonic()
     report = SyncReport()
     warehouse = options.warehouse
+
+    def next_source() -> tuple[Any, SyncProgress]:
+        progress = SyncProgress(
+            # Later chunks continue what the first one announced.
+            on_start=_start_printer(say) if report.backfill_chunks == 0 else None,
+            on_page=_page_printer(say),
+            on_wait=_wait_printer(say),
+        )
+        source = close_sms_source(
+            **options.source_args,
+            reconcile=options.reconcile and report.backfill_chunks == 0,
+            max_sms=options.chunk_size,
+            progress=progress,
+        )
+        return source, progress
+
+    # Made before the warehouse is touched, so a bad setting changes nothing.
+    source, progress = next_source()
     pipeline = warehouse.pipeline()
     refresh = None
     if options.full_refresh:
@@ -99,18 +117,6 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
         report.wrote = True
 
     while True:
-        progress = SyncProgress(
-            # Later chunks continue what the first one announced.
-            on_start=_start_printer(say) if report.backfill_chunks == 0 else None,
-            on_page=_page_printer(say),
-            on_wait=_wait_printer(say),
-        )
-        source = close_sms_source(
-            **options.source_args,
-            reconcile=options.reconcile and report.backfill_chunks == 0,
-            max_sms=options.chunk_size,
-            progress=progress,
-        )
         pipeline.extract(source, refresh=refresh, loader_file_format=warehouse.loader_file_format)
         refresh = None
         if _keep_extracted_packages(pipeline):
@@ -133,6 +139,7 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
         )
         if progress.removed:
             say(f"Reconcile removed {progress.removed:,} SMS that Close no longer returns")
+        source, progress = next_source()
 
     say(f"Change feed: read events updated since {progress.feed_since.isoformat()}")
     report.events, report.upserted, report.deleted = (

@@ -280,16 +280,17 @@ def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
     Every SMS the reconcile read in an earlier run was rewritten by a newer load; what this run
     read is not loaded yet, so the caller leaves those ids out.
     """
-    # dlt's load ids are epoch seconds as text: same-length integer parts compare like numbers.
-    first_load_id = f"{plan.created:.6f}"
     with dlt.current.pipeline().sql_client() as sql:
         if not sql.has_dataset():
             return []
         try:
             rows = sql.execute_sql(
                 f"SELECT id FROM {sql.make_qualified_table_name('sms')} "
-                "WHERE _dlt_load_id < %s AND date_created >= %s AND date_created < %s",
-                first_load_id,
+                # Load ids are epoch seconds as text; compared as numbers, since a database's
+                # text collation may not order them by time.
+                "WHERE CAST(_dlt_load_id AS DECIMAL(24, 9)) < CAST(%s AS DECIMAL(24, 9)) "
+                "AND date_created >= %s AND date_created < %s",
+                plan.created,
                 plan.start,
                 plan.end,
             )

@@ -6,7 +6,6 @@ only one that reads or writes it, and the only one that decides from it what a r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,18 +25,19 @@ class BackfillPlan:
     start: datetime
     end: datetime
     reconcile: bool
-    # When the plan was made (epoch seconds): every load of this plan has a newer load id, so
-    # rows in its range with an older one were not returned by Close again.
-    created: float
+    # The load id of the package the plan was made in: every load of this plan has this one or
+    # a newer one, so rows in its range with an older one were not returned by Close again.
+    created: str
     windows: list[Window] = field(default_factory=list)
     loaded: int = 0
     complete: bool = False
 
     @classmethod
     def new(cls, start: datetime, end: datetime, reconcile: bool) -> BackfillPlan:
+        """A plan made while dlt extracts a load package (its load id dates the plan)."""
         end = end.replace(microsecond=0)
         windows = [Window(to_ms(start), to_ms(end))] if start < end else []
-        return cls(start, end, reconcile, time.time(), windows)
+        return cls(start, end, reconcile, dlt.current.load_package_state()["load_id"], windows)
 
     @property
     def removals_due(self) -> bool:
@@ -65,7 +65,8 @@ class BackfillPlan:
             start=parse_timestamp(value["start"]),
             end=parse_timestamp(value["end"]),
             reconcile=bool(value["reconcile"]),
-            created=float(value["created"]),
+            # Plans of earlier versions kept time.time(), which compares the same way.
+            created=str(value["created"]),
             windows=[Window.from_state(window) for window in value["windows"]],
             loaded=int(value["loaded"]),
             complete=bool(value["complete"]),

@@ -1,0 +1,158 @@
+"""The source on its own: a bare `dlt.pipeline(...).run(close_sms_source())`, no runner, no CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dlt
+import pytest
+
+from close_sms import backfill_in_progress, close_sms_source
+from tests.sync.support import Target, cli_env, count, mismatches
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plain_pipeline.py"
+
+
+@pytest.fixture
+def close_settings(monkeypatch):
+    """Points the source at an emulator through dlt's own environment variables."""
+
+    def point_at(running) -> None:
+        monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
+        monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
+
+    return point_at
+
+
+def bare_pipeline(target: Target, workdir: Path) -> dlt.Pipeline:
+    destination = (
+        dlt.destinations.duckdb(str(target.warehouse.database))
+        if target.name == "duckdb"
+        else target.name
+    )
+    return dlt.pipeline(
+        pipeline_name="plain",
+        pipelines_dir=str(workdir / "pipelines"),
+        destination=destination,
+        dataset_name="close_sms",
+    )
+
+
+def change_account(emu) -> None:
+    """An update, a status change, a delete and a new SMS, as Close users make them."""
+    some = sorted(emu.snapshot().values(), key=lambda sms: sms["id"])
+    base = {key: some[0][key] for key in ("lead_id", "contact_id", "remote_phone", "local_phone")}
+    emu.create_sms({**base, "status": "inbox", "direction": "inbound", "text": "new"})
+    draft = emu.create_sms({**base, "status": "draft", "text": "draft"})
+    emu.update_sms(draft["id"], {"text": "draft, edited"})
+    emu.update_sms(draft["id"], {"status": "outbox"})
+    emu.delete_sms(some[1]["id"])
+    emu.clock.advance(120)
+
+
+def test_bare_pipeline_backfills_then_reads_the_feed(emulator, target, tmp_path, close_settings):
+    running = emulator(sms=900, seed=41)
+    close_settings(running)
+    pipeline = bare_pipeline(target, tmp_path)
+
+    pipeline.run(close_sms_source()).raise_on_failed_jobs()
+
+    assert not backfill_in_progress(pipeline)
+    assert mismatches(target, running.emu.snapshot()) == []
+
+    change_account(running.emu)
+    pipeline.run(close_sms_source()).raise_on_failed_jobs()
+
+    assert mismatches(target, running.emu.snapshot()) == []
+    assert count(target, "SELECT count(*) FROM close_sms.sms_events") > 0
+
+
+def test_chunked_loop_until_the_backfill_is_done(emulator, target, tmp_path, close_settings):
+    running = emulator(sms=1200, seed=42)
+    close_settings(running)
+    pipeline = bare_pipeline(target, tmp_path)
+
+    runs = 1
+    pipeline.run(close_sms_source(max_sms=300))
+    while backfill_in_progress(pipeline):
+        partial = count(target, "SELECT count(*) FROM close_sms.sms")
+        assert 0 < partial < len(running.emu.snapshot())
+        pipeline.run(close_sms_source(max_sms=300))
+        runs += 1
+
+    assert runs >= 4
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
+def test_reconcile_argument_removes_what_close_no_longer_returns(
+    emulator, target, tmp_path, close_settings
+):
+    running = emulator(sms=500, seed=43)
+    close_settings(running)
+    pipeline = bare_pipeline(target, tmp_path)
+    pipeline.run(close_sms_source())
+    # A row Close does not return, and no event says so (deleted beyond the log's 30 days).
+    created = next(iter(running.emu.snapshot().values()))["date_created"]
+    target.execute(
+        "INSERT INTO close_sms.sms (id, date_created, _dlt_load_id, _dlt_id) "
+        f"VALUES ('acti_gone', '{created}', '1', 'gone')"
+    )
+    assert "extra acti_gone" in mismatches(target, running.emu.snapshot())
+
+    pipeline.run(close_sms_source(reconcile=True))
+
+    assert not backfill_in_progress(pipeline)
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
+def test_lost_working_folder_is_restored_from_the_destination(
+    emulator, target, tmp_path, close_settings
+):
+    import shutil
+
+    running = emulator(sms=300, seed=44)
+    close_settings(running)
+    bare_pipeline(target, tmp_path).run(close_sms_source())
+    shutil.rmtree(tmp_path / "pipelines")
+    change_account(running.emu)
+    requests_before = len(running.emu.request_log)
+
+    pipeline = bare_pipeline(target, tmp_path)
+    pipeline.run(close_sms_source())
+
+    sms_pages = [
+        r
+        for r in running.emu.request_log[requests_before:]
+        if r.path.endswith("/activity/sms/") and "id__in" not in r.params
+    ]
+    assert sms_pages == []  # the state came back: no new backfill, only the change feed
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
+def test_the_example_script_runs_as_documented(emulator, target, tmp_path):
+    running = emulator(sms=400, seed=45)
+    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BASE_URL=running.base_url, **target.env)
+    env["HOME"] = str(tmp_path)
+    arguments = [] if target.name == "duckdb" else [target.name]
+    database = tmp_path / "close_sms_example.duckdb"
+    where = Target.duckdb(database) if target.name == "duckdb" else target
+
+    def run_example() -> None:
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLE), *arguments],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+    run_example()
+    assert mismatches(where, running.emu.snapshot()) == []
+    change_account(running.emu)
+    run_example()
+    assert mismatches(where, running.emu.snapshot()) == []
