@@ -157,3 +157,15 @@ def mismatches(where: Target | Path, snapshot: dict[str, dict[str, Any]]) -> lis
 def count(where: Target | Path, sql: str) -> Any:
     """The first value of a read-only query."""
     return as_target(where).query(sql)[0][0]
+
+
+def change_account(emu) -> None:
+    """An update, a status change, a delete and a new SMS, as Close users make them."""
+    some = sorted(emu.snapshot().values(), key=lambda sms: sms["id"])
+    base = {key: some[0][key] for key in ("lead_id", "contact_id", "remote_phone", "local_phone")}
+    emu.create_sms({**base, "status": "inbox", "direction": "inbound", "text": "new"})
+    draft = emu.create_sms({**base, "status": "draft", "text": "draft"})
+    emu.update_sms(draft["id"], {"text": "draft, edited"})
+    emu.update_sms(draft["id"], {"status": "outbox"})
+    emu.delete_sms(some[1]["id"])
+    emu.clock.advance(120)

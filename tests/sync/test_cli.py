@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
-import time
 
-import duckdb
 import filelock
 
 from tests.sync.support import cli_command, cli_env, count, mismatches, run_cli
@@ -233,3 +232,67 @@ def test_a_bad_numeric_setting_names_the_setting(tmp_path):
     assert result.returncode == 2
     assert "SOURCES__CLOSE_SMS__MAX_SKIP" in result.stderr
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_database_with_another_destination_is_a_config_error(tmp_path):
+    result = run_cli(
+        "sync",
+        "--destination",
+        "postgres",
+        "--database",
+        str(tmp_path / "w.duckdb"),
+        api_key="some_key_1",
+        DESTINATION__POSTGRES__CREDENTIALS="postgresql://u:p@127.0.0.1:9/db",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--database is for the duckdb destination only" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_unknown_or_unconfigured_destination_exits_2(tmp_path):
+    unknown = run_cli("sync", "--destination", "nosuchdb", api_key="some_key_1", cwd=tmp_path)
+    unconfigured = run_cli(
+        "status", "--destination", "postgres", api_key=None, cwd=tmp_path, HOME=str(tmp_path)
+    )
+    assert unknown.returncode == 2, unknown.stderr
+    assert "--destination nosuchdb" in unknown.stderr
+    assert unconfigured.returncode == 2, unconfigured.stderr
+    assert "DESTINATION__POSTGRES__CREDENTIALS" in unconfigured.stderr
+    assert "Traceback" not in unknown.stderr + unconfigured.stderr
+
+
+def test_report_on_a_missing_database_exits_2_like_status(tmp_path):
+    missing = str(tmp_path / "missing.duckdb")
+    report = run_cli(
+        "report", "--database", missing, "--out", str(tmp_path / "r.html"), api_key=None
+    )
+    status = run_cli("status", "--database", missing, api_key=None)
+    assert report.returncode == status.returncode == 2, report.stderr + status.stderr
+    assert "does not exist" in report.stderr
+    assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_status_and_report_read_through_the_destination(emulator, target, tmp_path):
+    running = emulator(sms=250, seed=46)
+    synced = run_cli(
+        "sync",
+        "--base-url",
+        running.base_url,
+        *target.cli_args,
+        api_key=running.api_key,
+        **target.env,
+    )
+    assert synced.returncode == 0, synced.stderr
+
+    status = run_cli("status", "--json", *target.cli_args, api_key=None, **target.env)
+    out = tmp_path / "report.html"
+    report = run_cli("report", *target.cli_args, "--out", str(out), api_key=None, **target.env)
+
+    assert status.returncode == 0, status.stderr
+    facts = json.loads(status.stdout)
+    assert facts["tables"]["sms"] == len(running.emu.snapshot())
+    assert facts["backfill_in_progress"] is False
+    assert facts["feed_checked_at"] is not None
+    assert report.returncode == 0, report.stderr
+    assert "plotly" in out.read_text(encoding="utf-8")

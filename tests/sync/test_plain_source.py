@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dlt
 import pytest
-
 from close_sms import backfill_in_progress, close_sms_source
-from tests.sync.support import Target, cli_env, count, mismatches
+
+from tests.sync.support import Target, change_account, cli_env, count, mismatches
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plain_pipeline.py"
 
@@ -38,18 +38,6 @@ def bare_pipeline(target: Target, workdir: Path) -> dlt.Pipeline:
         destination=destination,
         dataset_name="close_sms",
     )
-
-
-def change_account(emu) -> None:
-    """An update, a status change, a delete and a new SMS, as Close users make them."""
-    some = sorted(emu.snapshot().values(), key=lambda sms: sms["id"])
-    base = {key: some[0][key] for key in ("lead_id", "contact_id", "remote_phone", "local_phone")}
-    emu.create_sms({**base, "status": "inbox", "direction": "inbound", "text": "new"})
-    draft = emu.create_sms({**base, "status": "draft", "text": "draft"})
-    emu.update_sms(draft["id"], {"text": "draft, edited"})
-    emu.update_sms(draft["id"], {"status": "outbox"})
-    emu.delete_sms(some[1]["id"])
-    emu.clock.advance(120)
 
 
 def test_bare_pipeline_backfills_then_reads_the_feed(emulator, target, tmp_path, close_settings):
@@ -134,7 +122,8 @@ def test_lost_working_folder_is_restored_from_the_destination(
 def test_the_example_script_runs_as_documented(emulator, target, tmp_path):
     running = emulator(sms=400, seed=45)
     env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BASE_URL=running.base_url, **target.env)
-    env["HOME"] = str(tmp_path)
+    # dlt's own folder (pipelines, global config): the user's, here one per test.
+    env["HOME"] = env["DLT_DATA_DIR"] = str(tmp_path)
     arguments = [] if target.name == "duckdb" else [target.name]
     database = tmp_path / "close_sms_example.duckdb"
     where = Target.duckdb(database) if target.name == "duckdb" else target

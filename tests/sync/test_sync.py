@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
-
 from close_sms.app.runner import SyncOptions, SyncReport, run_sync
 from close_sms.errors import ConfigError
 from close_sms.warehouse.status import read_status
-from tests.sync.support import Target, as_target, count, mismatches
+
+from tests.sync.support import Target, as_target, change_account, count, mismatches
 
 RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
 
@@ -433,3 +433,79 @@ def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
 
     assert set(emu.snapshot()) <= set(read)
     assert len(read) == len(set(read))  # the overlap's repeats are not handed out twice
+
+
+def test_a_broken_view_file_is_a_database_error_and_the_data_stays_loaded(
+    emulator, target, tmp_path, monkeypatch
+):
+    from close_sms.errors import DatabaseError
+    from close_sms.warehouse import views
+
+    running = emulator(sms=120, seed=47)
+    broken = tmp_path / "sql"
+    broken.mkdir()
+    (broken / "10_broken.sql").write_text(
+        "CREATE OR REPLACE VIEW close_sms.broken AS SELECT no_such_column FROM close_sms.sms;\n"
+    )
+    monkeypatch.setattr(views, "sql_dir", lambda *args: broken)
+
+    with pytest.raises(DatabaseError, match="10_broken.sql"):
+        sync(running, target)
+
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
+def _comparable(value):
+    """One form for what DuckDB and PostgreSQL return differently for the same value."""
+    import json
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (Decimal, float)) and not isinstance(value, bool):
+        return round(float(value), 6)
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.dumps(json.loads(value), sort_keys=True)
+        except ValueError:
+            return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def test_the_views_agree_between_duckdb_and_postgres(emulator, tmp_path, postgres, monkeypatch):
+    from close_sms.warehouse.destination import Warehouse
+    from close_sms.warehouse.views import view_files, view_name
+
+    running = emulator(sms=600, seed=48)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    duck = Target.duckdb(tmp_path / "warehouse.duckdb")
+    pg = Target("postgres", Warehouse.configure("postgres"), ("--destination", "postgres"))
+    for where in (duck, pg):
+        sync(running, where)
+    change_account(running.emu)
+    for where in (duck, pg):
+        sync(running, where)
+    assert mismatches(duck, running.emu.snapshot()) == mismatches(pg, running.emu.snapshot()) == []
+
+    for name in (view_name(path.read_text()) for path in view_files()):
+        rows = {}
+        for where in (duck, pg):
+            with (
+                where.warehouse.sql_client(read_only=True) as sql,
+                sql.execute_query(f"SELECT * FROM close_sms.{name}") as cursor,
+            ):
+                columns = [column[0] for column in cursor.description]
+                records = cursor.fetchall()
+            rows[where.name] = sorted(
+                (tuple(_comparable(v) for v in record) for record in records), key=repr
+            )
+            rows[where.name + " columns"] = columns
+        assert rows["duckdb columns"] == rows["postgres columns"], name
+        assert rows["duckdb"] == rows["postgres"], name
+        assert rows["duckdb"], f"{name} is empty: nothing was compared"

@@ -152,7 +152,5 @@ def sms_hints() -> dict[str, Any]:
         "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
         "primary_key": "id",
         "columns": sms_columns(),
-        "nested_hints": {
-            "attachments": dlt.mark.make_nested_hints(columns=attachment_columns())
-        },
+        "nested_hints": {"attachments": dlt.mark.make_nested_hints(columns=attachment_columns())},
     }

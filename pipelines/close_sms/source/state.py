@@ -110,9 +110,7 @@ class SourceState:
         """The backfill this run must start, if any, and why, in words for a person."""
         plan = self.backfill
         start = start_date or (plan.start if plan else parse_timestamp(settings.DEFAULT_START_DATE))
-        horizon = now - timedelta(
-            days=settings.EVENT_RETENTION_DAYS - settings.HORIZON_SAFETY_DAYS
-        )
+        horizon = now - timedelta(days=settings.EVENT_RETENTION_DAYS - settings.HORIZON_SAFETY_DAYS)
         if plan is None:
             return BackfillPlan.new(start, now, reconcile=False), "first run"
         if reconcile and not (plan.reconcile and plan.in_progress):

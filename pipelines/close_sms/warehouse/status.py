@@ -33,7 +33,9 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
     last_load = None
     with pipeline.sql_client() as sql:
         if sql.has_dataset():
-            for name in pipeline.default_schema.data_table_names() if pipeline.default_schema_name else []:
+            for name in (
+                pipeline.default_schema.data_table_names() if pipeline.default_schema_name else []
+            ):
                 try:
                     ((rows,),) = sql.execute_sql(
                         f"SELECT count(*) FROM {sql.make_qualified_table_name(name)}"
