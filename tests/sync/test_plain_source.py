@@ -9,6 +9,8 @@ from pathlib import Path
 import dlt
 import pytest
 from close_sms import backfill_in_progress, close_sms_source
+from close_sms.source.state import SourceState
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests.sync.support import Target, change_account, cli_env, count, mismatches
 
@@ -145,3 +147,18 @@ def test_the_example_script_runs_as_documented(emulator, target, tmp_path):
     change_account(running.emu)
     run_example()
     assert mismatches(where, running.emu.snapshot()) == []
+
+
+def test_events_without_the_sms_they_name_are_refused(emulator, target, tmp_path, close_settings):
+    running = emulator(sms=100, seed=49)
+    close_settings(running)
+    pipeline = bare_pipeline(target, tmp_path)
+    pipeline.run(close_sms_source())
+    checked = SourceState.of(pipeline).feed_checked_at
+    running.emu.clear_request_log()
+
+    with pytest.raises(PipelineStepFailed, match="sms_events is selected without sms_changes"):
+        pipeline.run(close_sms_source().with_resources("sms_events"))
+
+    assert running.emu.request_log == []
+    assert SourceState.of(pipeline).feed_checked_at == checked

@@ -253,6 +253,9 @@ class _Run:
             self.progress.on_page(self.progress)
 
     def events(self) -> Iterator[TDataItems]:
+        if "sms_changes" not in dlt.current.source().selected_resources:
+            # The feed's check would move on while the SMS its events name are never fetched.
+            raise ConfigError("sms_events is selected without sms_changes: select both, or neither")
         state = self.decide()
         if state.backfill_in_progress:
             return
