@@ -3,7 +3,7 @@
 It is the same dlt source as the `close-sms` command and examples/plain_pipeline.py, loading
 the tables `sms` (with its child table `sms__attachments`) and `sms_events` into DuckDB:
 
-    pip install 'dagster==1.13.27' 'dagster-dlt==0.29.27' dagster-webserver
+    pip install -e '.[dagster]'   # dagster, dagster-dlt and dagster-webserver, pinned
     SOURCES__CLOSE_SMS__API_KEY=api_xxx dagster dev -f examples/dagster_definitions.py
 
 `SOURCES__CLOSE_SMS__BASE_URL` points it at another API root; `CLOSE_SMS_DAGSTER_DATABASE`
@@ -28,9 +28,10 @@ from typing import Any
 
 import dagster as dg
 import dlt
-from close_sms import SyncProgress, close_sms_source
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+
+from close_sms import SyncProgress, close_sms_source
 
 PIPELINE = dlt.pipeline(
     pipeline_name="close_sms_dagster",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 
 import dlt
+
 from close_sms import backfill_in_progress, close_sms_source
 
 # A backfill reads at most this many SMS per load: memory stays bounded, and a run that is

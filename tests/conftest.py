@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
+
 from close_sms.emulator import (  # noqa: E402
     DEMO_API_KEY,
     Emulator,
@@ -106,7 +107,6 @@ def postgres(postgres_server: str) -> Iterator[str]:
 def target(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The warehouse a sync test loads, once as a DuckDB file and once as a PostgreSQL database."""
     from close_sms.warehouse.destination import Warehouse
-
     from tests.sync.support import Target
 
     if request.param == "duckdb":

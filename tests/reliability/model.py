@@ -27,7 +27,6 @@ from typing import Any
 from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from close_sms.emulator.store import ValidationError
 from close_sms.source.timestamps import parse_timestamp
-
 from tests.reliability.helpers import status
 from tests.sync.support import cli_command, cli_env, mismatches, warehouse_rows
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import duckdb
 import pytest
-from close_sms.emulator.hooks import MISSING
 
+from close_sms.emulator.hooks import MISSING
 from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
 from tests.sync.support import mismatches
 

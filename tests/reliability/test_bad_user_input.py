@@ -14,8 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from close_sms.warehouse.destination import Warehouse
 
+from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.sync.support import cli_command, cli_env, mismatches
 

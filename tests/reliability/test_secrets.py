@@ -7,8 +7,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
-from close_sms.warehouse.destination import Warehouse
 
+from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import sync_cli
 from tests.sync.support import mismatches
 

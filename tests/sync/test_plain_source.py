@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dlt
 import pytest
-from close_sms import backfill_in_progress, close_sms_source
-from close_sms.source.state import SourceState
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from close_sms import backfill_in_progress, close_sms_source
+from close_sms.source.state import SourceState
 from tests.sync.support import Target, change_account, cli_env, count, mismatches
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plain_pipeline.py"

@@ -6,10 +6,10 @@ from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from close_sms.app.runner import SyncOptions, SyncReport, run_sync
 from close_sms.errors import ConfigError
 from close_sms.warehouse.status import read_status
-
 from tests.sync.support import Target, as_target, change_account, count, mismatches
 
 RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
