@@ -6,12 +6,10 @@ import os
 
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
-import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
@@ -22,6 +20,7 @@ from close_sms.emulator import (  # noqa: E402
     EmulatorConfig,
     EmulatorServer,
 )
+from tests.postgres import postgres_database  # noqa: E402
 
 
 @dataclass
@@ -87,20 +86,8 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres(postgres_server: str) -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards; its credentials URL."""
-    import psycopg2
-
-    name = f"close_sms_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_server)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        parts = urlsplit(postgres_server)
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with postgres_database(postgres_server) as credentials:
+        yield credentials
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -1,9 +1,10 @@
 """Times every analytics view on 1M synthetic SMS (a script, not a test).
 
-    python tests/benchmarks/bench_views.py [--rows 1000000] [--threads 2] [--database PATH]
+    python tests/benchmarks/bench_views.py [--rows 1000000] [--threads 2] [--repeats 3]
+                                           [--database PATH]
 
-The data is generated inside DuckDB with the shapes dlt creates (the empty base tables come
-from `views.base_tables_ddl()`): ~20k leads, 50 users, both directions, every status, ~10%
+The views are applied through a dlt sql client as the sync applies them, which also creates
+the empty base tables with dlt's types; the data is then generated inside DuckDB: ~20k leads, 50 users, both directions, every status, ~10%
 of SMS with 1-3 attachments and ~2 events per SMS. Each view is timed by materialising it
 fully (CREATE TEMP TABLE AS SELECT *), so no projection pushdown hides work.
 """
@@ -15,17 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import dlt
 import duckdb
 
-from close_sms.warehouse.views import apply_views_on, base_tables_ddl
+from close_sms.settings import DATASET_NAME
+from close_sms.warehouse.views import apply_views
 
 
 def generate(connection: duckdb.DuckDBPyConnection, rows: int) -> None:
+    """Fill the (empty) base tables with `rows` SMS, their attachments and events."""
     # hash() is UBIGINT; a BIGINT bucket keeps list indexing and arithmetic simple.
     connection.execute("CREATE OR REPLACE TEMP MACRO hm(x, n) AS CAST(hash(x) % n AS BIGINT)")
-    connection.execute("CREATE SCHEMA IF NOT EXISTS close_sms")
-    for ddl in base_tables_ddl().values():
-        connection.execute(ddl)
     leads = max(rows // 50, 1)
     connection.execute(
         f"""
@@ -99,12 +100,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per view")
     parser.add_argument("--database", type=Path, default=None, help="default: a temp file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         database = args.database or Path(tmp) / "bench.duckdb"
-        with duckdb.connect(str(database)) as connection:
+        pipeline = dlt.pipeline(
+            pipeline_name="bench_views",
+            pipelines_dir=str(Path(tmp) / "pipelines"),
+            destination=dlt.destinations.duckdb(str(database)),
+            dataset_name=DATASET_NAME,
+        )
+        with pipeline.sql_client() as sql:
+            views = apply_views(sql)
+            connection = sql.native_connection
             connection.execute(f"SET threads = {args.threads}")
             started = time.perf_counter()
             generate(connection, args.rows)
@@ -114,15 +124,17 @@ def main() -> None:
             }
             print(f"generated {counts} in {time.perf_counter() - started:.1f} s")
             connection.execute("CHECKPOINT")
-            views = apply_views_on(connection)
-            print(f"threads={args.threads}; seconds to materialise, first run and best of 3")
+            print(
+                f"threads={args.threads}; seconds to materialise, "
+                f"first run and best of {args.repeats}"
+            )
             print(f"{'view':<28}{'rows':>10}{'first':>8}{'best':>8}")
             # Copying the raw table is the floor any view over all SMS pays.
             for label, source in [("(copy of raw sms table)", "close_sms.sms")] + [
                 (view, f"close_sms.{view}") for view in views
             ]:
                 timings = []
-                for _ in range(3):
+                for _ in range(args.repeats):
                     started = time.perf_counter()
                     connection.execute(
                         f"CREATE OR REPLACE TEMP TABLE bench_result AS SELECT * FROM {source}"

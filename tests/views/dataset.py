@@ -1,6 +1,6 @@
-"""Loads hand-made SMS and events into a temp DuckDB file with a real dlt pipeline.
+"""Loads hand-made SMS and events into DuckDB or PostgreSQL with a real dlt pipeline.
 
-The resources carry the project's table hints (settings.py), so the tables, types and
+The resources carry the project's table hints (source/schema.py), so the tables, types and
 nested attachment table are the ones the sync creates.
 """
 
@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
+from dlt.common.destination import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.destinations.sql_client import SqlClientBase
 
-from close_sms.settings import (
-    DATASET_NAME,
-    attachment_columns,
-    event_columns,
-    sms_columns,
-)
+from close_sms.settings import DATASET_NAME
+from close_sms.source.schema import attachment_columns, event_columns, sms_columns
 
 UTC = dt.timezone.utc
+DESTINATIONS = ("duckdb", "postgres")
+# As the sync loads: PostgreSQL takes no parquet.
+LOADER_FILE_FORMATS = {"duckdb": "parquet", "postgres": "csv"}
 _pipeline_numbers = itertools.count()
 
 
@@ -54,15 +56,37 @@ def test_source(sms_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]
 
 
 class Loader:
-    """One dlt pipeline writing to one DuckDB file; call `load` as often as needed."""
+    """One dlt pipeline writing to one destination; call `load` as often as needed."""
 
-    def __init__(self, workdir: Path, database_name: str = "warehouse.duckdb") -> None:
+    def __init__(self, workdir: Path, destination: Destination) -> None:
+        self.workdir = workdir
+        self.destination = destination
+        self.pipeline = self._pipeline(destination)
+
+    @classmethod
+    def duckdb(cls, workdir: Path, database_name: str = "warehouse.duckdb") -> Loader:
         # Not close_sms.duckdb: that catalog name would shadow the close_sms schema.
-        self.database = workdir / database_name
-        self.pipeline = dlt.pipeline(
+        return cls(workdir, dlt.destinations.duckdb(str(workdir / database_name)))
+
+    @classmethod
+    def postgres(cls, workdir: Path, credentials: str) -> Loader:
+        return cls(workdir, dlt.destinations.postgres(credentials))
+
+    @property
+    def kind(self) -> str:
+        return self.destination.destination_name
+
+    @property
+    def database(self) -> Path:
+        """The DuckDB file (DuckDB only)."""
+        assert self.kind == "duckdb", self.kind
+        return Path(self.destination.config_params["credentials"])
+
+    def _pipeline(self, destination: Destination) -> dlt.Pipeline:
+        return dlt.pipeline(
             pipeline_name=f"views_test_{next(_pipeline_numbers)}",
-            pipelines_dir=str(workdir / "pipelines"),
-            destination=dlt.destinations.duckdb(str(self.database)),
+            pipelines_dir=str(self.workdir / "pipelines"),
+            destination=destination,
             dataset_name=DATASET_NAME,
         )
 
@@ -71,7 +95,7 @@ class Loader:
     ) -> None:
         info = self.pipeline.run(
             test_source([dict(row) for row in sms], [dict(row) for row in events]),
-            loader_file_format="parquet",
+            loader_file_format=LOADER_FILE_FORMATS[self.kind],
         )
         info.raise_on_failed_jobs()
 
@@ -79,8 +103,18 @@ class Loader:
         """Hard-delete SMS the way the sync does: a tombstone row per id."""
         self.load(sms=[{"id": sms_id, "_deleted": True} for sms_id in ids])
 
-    def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.database), read_only=read_only)
+    @contextmanager
+    def sql_client(self, read_only: bool = False) -> Iterator[SqlClientBase[Any]]:
+        """An open sql client on the dataset; `read_only` opens DuckDB read-only and runs
+        PostgreSQL in a read-only session, so a write would fail."""
+        pipeline = self.pipeline
+        if read_only and self.kind == "duckdb":
+            credentials = DuckDbCredentials(str(self.database), read_only=True)
+            pipeline = self._pipeline(dlt.destinations.duckdb(credentials))
+        with pipeline.sql_client() as sql:
+            if read_only and self.kind == "postgres":
+                sql.execute_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            yield sql
 
 
 def sms_row(
@@ -170,7 +204,18 @@ def message_at(row: dict[str, Any]) -> dt.datetime:
     return row["date_sent"] or row["activity_at"] or row["date_created"]
 
 
-def rows_as_dicts(connection: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = connection.execute(sql)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+def rows_as_dicts(sql: SqlClientBase[Any], query: str, *args: Any) -> list[dict[str, Any]]:
+    with sql.execute_query(query, *args) as cursor:
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def column_names(sql: SqlClientBase[Any], relation: str) -> list[str]:
+    """The columns of a table or view of the dataset, in order."""
+    rows = sql.execute_sql(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        DATASET_NAME,
+        relation,
+    )
+    return [name for (name,) in rows]

@@ -1,15 +1,21 @@
-"""Each view against a small hand-made account loaded with dlt, edge cases spelled out."""
+"""Each view against a small hand-made account loaded with dlt, edge cases spelled out.
+
+Every test runs on DuckDB and on PostgreSQL; the last ones check both give the same rows.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
 
+from close_sms.source.schema import event_columns, sms_columns
 from close_sms.warehouse.views import apply_views
 from tests.views import expected
-from tests.views.dataset import UTC, Loader, rows_as_dicts
+from tests.views.dataset import DESTINATIONS, UTC, Loader, column_names
+from tests.views.dataset import rows_as_dicts as query
 from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows
 
 VIEWS = [
@@ -26,26 +32,32 @@ SMS_VIEWS = [name for name in VIEWS if name != "sms_status_changes"]
 
 
 @pytest.fixture(scope="module")
-def account(tmp_path_factory):
-    loader = Loader(tmp_path_factory.mktemp("account"))
-    loader.load(sms=sms_rows(), events=event_rows())
-    loader.delete(*DELETED)
-    assert apply_views(loader.database) == VIEWS
-    connection = loader.connect(read_only=True)
-    # A zone east of UTC: a date taken in the session's zone would move sms_13 to March 2nd.
-    connection.execute("SET TimeZone = 'Asia/Tokyo'")
-    yield connection
-    connection.close()
+def accounts(new_loader) -> dict[str, Loader]:
+    """The hand-made account, loaded into each destination, views applied."""
+    loaders = {}
+    for kind in DESTINATIONS:
+        loader = new_loader(kind)
+        loader.load(sms=sms_rows(), events=event_rows())
+        loader.delete(*DELETED)
+        with loader.sql_client() as sql:
+            assert apply_views(sql) == VIEWS
+        loaders[kind] = loader
+    return loaders
+
+
+@pytest.fixture(scope="module", params=DESTINATIONS)
+def account(request, accounts):
+    """A read-only sql client on the account, once per destination."""
+    with accounts[request.param].sql_client(read_only=True) as sql:
+        # A zone east of UTC: a date taken in the session's zone would move sms_13 to March 2nd.
+        sql.execute_sql("SET TimeZone = 'Asia/Tokyo'")
+        yield sql
 
 
 @pytest.fixture(scope="module")
 def rows():
     """The SMS Close still holds: the loaded ones minus the deleted ones."""
     return [row for row in sms_rows() if row["id"] not in DELETED]
-
-
-def query(connection, sql):
-    return rows_as_dicts(connection, sql)
 
 
 def rounded(record: dict) -> dict:
@@ -60,8 +72,8 @@ def test_sms_messages(account, rows):
     for sms_id, answer in want.items():
         assert {k: got[sms_id][k] for k in answer} == answer, sms_id
     # All of sms's data columns, none of dlt's bookkeeping ones.
-    columns = [c[0] for c in account.execute("DESCRIBE close_sms.sms_messages").fetchall()]
-    raw = [c[0] for c in account.execute("DESCRIBE close_sms.sms").fetchall()]
+    columns = column_names(account, "sms_messages")
+    raw = column_names(account, "sms")
     assert not {"_dlt_id", "_dlt_load_id", "_deleted"} & set(columns)
     assert set(raw) - {"_dlt_id", "_dlt_load_id", "_deleted"} <= set(columns)
     # Spelled out: null date_sent falls back to activity_at, then to date_created, and the
@@ -199,11 +211,11 @@ def test_sms_status_changes(account):
 @pytest.mark.parametrize("view", SMS_VIEWS)
 def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
     # No row mentions a deleted SMS id (rows of views that carry ids) ...
-    mentions = account.execute(
+    ((mentions,),) = account.execute_sql(
         f"SELECT count(*) FROM close_sms.{view} AS v"
-        " WHERE strpos(CAST(v AS VARCHAR), ?) > 0 OR strpos(CAST(v AS VARCHAR), ?) > 0",
-        list(DELETED),
-    ).fetchone()[0]
+        " WHERE strpos(CAST(v AS VARCHAR), %s) > 0 OR strpos(CAST(v AS VARCHAR), %s) > 0",
+        *DELETED,
+    )
     assert mentions == 0
     # ... and the SMS counted by each view are exactly the ones left (aggregated views).
     counted = {
@@ -222,14 +234,64 @@ def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
         "sms_delivery": ("sum(outbound_count)", sum(r["direction"] == "outbound" for r in rows)),
     }
     aggregate, want = counted[view]
-    assert account.execute(f"SELECT {aggregate} FROM close_sms.{view}").fetchone()[0] == want
+    assert account.execute_sql(f"SELECT {aggregate} FROM close_sms.{view}") == [(want,)]
 
 
-def test_views_pick_up_new_sms_columns(tmp_path):
-    loader = Loader(tmp_path)
-    row = sms_rows()[0] | {"carrier_name": "Acme Mobile"}
+def test_views_pick_up_new_sms_columns(loader):
+    loader.load(sms=[sms_rows()[0]])
+    with loader.sql_client() as sql:
+        apply_views(sql)
+    # A field Close adds after the views exist: dlt appends a column, applying again shows it.
+    row = sms_rows()[1] | {"carrier_name": "Acme Mobile"}
     loader.load(sms=[row])
-    apply_views(loader.database)
-    with loader.connect() as connection:
-        got = query(connection, "SELECT id, carrier_name FROM close_sms.sms_messages")
-    assert got == [{"id": "sms_01", "carrier_name": "Acme Mobile"}]
+    with loader.sql_client() as sql:
+        apply_views(sql)
+        got = query(sql, "SELECT id, carrier_name FROM close_sms.sms_messages ORDER BY id")
+        # The views on sms_messages were replaced with it and still work.
+        assert sql.execute_sql("SELECT sum(message_count) FROM close_sms.sms_daily") == [(2,)]
+    assert got == [
+        {"id": "sms_01", "carrier_name": None},
+        {"id": "sms_02", "carrier_name": "Acme Mobile"},
+    ]
+
+
+_JSON_COLUMNS = {
+    name
+    for hints in (sms_columns(), event_columns())
+    for name, hint in hints.items()
+    if hint["data_type"] == "json"
+}
+
+
+def comparable(column: str, value):
+    """One value as both destinations can agree on it.
+
+    Numbers as floats (PostgreSQL sums to NUMERIC where DuckDB has integers and DOUBLE),
+    instants in UTC, and JSON parsed (DuckDB returns its text, psycopg2 the value).
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float | Decimal):
+        return round(float(value), 6)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC)
+    if column in _JSON_COLUMNS and isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def test_views_return_the_same_rows_on_every_destination(accounts):
+    answers = {}
+    for kind, loader in accounts.items():
+        with loader.sql_client(read_only=True) as sql:
+            answers[kind] = {}
+            for view in VIEWS:
+                rows = [
+                    {k: comparable(k, v) for k, v in row.items()}
+                    for row in query(sql, f"SELECT * FROM close_sms.{view}")
+                ]
+                answers[kind][view] = (column_names(sql, view), sorted(rows, key=repr))
+    duckdb, postgres = (answers[kind] for kind in DESTINATIONS)
+    for view in VIEWS:
+        assert duckdb[view][1], view  # rows to compare
+        assert postgres[view] == duckdb[view], view

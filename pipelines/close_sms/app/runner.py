@@ -24,7 +24,7 @@ from ..errors import ConfigError, SyncError
 from ..source import MISSING_KEY, SyncProgress, close_sms_source
 from ..warehouse.destination import Warehouse, database_error
 from ..warehouse.lock import writer_lock
-from ..warehouse.views import apply_views, missing_views
+from ..warehouse.views import apply_views, drop_views, missing_views
 
 Say = Callable[[str], None]
 
@@ -103,10 +103,13 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
     refresh = None
     if options.full_refresh:
         # Pending local packages go too; the schema comes back from the destination, so that
-        # dlt's refresh knows which tables to drop.
+        # dlt's refresh knows which tables to drop, and the views that read them go first.
         pipeline.drop()
         pipeline = warehouse.pipeline()
         refresh = "drop_sources"
+        with pipeline.sql_client() as sql:
+            if sql.has_dataset():
+                drop_views(sql)
     pipeline.sync_destination()
     if pipeline.has_pending_data:
         # dlt's run() would load these and return without extracting anything new, which

@@ -4,6 +4,9 @@ The page embeds plotly.js (no CDN), so it opens offline from a file or an e-mail
 each chart, the rows it was drawn from are embedded as JSON
 (`<script type="application/json" id="data-<chart>">`), so tests and curious readers can
 check the numbers without parsing plotly's figure.
+
+The queries are written in DuckDB's dialect, like the views, and translated for the
+destination the sql client talks to.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import plotly.graph_objects as go
+from dlt.destinations.sql_client import SqlClientBase
 
+from ..errors import ConfigError
 from ..settings import DATASET_NAME
+from .dialect import translate
+from .views import missing_views
 
 # The response-time buckets of the distribution chart: (label, upper bound in seconds).
 RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
@@ -32,6 +38,7 @@ RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
 )
 NO_REPLY = "no reply"
 TOP_USERS = 10
+_VIEWS_READ = ("sms_messages", "sms_daily", "sms_delivery", "sms_response_times", "sms_user_daily")
 
 _DAILY_VOLUME = f"""
 SELECT message_date, direction, sum(message_count) AS message_count
@@ -93,13 +100,11 @@ FROM {DATASET_NAME}.sms_messages
 """
 
 
-def _records(connection: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = connection.execute(sql)
-    names = [column[0] for column in cursor.description]
-    return [
-        {name: _plain(value) for name, value in zip(names, row, strict=True)}
-        for row in cursor.fetchall()
-    ]
+def _records(sql: SqlClientBase[Any], query: str) -> list[dict[str, Any]]:
+    with sql.execute_query(translate(query, sql.capabilities.sqlglot_dialect)) as cursor:
+        names = [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+    return [{name: _plain(value) for name, value in zip(names, row, strict=True)} for row in rows]
 
 
 def _plain(value: Any) -> Any:
@@ -199,46 +204,43 @@ def _json_script(element_id: str, payload: Any) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def collect(connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def collect(sql: SqlClientBase[Any]) -> dict[str, Any]:
     """The rows behind every chart, as JSON-ready records."""
-    buckets = {row["bucket"]: row["inbound_count"] for row in _records(connection, _response_sql())}
+    buckets = {row["bucket"]: row["inbound_count"] for row in _records(sql, _response_sql())}
     order = [label for label, _ in RESPONSE_BUCKETS] + [NO_REPLY]
     return {
-        "overview": _records(connection, _OVERVIEW)[0],
-        "daily_volume": _records(connection, _DAILY_VOLUME),
-        "delivery": _records(connection, _DELIVERY),
+        "overview": _records(sql, _OVERVIEW)[0],
+        "daily_volume": _records(sql, _DAILY_VOLUME),
+        "delivery": _records(sql, _DELIVERY),
         "response_times": [
             {"bucket": label, "inbound_count": buckets.get(label, 0)} for label in order
         ],
-        "response_summary": _records(connection, _RESPONSE_SUMMARY)[0],
-        "busiest_users": _records(connection, _BUSIEST_USERS),
+        "response_summary": _records(sql, _RESPONSE_SUMMARY)[0],
+        "busiest_users": _records(sql, _BUSIEST_USERS),
     }
 
 
-def _check_views(connection: duckdb.DuckDBPyConnection) -> None:
-    needed = {"sms_messages", "sms_daily", "sms_delivery", "sms_response_times", "sms_user_daily"}
-    found = {
-        name
-        for (name,) in connection.execute(
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = ?", [DATASET_NAME]
-        ).fetchall()
-    }
-    missing = sorted(needed - found)
+def _check_views(sql: SqlClientBase[Any]) -> None:
+    missing = [name for name in missing_views(sql) if name in _VIEWS_READ]
     if missing:
-        raise RuntimeError(
-            f"the database has no view(s) {', '.join(missing)}; "
-            "apply them first with: close-sms views --database PATH"
+        raise ConfigError(
+            f"the dataset {DATASET_NAME} has no view(s) {', '.join(missing)}; apply them first "
+            "with: close-sms views (with the same --database or --destination)"
         )
 
 
-def write_report(database: str | Path, out: str | Path) -> Path:
-    """Write the HTML report of `database` (opened read-only) to `out`; returns its path."""
-    database = Path(database)
-    if not database.exists():
-        raise FileNotFoundError(f"no database at {database}")
-    with duckdb.connect(str(database), read_only=True) as connection:
-        _check_views(connection)
-        data = collect(connection)
+def _database_name(sql: SqlClientBase[Any]) -> str:
+    # DuckDB's client has no database name: the database is its file.
+    return sql.database_name or Path(sql.credentials.database).name
+
+
+def write_report(sql: SqlClientBase[Any], out: Path) -> Path:
+    """Write the HTML report of the dataset behind the open sql client to `out`; returns its path.
+
+    Nothing is written to the database: only SELECTs run.
+    """
+    _check_views(sql)
+    data = collect(sql)
 
     charts = [
         ("daily_volume", _daily_volume_figure(data["daily_volume"]), data["daily_volume"]),
@@ -285,14 +287,13 @@ p.meta {{ color: #666; }}
 </head>
 <body>
 <h1>Close SMS report</h1>
-<p class="meta">{html.escape(summary)} &middot; database {html.escape(database.name)}
+<p class="meta">{html.escape(summary)} &middot; database {html.escape(_database_name(sql))}
 &middot; generated {generated}. Days are UTC.</p>
 {chr(10).join(sections)}
 {_json_script("data-overview", overview)}
 </body>
 </html>
 """
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -1,10 +1,11 @@
-"""Analytics views: applies the `.sql` files of the `sql/` folder to a DuckDB database.
+"""Analytics views: applies the `.sql` files of the `sql/` folder through a dlt sql client.
 
-Each file holds one `CREATE OR REPLACE VIEW close_sms.<name>` statement and is applied in
-file-name order, so a numeric prefix orders views that build on other views.
+Each file holds one `CREATE OR REPLACE VIEW close_sms.<name>` statement in DuckDB's dialect
+and is applied in file-name order, so a numeric prefix orders views that build on other views.
+On other destinations each file is translated first (`dialect.translate`).
 
-The views read dlt's tables `sms`, `sms__attachments` and `sms_events`. A database that has
-not loaded them yet (a fresh file, or a sync that never saw an attachment or an event) gets
+The views read dlt's tables `sms`, `sms__attachments` and `sms_events`. A dataset that has
+not loaded them yet (a fresh one, or a sync that never saw an attachment or an event) gets
 them created empty first, with the column names, types and order dlt itself creates, so
 every view binds and returns no rows, and a later dlt load adopts the tables as they are.
 """
@@ -12,26 +13,36 @@ every view binds and returns no rows, and a later dlt load adopts the tables as 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import duckdb
+from dlt.common.destination import PreparedTableSchema
+from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.utils import new_table
+from dlt.destinations.exceptions import DatabaseException
+from dlt.destinations.sql_client import SqlClientBase
+from sqlglot.errors import SqlglotError
 
+from ..errors import DatabaseError
 from ..settings import DATASET_NAME
 from ..source.schema import attachment_columns, event_columns, sms_columns
+from .dialect import SOURCE_DIALECT, Schema, translate
 
 _VIEW_NAME = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?", re.IGNORECASE
 )
 
+_DLT_TEXT: dict[str, Any] = {"data_type": "text", "nullable": False}
 # dlt's bookkeeping columns, in the order dlt appends them after the data columns.
-_ROOT_DLT_COLUMNS = (("_dlt_load_id", "VARCHAR"), ("_dlt_id", "VARCHAR"))
-_NESTED_DLT_COLUMNS = (
-    ("_dlt_root_id", "VARCHAR"),
-    ("_dlt_parent_id", "VARCHAR"),
-    ("_dlt_list_idx", "BIGINT"),
-    ("_dlt_id", "VARCHAR"),
-)
+_ROOT_DLT_COLUMNS = {"_dlt_load_id": _DLT_TEXT, "_dlt_id": _DLT_TEXT}
+_NESTED_DLT_COLUMNS = {
+    "_dlt_root_id": _DLT_TEXT,
+    "_dlt_parent_id": _DLT_TEXT,
+    "_dlt_list_idx": {"data_type": "bigint", "nullable": False},
+    "_dlt_id": _DLT_TEXT,
+}
 
 
 def sql_dir(package_dir: Path | None = None) -> Path:
@@ -67,95 +78,112 @@ def _strip_comments(sql: str) -> str:
     return re.sub(r"--[^\n]*", "", sql)
 
 
-def _duckdb_type(hint: dict[str, Any]) -> str:
-    # The types dlt's DuckDB destination maps these hints to (checked by a test against a load).
-    data_type = hint["data_type"]
-    if data_type == "text":
-        return "VARCHAR"
-    if data_type == "timestamp":
-        return "TIMESTAMP WITH TIME ZONE" if hint.get("timezone", True) else "TIMESTAMP"
-    if data_type == "json":
-        return "JSON"
-    if data_type == "bool":
-        return "BOOLEAN"
-    if data_type == "bigint":
-        return "BIGINT"
-    if data_type == "double":
-        return "DOUBLE"
-    if data_type == "decimal":
-        return f"DECIMAL({hint.get('precision', 38)},{hint.get('scale', 9)})"
-    raise ValueError(f"no DuckDB type known for hint {hint!r}")
-
-
-def _columns_ddl(hints: dict[str, dict[str, Any]], dlt_columns: tuple[tuple[str, str], ...]) -> str:
-    parts = []
-    for name, hint in hints.items():
-        not_null = "" if hint.get("nullable", True) else " NOT NULL"
-        parts.append(f'"{name}" {_duckdb_type(hint)}{not_null}')
-    parts.extend(f'"{name}" {duckdb_type} NOT NULL' for name, duckdb_type in dlt_columns)
-    return ", ".join(parts)
-
-
-def base_tables_ddl() -> dict[str, str]:
-    """`CREATE TABLE IF NOT EXISTS` for each base table the views read, keyed by table name."""
+def _base_tables() -> dict[str, list[TColumnSchema]]:
+    """The columns (dlt hints, in dlt's order) of each base table the views read."""
     tables = {
-        "sms": _columns_ddl(sms_columns(), _ROOT_DLT_COLUMNS),
-        "sms__attachments": _columns_ddl(attachment_columns(), _NESTED_DLT_COLUMNS),
-        "sms_events": _columns_ddl(event_columns(), _ROOT_DLT_COLUMNS),
+        "sms": sms_columns() | _ROOT_DLT_COLUMNS,
+        "sms__attachments": attachment_columns() | _NESTED_DLT_COLUMNS,
+        "sms_events": event_columns() | _ROOT_DLT_COLUMNS,
     }
     return {
-        name: f"CREATE TABLE IF NOT EXISTS {DATASET_NAME}.{name} ({columns})"
-        for name, columns in tables.items()
+        table: [cast(TColumnSchema, {"name": name, **hint}) for name, hint in columns.items()]
+        for table, columns in tables.items()
     }
 
 
-def apply_views_on(connection: duckdb.DuckDBPyConnection) -> list[str]:
-    """Create or replace every view on an open read-write connection; returns the view names.
-
-    Missing base tables are created empty first. All of it runs in one transaction, so a
-    failing view file leaves the previous views in place.
-    """
-    (catalog,) = connection.execute("SELECT current_database()").fetchone()
-    if catalog == DATASET_NAME:
-        # `close_sms.sms` would then name the catalog, not the schema, and resolve wrongly.
-        raise ValueError(
-            f"the database file must not be named {DATASET_NAME}.duckdb "
-            f"(its catalog name clashes with the schema {DATASET_NAME})"
+def _create_base_tables(sql: SqlClientBase[Any]) -> None:
+    # dlt's own type mapper, so the types are the ones a dlt load would have created.
+    mapper = sql.capabilities.get_type_mapper()
+    for name, columns in _base_tables().items():
+        table = cast(PreparedTableSchema, new_table(name, columns=columns))
+        definitions = ", ".join(
+            f"{sql.escape_column_name(column['name'])} "
+            f"{mapper.to_destination_type(column, table)}"
+            f"{'' if column.get('nullable', True) else ' NOT NULL'}"
+            for column in columns
         )
-    files = view_files()
-    names: list[str] = []
-    connection.execute("BEGIN TRANSACTION")
-    try:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET_NAME}")
-        for ddl in base_tables_ddl().values():
-            connection.execute(ddl)
-        for path in files:
-            sql = path.read_text(encoding="utf-8")
-            name = view_name(sql)
-            try:
-                connection.execute(sql)
-            except duckdb.Error as exc:
-                raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
-            names.append(name)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+        sql.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {sql.make_qualified_table_name(name)} ({definitions})"
+        )
+
+
+def _schema_name(sql: SqlClientBase[Any]) -> str:
+    # The dataset as the destination stores it (casefolded), for information_schema.
+    return sql.make_qualified_table_name_path(None, quote=False)[-1]
+
+
+def _dataset_columns(sql: SqlClientBase[Any]) -> Schema:
+    """Every table and view of the dataset with its columns in order, for `translate`."""
+    rows = sql.execute_sql(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+        _schema_name(sql),
+    )
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows or ():
+        tables.setdefault(table, {})[column] = data_type
+    return {DATASET_NAME: tables}
+
+
+def apply_views(sql: SqlClientBase[Any]) -> list[str]:
+    """Create or replace every view through an open sql client; returns the view names.
+
+    The dataset and missing base tables are created first. All of it runs in one
+    transaction, so a failing view file leaves the previous views in place.
+    """
+    dialect = sql.capabilities.sqlglot_dialect
+    files = [(path.name, path.read_text(encoding="utf-8")) for path in view_files()]
+    names = [view_name(text) for _, text in files]
+    with sql.begin_transaction():
+        if not sql.has_dataset():
+            sql.create_dataset()
+        _create_base_tables(sql)
+        # PostgreSQL binds a view's columns when it is created and refuses a replacement whose
+        # columns differ (sms_messages gains a column with every new field).
+        _drop(sql, names)
+        for file_name, text in files:
+            with _failure_of(f"applying {file_name}"):
+                # Read per file: a view reads the tables and the views created before it.
+                schema = None if dialect == SOURCE_DIALECT else _dataset_columns(sql)
+                sql.execute_sql(translate(text, dialect, schema))
     return names
 
 
-def missing_views(sql: Any) -> list[str]:
-    connection = sql.native_connection
-    """The views of `sql/` that the database lacks (a run that loads nothing applies only these)."""
+def drop_views(sql: SqlClientBase[Any]) -> None:
+    """Drop the views of `sql/`, so that the tables under them can be dropped (a full refresh)."""
+    with sql.begin_transaction():
+        _drop(sql, [view_name(path.read_text(encoding="utf-8")) for path in view_files()])
+
+
+def _drop(sql: SqlClientBase[Any], names: list[str]) -> None:
+    # Dependents first: a view may read the views before it.
+    for name in reversed(names):
+        with _failure_of(f"dropping view {name}"):
+            sql.execute_sql(f"DROP VIEW IF EXISTS {sql.make_qualified_table_name(name)}")
+
+
+@contextmanager
+def _failure_of(action: str) -> Iterator[None]:
+    """Turn a database (or translation) failure into one line that names `action`."""
+    try:
+        yield
+    except (DatabaseException, SqlglotError) as exc:
+        text = str(exc).strip()
+        raise DatabaseError(
+            f"{action} failed: {text.splitlines()[0] if text else type(exc).__name__}"
+        ) from exc
+
+
+def missing_views(sql: SqlClientBase[Any]) -> list[str]:
+    """The views of `sql/` that the dataset lacks (a run that loads nothing applies only these)."""
     present = {
         name
-        for (name,) in connection.execute(
-            "SELECT view_name FROM duckdb_views() WHERE schema_name = ?", [DATASET_NAME]
-        ).fetchall()
+        for (name,) in sql.execute_sql(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = %s AND table_type = 'VIEW'",
+            _schema_name(sql),
+        )
+        or ()
     }
     names = [view_name(path.read_text(encoding="utf-8")) for path in view_files()]
     return [name for name in names if name not in present]
-
-
-def apply_views(sql: Any) -> list[str]:
-    return apply_views_on(sql.native_connection)
