@@ -132,7 +132,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="close-sms", description="Sync Close CRM SMS activities into DuckDB."
+        prog="close-sms",
+        description="Sync Close CRM SMS activities into DuckDB or any dlt destination.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
