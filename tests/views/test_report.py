@@ -190,7 +190,7 @@ def test_report_names_the_database(loader, tmp_path):
         name = sql.database_name or loader.database.name
     page = report_of(loader, tmp_path / "r.html")
     assert f"database {name}" in page
-    assert name.startswith("close_sms_views_" if loader.kind == "postgres" else "warehouse.")
+    assert name.startswith("close_sms_test_" if loader.kind == "postgres" else "warehouse.")
 
 
 def test_report_without_views_says_how_to_fix_it(loader, tmp_path):

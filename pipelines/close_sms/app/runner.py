@@ -103,13 +103,10 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
     refresh = None
     if options.full_refresh:
         # Pending local packages go too; the schema comes back from the destination, so that
-        # dlt's refresh knows which tables to drop, and the views that read them go first.
+        # dlt's refresh knows which tables to drop.
         pipeline.drop()
         pipeline = warehouse.pipeline()
         refresh = "drop_sources"
-        with pipeline.sql_client() as sql:
-            if sql.has_dataset():
-                drop_views(sql)
     pipeline.sync_destination()
     if pipeline.has_pending_data:
         # dlt's run() would load these and return without extracting anything new, which
@@ -121,6 +118,12 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
 
     while True:
         pipeline.extract(source, refresh=refresh, loader_file_format=warehouse.loader_file_format)
+        if refresh:
+            # The refresh drops the tables when the package loads; the views that read them go
+            # first. Only now: an extract that failed (a bad setting, Close down) changed nothing.
+            with pipeline.sql_client() as sql:
+                if sql.has_dataset():
+                    drop_views(sql)
         refresh = None
         if _keep_extracted_packages(pipeline):
             pipeline.normalize()
