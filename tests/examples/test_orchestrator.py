@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -67,6 +68,13 @@ def backfill_pages(running, since: int) -> list:
     ]
 
 
+def example_on(running: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ModuleType]:
+    """The example, loaded with its source pointed at `running` the dlt way."""
+    monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
+    monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
+    return running, load_example(monkeypatch)
+
+
 def test_definitions_load_without_a_key(database: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     example = load_example(monkeypatch)
 
@@ -78,10 +86,7 @@ def test_definitions_load_without_a_key(database: Path, monkeypatch: pytest.Monk
 def test_materialize_backfills_then_reads_the_change_feed(
     emulator, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running = emulator(sms=300, seed=5)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
-    example = load_example(monkeypatch)
+    running, example = example_on(emulator(sms=300, seed=5), monkeypatch)
     instance = dg.DagsterInstance.ephemeral()
 
     def materialize() -> None:
@@ -114,10 +119,7 @@ def test_materialize_backfills_then_reads_the_change_feed(
 def test_a_chunked_backfill_finishes_in_one_materialization(
     emulator, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running = emulator(sms=300, seed=7)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
-    example = load_example(monkeypatch)
+    running, example = example_on(emulator(sms=300, seed=7), monkeypatch)
     instance = dg.DagsterInstance.ephemeral()
 
     result = dg.materialize(
@@ -137,10 +139,7 @@ def test_a_chunked_backfill_finishes_in_one_materialization(
 def test_one_table_alone_is_refused(
     emulator, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running = emulator(sms=50, seed=6)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
-    example = load_example(monkeypatch)
+    running, example = example_on(emulator(sms=50, seed=6), monkeypatch)
 
     result = dg.materialize(
         [example.close_sms_assets],
