@@ -42,10 +42,29 @@ class UnreachableError(CloseApiError):
     hint = " (check --base-url / SOURCES__CLOSE_SMS__BASE_URL and the network)"
 
 
+class ApiContractError(CloseApiError):
+    """Close broke an assumption the sync relies on (an ignored filter, an unordered page).
+
+    Reading on could lose SMS silently, so the run stops and commits nothing.
+    """
+
+    hint = " (nothing from this step was committed; see the README's reliability section)"
+
+
 class LockHeld(SyncError):
     """Another sync is writing the same destination and dataset."""
 
     exit_code = 5
+
+
+class MassDeleteRefused(SyncError):
+    """A run would remove a large share of the table without `deleted` events behind it."""
+
+    exit_code = 7
+    hint = (
+        " (if Close really lost them, rerun with --allow-mass-delete or set "
+        "SOURCES__CLOSE_SMS__ALLOW_MASS_DELETE=true)"
+    )
 
 
 class DatabaseError(SyncError):

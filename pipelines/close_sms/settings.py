@@ -13,8 +13,12 @@ PIPELINE_NAME = "close_sms"
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
 DEFAULT_DATABASE = "warehouse.duckdb"
 DEMO_DATABASE = "close_sms_demo.duckdb"
-# Close was founded in 2013; nothing in an account is older.
-DEFAULT_START_DATE = "2013-01-01"
+# A new backfill reads every date_created from the epoch: imports can date SMS before Close
+# existed (2013), and empty ranges cost one request each.
+DEFAULT_START_DATE = "1970-01-01"
+# The upper end of a backfill's open-ended pass over SMS dated after its start (future-dated
+# imports): no date_created__lt filter is sent for it.
+OPEN_END_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z, the largest ISO 8601 year
 
 SMS_ENDPOINT = "/activity/sms/"
 EVENT_ENDPOINT = "/event/"
@@ -37,6 +41,17 @@ DEFAULT_MAX_SKIP = 250_000
 FILTER_PRECISION_SECONDS = 1
 
 EVENT_RETENTION_DAYS = 30
+# Every incremental run re-reads the SMS created this recently, and loads those whose
+# date_updated or status differ from the warehouse: changes Close makes without an event
+# (delivery outcomes) arrive within one run. 0 turns it off.
+RECENT_WINDOW_HOURS = 24.0
+# A reconcile runs by itself when the last full read is this old, repairing what the event log
+# never said (lead merges, lost events). 0 turns it off.
+RECONCILE_INTERVAL_DAYS = 7.0
+# A run stops before removing more than this share of the `sms` table (and at least
+# DELETE_GUARD_MIN_ROWS rows) without `deleted` events behind the removals.
+MAX_DELETE_SHARE = 0.10
+DELETE_GUARD_MIN_ROWS = 100
 # A last feed check this close to the event log's horizon is treated as lost: a reconcile backfill runs.
 HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).

@@ -38,6 +38,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         source_args["base_url"] = args.base_url
     if args.start_date:
         source_args["start_date"] = args.start_date
+    if args.allow_mass_delete:
+        source_args["allow_mass_delete"] = True
     chunk_size = _config_value("backfill_chunk_size") or settings.BACKFILL_CHUNK_SIZE
     check_positive("backfill_chunk_size", chunk_size)
     say = stderr_printer(args.quiet)
@@ -166,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full-refresh", action="store_true", help="drop everything and backfill")
     sync.add_argument(
         "--reconcile", action="store_true", help="backfill again and delete what Close lost"
+    )
+    sync.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let this run remove more than max_delete_share of the SMS without deleted events",
     )
     sync.add_argument("--quiet", action="store_true", help="print nothing on success")
 

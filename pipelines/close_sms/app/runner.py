@@ -178,10 +178,10 @@ def _start_printer(say: Say) -> Callable[[SyncProgress], None]:
         if progress.mode == "backfill (resumed)":
             say(f"Resuming backfill: {progress.windows_left} windows left")
         elif progress.mode != "incremental" and progress.backfill_range:
-            start, end = progress.backfill_range
+            start, made_at = progress.backfill_range
             say(
-                f"{progress.mode.capitalize()} ({progress.reason}): SMS created "
-                f"{start:%Y-%m-%d} .. {end.isoformat()}"
+                f"{progress.mode.capitalize()} ({progress.reason}): SMS created from "
+                f"{start:%Y-%m-%d} on, as of {made_at.isoformat()}"
             )
 
     return on_start

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,13 +25,13 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.resource import DltResource
 
 from .. import settings
-from ..errors import ConfigError
-from .backfill import BackfillReader
+from ..errors import ConfigError, MassDeleteRefused
+from .backfill import BackfillReader, Window
 from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
 from .feed import fetch_by_ids, read_events
 from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
 from .state import BackfillPlan, SourceState
-from .timestamps import parse_timestamp
+from .timestamps import parse_timestamp, to_ms
 
 __all__ = ["SyncProgress", "backfill_in_progress", "check_positive", "close_sms_source"]
 
@@ -58,6 +58,8 @@ class SyncProgress:
     events: int = 0
     upserted: int = 0
     deleted: int = 0
+    # SMS of the recent re-read that differed from the warehouse (changes without an event).
+    recent_changed: int = 0
     requests: RequestStats = field(default_factory=RequestStats)
     # Called once the run knows what it does, after every backfill page, and with
     # (reason, seconds) before long waits.
@@ -86,6 +88,10 @@ def close_sms_source(
     read_timeout: float = settings.READ_TIMEOUT,
     max_retries: int = settings.MAX_RETRIES,
     backoff_max: float = settings.BACKOFF_MAX_SECONDS,
+    recent_window_hours: float = settings.RECENT_WINDOW_HOURS,
+    reconcile_interval_days: float = settings.RECONCILE_INTERVAL_DAYS,
+    max_delete_share: float = settings.MAX_DELETE_SHARE,
+    allow_mass_delete: bool = False,
     progress: SyncProgress | None = None,
 ) -> Sequence[DltResource]:
     """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
@@ -101,6 +107,13 @@ def close_sms_source(
         max_skip: Close's deepest `_skip` for SMS lists.
         backfill_workers: date windows read concurrently.
         read_timeout, max_retries, backoff_max: HTTP read timeout, retries, longest backoff.
+        recent_window_hours: every incremental run re-reads the SMS created this recently and
+            loads those that differ from the warehouse (0: off).
+        reconcile_interval_days: a reconcile starts by itself when the last full read is this
+            old (0: never).
+        max_delete_share: the largest share of the `sms` table (at least 100 rows) one run
+            removes without `deleted` events behind the removals; more stops the run.
+        allow_mass_delete: lift that guard for this run.
         progress: an object the run fills in as it goes, for callers that report progress.
     """
     if not api_key or not str(api_key).strip():
@@ -115,6 +128,12 @@ def close_sms_source(
         ("backoff_max", backoff_max),
     ):
         check_positive(name, value, optional=name == "max_sms")
+    for name, value in (
+        ("recent_window_hours", recent_window_hours),
+        ("reconcile_interval_days", reconcile_interval_days),
+    ):
+        check_positive(name, value, allow_zero=True)
+    check_positive("max_delete_share", max_delete_share, at_most=1)
     run = _Run(
         client=CloseClient(
             base_url,
@@ -131,6 +150,10 @@ def close_sms_source(
         max_sms=int(max_sms) if max_sms is not None else None,
         max_skip=int(max_skip),
         workers=int(backfill_workers),
+        recent_window=_hours(recent_window_hours),
+        reconcile_interval=_hours(float(reconcile_interval_days) * 24),
+        max_delete_share=float(max_delete_share),
+        allow_mass_delete=bool(allow_mass_delete),
         progress=progress or SyncProgress(),
     )
 
@@ -165,9 +188,14 @@ class _Run:
     max_sms: int | None
     max_skip: int
     workers: int
+    recent_window: timedelta | None
+    reconcile_interval: timedelta | None
+    max_delete_share: float
+    allow_mass_delete: bool
     progress: SyncProgress
     _state: SourceState | None = None
     _now: datetime | None = None
+    _unproven_removals: int = 0
 
     def __post_init__(self) -> None:
         self.progress.requests = self.client.stats
@@ -194,7 +222,9 @@ class _Run:
                 f"(Close's clock: {now:%Y-%m-%d})"
             )
         state = SourceState.read(dlt.current.source_state())
-        plan, reason = state.next_backfill(now, self.start_date, self.reconcile)
+        plan, reason = state.next_backfill(
+            now, self.start_date, self.reconcile, self.reconcile_interval
+        )
         if plan is not None:
             state.backfill = plan
             state.write(dlt.current.source_state())
@@ -205,7 +235,7 @@ class _Run:
             self.progress.mode = "incremental"
         self.progress.reason = reason
         if state.backfill is not None:
-            self.progress.backfill_range = (state.backfill.start, state.backfill.end)
+            self.progress.backfill_range = (state.backfill.start, state.backfill.made_at)
             self.progress.windows_left = len(state.backfill.windows)
         self._state = state
         if self.progress.on_start:
@@ -233,6 +263,7 @@ class _Run:
         if not plan.windows:
             if plan.reconcile:
                 removed = [i for i in _ids_loaded_before(plan) if i not in seen]
+                self._guard_removals(len(removed))
                 self.progress.removed = len(removed)
                 if removed:
                     yield [tombstone(sms_id) for sms_id in removed]
@@ -263,18 +294,97 @@ class _Run:
         since = self.progress.feed_since = state.feed_start(started)
         events = [normalize_event(e) for page in read_events(self.client, since) for e in page]
         self.progress.events += len(events)
-        if events:
-            yield events
+        # Yielded even when empty: sms_changes then runs the recent re-read.
+        yield events
         if events or state.feed_check_due(started):
             state.feed_checked_at = started
             state.write(dlt.current.source_state())
 
     def changes(self, events: list[dict[str, Any]]) -> Iterator[TDataItems]:
         ids = list(dict.fromkeys(e["object_id"] for e in events if e.get("object_id")))
-        for found, missing in fetch_by_ids(self.client, ids):
-            self.progress.upserted += len(found)
-            self.progress.deleted += len(missing)
-            yield [normalize_sms(item) for item in found] + [tombstone(i) for i in missing]
+        deleted = {e["object_id"] for e in events if e.get("action") == "deleted"}
+        for batch in fetch_by_ids(self.client, ids, deleted):
+            self._guard_removals(len(batch.gone))
+            removed = batch.deleted_by_event + batch.gone
+            self.progress.upserted += len(batch.found)
+            self.progress.deleted += len(removed)
+            yield [normalize_sms(item) for item in batch.found] + [tombstone(i) for i in removed]
+        yield from self._recent(exclude=set(ids))
+
+    def _recent(self, exclude: set[str]) -> Iterator[TDataItems]:
+        """SMS created within the recent window that differ from the warehouse's copy.
+
+        Close changes some SMS without an event (delivery outcomes set a status); they all
+        change `date_updated` or `status`, so SMS equal in both are not loaded again.
+        """
+        if self.recent_window is None or self._now is None or self.progress.mode != "incremental":
+            # A backfill that ended in this run has just read everything.
+            return
+        now = self._now.replace(microsecond=0)
+        lower = now - self.recent_window
+        stored = {
+            sms_id: _version(date_updated, status)
+            for sms_id, date_updated, status in _warehouse_rows(
+                "SELECT id, date_updated, status FROM {sms} WHERE date_created >= %s", lower
+            )
+        }
+        # One reader, newest first, open-ended: the fewest requests (one per 100 SMS), since
+        # every cron run pays them; splitting for idle workers would cost empty pages.
+        reader = BackfillReader(
+            self.client,
+            [Window(to_ms(lower), settings.OPEN_END_MS)],
+            workers=1,
+            max_skip=self.max_skip,
+        )
+        for page in reader.pages():
+            changed = [
+                item
+                for item in page
+                if item["id"] not in exclude
+                and stored.get(item["id"]) != _version(item.get("date_updated"), item.get("status"))
+            ]
+            self.progress.recent_changed += len(changed)
+            self.progress.upserted += len(changed)
+            if changed:
+                yield [normalize_sms(item) for item in changed]
+
+    def _guard_removals(self, count: int) -> None:
+        """Stop before this run removes too much of the table without `deleted` events."""
+        if not count:
+            return
+        self._unproven_removals += count
+        if self.allow_mass_delete:
+            return
+        ((rows,),) = _warehouse_rows("SELECT count(*) FROM {sms}") or [(0,)]
+        allowed = max(settings.DELETE_GUARD_MIN_ROWS, self.max_delete_share * rows)
+        if self._unproven_removals > allowed:
+            raise MassDeleteRefused(
+                f"this run would remove {self._unproven_removals:,} of the {rows:,} SMS in the "
+                f"warehouse without `deleted` events behind them, more than max_delete_share = "
+                f"{self.max_delete_share:g} (and {settings.DELETE_GUARD_MIN_ROWS} rows) allows; "
+                "nothing was removed"
+            )
+
+
+def _version(date_updated: Any, status: Any) -> tuple[Any, Any]:
+    """What tells two copies of an SMS apart cheaply: its date_updated and status."""
+    try:
+        return parse_timestamp(date_updated), status
+    except (TypeError, ValueError):
+        # Never equal to a stored copy, so an odd value is loaded again rather than missed.
+        return object(), status
+
+
+def _warehouse_rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of `query` over the `sms` table (`{sms}` in it); none before the table exists."""
+    with dlt.current.pipeline().sql_client() as sql:
+        if not sql.has_dataset():
+            return []
+        try:
+            rows = sql.execute_sql(query.format(sms=sql.make_qualified_table_name("sms")), *args)
+        except DatabaseUndefinedRelation:
+            return []
+    return [tuple(row) for row in rows or []]
 
 
 def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
@@ -283,23 +393,21 @@ def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
     Every SMS the reconcile read in an earlier run was rewritten by a newer load; what this run
     read is not loaded yet, so the caller leaves those ids out.
     """
-    with dlt.current.pipeline().sql_client() as sql:
-        if not sql.has_dataset():
-            return []
-        try:
-            rows = sql.execute_sql(
-                f"SELECT id FROM {sql.make_qualified_table_name('sms')} "
-                # Load ids are epoch seconds as text; compared as numbers, since a database's
-                # text collation may not order them by time.
-                "WHERE CAST(_dlt_load_id AS DECIMAL(24, 9)) < CAST(%s AS DECIMAL(24, 9)) "
-                "AND date_created >= %s AND date_created < %s",
-                plan.created,
-                plan.start,
-                plan.end,
-            )
-        except DatabaseUndefinedRelation:
-            return []
-    return [row[0] for row in rows or []]
+    rows = _warehouse_rows(
+        "SELECT id FROM {sms} "
+        # Load ids are epoch seconds as text; compared as numbers, since a database's text
+        # collation may not order them by time.
+        "WHERE CAST(_dlt_load_id AS DECIMAL(24, 9)) < CAST(%s AS DECIMAL(24, 9)) "
+        "AND date_created >= %s",
+        plan.created,
+        plan.start,
+    )
+    return [row[0] for row in rows]
+
+
+def _hours(hours: Any) -> timedelta | None:
+    """A setting in hours as a duration; 0 turns the feature off (None)."""
+    return timedelta(hours=float(hours)) if float(hours) > 0 else None
 
 
 def _check_url(base_url: str) -> None:
@@ -315,17 +423,27 @@ def _check_url(base_url: str) -> None:
         )
 
 
-def check_positive(name: str, value: Any, optional: bool = False) -> None:
-    """Refuse a numeric setting that is not a positive number, naming the setting."""
+def check_positive(
+    name: str,
+    value: Any,
+    optional: bool = False,
+    allow_zero: bool = False,
+    at_most: float | None = None,
+) -> None:
+    """Refuse a numeric setting out of its range, naming the setting."""
     if value is None and optional:
         return
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = 0
-    if number <= 0 or isinstance(value, bool):
+        number = float("nan")
+    too_small = not (number >= 0 if allow_zero else number > 0)
+    if too_small or isinstance(value, bool) or (at_most is not None and number > at_most):
+        wanted = "a number >= 0" if allow_zero else "a positive number"
+        if at_most is not None:
+            wanted += f" no larger than {at_most:g}"
         raise ConfigError(
-            f"setting {name} = {value!r} is not a positive number "
+            f"setting {name} = {value!r} is not {wanted} "
             f"(SOURCES__CLOSE_SMS__{name.upper()} or [sources.close_sms] in .dlt/config.toml)"
         )
 

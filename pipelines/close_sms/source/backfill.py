@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings
-from ..errors import CloseApiError
+from ..errors import ApiContractError, CloseApiError
 from .client import CloseClient, RequestRejected
 from .timestamps import format_filter, parse_timestamp, to_ms
 
@@ -54,6 +55,18 @@ class _Page:
     items: list[dict[str, Any]]
     has_more: bool
     offset: int
+    # Each item's date_created, in epoch milliseconds.
+    created: list[int] = field(default_factory=list)
+
+
+def _created_ms(item: dict[str, Any]) -> int:
+    try:
+        return to_ms(parse_timestamp(item["date_created"]))
+    except (KeyError, TypeError, ValueError):
+        raise ApiContractError(
+            f"an SMS of {settings.SMS_ENDPOINT} ({item.get('id')!r}) has no valid date_created "
+            f"({item.get('date_created')!r}): the backfill cannot place it in a window"
+        ) from None
 
 
 class MaxSkipExceeded(CloseApiError):
@@ -117,6 +130,7 @@ class BackfillReader:
                         self._queue[:0] = self._refine(window)
                         continue
                     seen = self._seen.pop(window, set())
+                    self._check(page, seen)
                     successors = self._successors(page, seen)
                     page.items = [item for item in page.items if item.get("id") not in seen]
                     self._queue[:0] = successors
@@ -154,7 +168,11 @@ class BackfillReader:
         # Halve the widest window below its newest slice, so idle workers get their own range;
         # the newest slice stays with the upper half, which keeps the window's skip.
         def room(window: Window) -> int:
-            return 0 if window.fine else self._top_slice(window) - window.lower
+            # The open-ended pass holds the few future-dated SMS: halving it up to year 9999
+            # would only add empty windows.
+            if window.fine or window.upper >= settings.OPEN_END_MS:
+                return 0
+            return self._top_slice(window) - window.lower
 
         widest = max(self._queue, key=room, default=None)
         if widest is None or room(widest) < 2 * self.precision_ms:
@@ -181,12 +199,10 @@ class BackfillReader:
         # Re-read the last few SMS of the slice: an SMS deleted meanwhile among those already
         # read shifts Close's offsets, and without the overlap the next one would be skipped.
         offset = max(0, window.skip - self.overlap)
-        params = {
-            "date_created__gte": format_filter(window.lower),
-            "date_created__lt": format_filter(window.upper),
-            "_limit": self.page_size,
-            "_skip": offset,
-        }
+        params: dict[str, Any] = {"date_created__gte": format_filter(window.lower)}
+        if window.upper < settings.OPEN_END_MS:
+            params["date_created__lt"] = format_filter(window.upper)
+        params.update({"_limit": self.page_size, "_skip": offset})
         try:
             body = self.client.get(settings.SMS_ENDPOINT, params)
         except RequestRejected as exc:
@@ -194,7 +210,45 @@ class BackfillReader:
             if not match:
                 raise
             raise MaxSkipExceeded(window, int(match[1])) from exc
-        return _Page(window, list(body.get("data") or []), bool(body.get("has_more")), offset)
+        page = _Page(window, list(body.get("data") or []), bool(body.get("has_more")), offset)
+        page.created = [_created_ms(item) for item in page.items]
+        return page
+
+    def _check(self, page: _Page, seen: set[str]) -> None:
+        """Stop at a page that breaks what the windows rely on, before anything is handed out.
+
+        Only observation says Close lists SMS newest first and applies the date filters; if
+        either fails, or SMS sharing a second change order between requests, the windows would
+        skip SMS without a sign.
+        """
+        window = page.window
+        precision = self._precision(window)
+        # A second-precision server drops a filter's fraction: a window is exact to its slice.
+        lower = window.lower // precision * precision
+        upper = -(-window.upper // precision) * precision
+        for item, moment in zip(page.items, page.created, strict=True):
+            if not lower <= moment < upper:
+                raise ApiContractError(
+                    f"Close answered {settings.SMS_ENDPOINT} with an SMS ({item.get('id')}, "
+                    f"date_created {item.get('date_created')}) outside the date_created filter "
+                    f"[{format_filter(window.lower)}, {_upper_text(window)}): "
+                    "the filter was not applied"
+                )
+        for newer, older in itertools.pairwise(page.created):
+            if older > newer:
+                raise ApiContractError(
+                    f"Close's {settings.SMS_ENDPOINT} page is not newest first by date_created "
+                    f"({format_filter(newer)} came before {format_filter(older)}); the backfill "
+                    "relies on that order"
+                )
+        overlap = page.items[: window.skip - page.offset]
+        if seen and overlap and not any(item.get("id") in seen for item in overlap):
+            raise ApiContractError(
+                f"the {len(overlap)} SMS re-read at offset {page.offset} of the second before "
+                f"{_upper_text(window)} hold none already read: Close's order of SMS sharing a "
+                f"timestamp changed between requests, or more than {self.overlap} of them were "
+                "deleted in between"
+            )
 
     def _successors(self, page: _Page, seen: set[str]) -> list[Window]:
         """The windows that replace `page.window` once its page is handed out."""
@@ -206,7 +260,7 @@ class BackfillReader:
         if not page.has_more or not page.items:
             return []
         precision = self._precision(window)
-        created = [to_ms(parse_timestamp(item["date_created"])) for item in page.items]
+        created = page.created
         oldest_slice = max(window.lower, min(created) // precision * precision)
         in_oldest = [
             item["id"]
@@ -227,3 +281,7 @@ class BackfillReader:
             return self._refine(successor)
         self._seen[successor] = ids
         return [successor]
+
+
+def _upper_text(window: Window) -> str:
+    return "open end" if window.upper >= settings.OPEN_END_MS else format_filter(window.upper)

@@ -25,6 +25,8 @@ _RATELIMIT = re.compile(
 )
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9]+/")
+# The start of the 404 body Close's REST framework sends for a record deleted mid-query.
+EMPTY_QUERY = "Empty query"
 
 
 class RequestRejected(CloseApiError):
@@ -56,6 +58,7 @@ class _Budget:
     remaining: float | None = None
     reset_at: float = 0.0
     limit: float | None = None
+    window: float = 1.0
     next_slot: float = 0.0
     in_flight: int = 0
 
@@ -92,9 +95,10 @@ class RateLimitPacer:
             start = max(now, self._paused_until, budget.next_slot)
             if budget.remaining is not None:
                 if start >= budget.reset_at:
-                    # The window ended since the last answer: its full limit is back.
+                    # The window ended since the last answer: its full limit is back, for a
+                    # window as long as the last answer's `reset` said (not an assumed second).
                     budget.remaining = budget.limit
-                    budget.reset_at = start + 1.0
+                    budget.reset_at = start + budget.window
                 # Requests in flight are not counted in the last `remaining` yet.
                 left = (budget.remaining or 0) - self._margin - budget.in_flight
                 if left >= 1:
@@ -117,7 +121,8 @@ class RateLimitPacer:
                 return
             budget.limit = float(match["limit"])
             budget.remaining = float(match["remaining"])
-            budget.reset_at = self._clock() + float(match["reset"])
+            budget.window = max(float(match["reset"]), 0.001)
+            budget.reset_at = self._clock() + budget.window
 
     def pause(self, seconds: float) -> None:
         """Hold every group after a 429, which Close may count per organization."""
@@ -139,16 +144,14 @@ class ClientConfig:
 
 
 def retry_wait_from_429(response: requests.Response) -> float:
-    """Seconds to wait after a 429: RateLimit reset, then retry-after, then the legacy body."""
+    """Seconds to wait after a 429: the longest of RateLimit's reset, Retry-After and the
+    legacy body's rate_reset, since each may describe a different limit."""
+    waits: list[float] = []
     match = _RATELIMIT.search(response.headers.get("ratelimit", ""))
     if match:
-        return float(match["reset"])
-    retry_after = response.headers.get("retry-after")
-    if retry_after:
-        try:
-            return float(retry_after)
-        except ValueError:
-            pass
+        waits.append(float(match["reset"]))
+    with contextlib.suppress(TypeError, ValueError):
+        waits.append(float(response.headers.get("retry-after")))
     try:
         body = response.json()
     except ValueError:
@@ -156,11 +159,9 @@ def retry_wait_from_429(response: requests.Response) -> float:
     if isinstance(body, dict):
         for holder in (body, body.get("error")):
             if isinstance(holder, dict) and holder.get("rate_reset") is not None:
-                try:
-                    return float(holder["rate_reset"])
-                except (TypeError, ValueError):
-                    pass
-    return 2.0
+                with contextlib.suppress(TypeError, ValueError):
+                    waits.append(float(holder["rate_reset"]))
+    return max(waits) if waits else 2.0
 
 
 def _error_message(response: requests.Response) -> str:
@@ -271,7 +272,16 @@ class CloseClient:
                 if response.status_code in _RETRY_STATUSES:
                     raise _Retryable(f"HTTP {response.status_code}")
                 if 400 <= response.status_code < 500:
-                    raise RequestRejected(response.status_code, _error_message(response))
+                    message = _error_message(response)
+                    if (
+                        response.status_code == 404
+                        and message.startswith(EMPTY_QUERY)
+                        and group == path
+                    ):
+                        # Close's framework answers a list whose record at the offset was
+                        # deleted mid-query this way; on an item it means the item is gone.
+                        raise _Retryable(f"HTTP 404 {message}")
+                    raise RequestRejected(response.status_code, message)
                 if response.status_code >= 500:
                     raise _Retryable(f"HTTP {response.status_code}")
                 body = self._decode(response)

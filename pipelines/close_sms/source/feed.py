@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from .. import settings
-from .client import CloseClient
+from ..errors import ApiContractError
+from .client import CloseClient, RequestRejected
 
 
 def read_events(
     client: CloseClient, since: datetime, actions: Iterable[str] = settings.EVENT_ACTIONS
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield pages of SMS events with `date_updated >= since`, one query per action."""
+    """Yield pages of SMS events with `date_updated >= since`, one query per action.
+
+    Pages are followed while `cursor_next` is set, empty ones included: Close's own scripts
+    page on the cursor alone, and a filtered scan may return an empty page before more events.
+    """
     for action in actions:
         params: dict[str, Any] = {
             "object_type": settings.EVENT_OBJECT_TYPE,
@@ -21,24 +27,83 @@ def read_events(
             "date_updated__gte": since.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
             "_limit": settings.EVENT_PAGE_SIZE,
         }
+        cursors: set[str] = set()
         while True:
             body = client.get(settings.EVENT_ENDPOINT, params)
             page = list(body.get("data") or [])
             if page:
                 yield page
             cursor = body.get("cursor_next")
-            if not cursor or not page:
+            if not cursor:
                 break
+            if cursor in cursors:
+                raise ApiContractError(
+                    f"the event log's cursor_next repeated itself for action {action!r}: "
+                    "paging on would never end"
+                )
+            cursors.add(cursor)
             params = {**params, "_cursor": cursor}
 
 
+@dataclass
+class FetchedBatch:
+    """SMS fetched again by id: those Close returned, and those proven gone, with the proof."""
+
+    found: list[dict[str, Any]] = field(default_factory=list)
+    # Ids named by a `deleted` event of this run.
+    deleted_by_event: list[str] = field(default_factory=list)
+    # Ids Close answered 404 for, one by one, without a `deleted` event behind them.
+    gone: list[str] = field(default_factory=list)
+
+
 def fetch_by_ids(
-    client: CloseClient, ids: list[str], batch_size: int = settings.ID_BATCH_SIZE
-) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-    """Fetch SMS by id in batches; yields (found SMS, ids Close no longer returns)."""
+    client: CloseClient,
+    ids: list[str],
+    deleted_events: set[str],
+    batch_size: int = settings.ID_BATCH_SIZE,
+) -> Iterator[FetchedBatch]:
+    """Fetch SMS by id in batches; an id missing from an answer is removed only with proof.
+
+    The proof is a `deleted` event naming it, or a 404 for the id itself. An answer holding SMS
+    that were not asked for means Close ignored the `id__in` filter: the run stops.
+    """
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
         body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(batch), "_limit": len(batch)})
-        found = [item for item in body.get("data") or [] if item.get("id") in set(batch)]
-        returned = {item["id"] for item in found}
-        yield found, [sms_id for sms_id in batch if sms_id not in returned]
+        data = list(body.get("data") or [])
+        asked = set(batch)
+        strangers = [item.get("id") for item in data if item.get("id") not in asked]
+        if strangers:
+            raise ApiContractError(
+                f"Close ignored the id__in filter of {settings.SMS_ENDPOINT}: asked for "
+                f"{len(batch)} SMS, it answered with {len(strangers)} others (e.g. {strangers[0]})"
+            )
+        result = FetchedBatch(found=data)
+        returned = {item["id"] for item in data}
+        for sms_id in batch:
+            if sms_id in returned:
+                continue
+            if sms_id in deleted_events:
+                result.deleted_by_event.append(sms_id)
+                continue
+            item = fetch_one(client, sms_id)
+            if item is None:
+                result.gone.append(sms_id)
+            else:
+                result.found.append(item)
+        yield result
+
+
+def fetch_one(client: CloseClient, sms_id: str) -> dict[str, Any] | None:
+    """One SMS by id, or None when Close answers 404 for it (the proof that it is gone)."""
+    try:
+        item = client.get(f"{settings.SMS_ENDPOINT}{sms_id}/")
+    except RequestRejected as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if item.get("id") != sms_id:
+        raise ApiContractError(
+            f"{settings.SMS_ENDPOINT}{sms_id}/ answered with another SMS ({item.get('id')!r})"
+        )
+    return item

@@ -20,10 +20,15 @@ from .timestamps import parse_timestamp, to_ms
 
 @dataclass
 class BackfillPlan:
-    """A backfill over the half-open `date_created` range [start, end): what is left to read."""
+    """A backfill of every SMS with `date_created >= start`: what is left to read.
+
+    `made_at` is Close's clock when the plan was made. It splits the range into a bounded pass
+    [start, made_at) and an open-ended one for SMS dated later (future-dated imports), and it
+    is where the change feed takes over once the plan is done; it bounds nothing else.
+    """
 
     start: datetime
-    end: datetime
+    made_at: datetime
     reconcile: bool
     # The load id of the package the plan was made in: every load of this plan has this one or
     # a newer one, so rows in its range with an older one were not returned by Close again.
@@ -33,11 +38,13 @@ class BackfillPlan:
     complete: bool = False
 
     @classmethod
-    def new(cls, start: datetime, end: datetime, reconcile: bool) -> BackfillPlan:
+    def new(cls, start: datetime, now: datetime, reconcile: bool) -> BackfillPlan:
         """A plan made while dlt extracts a load package (its load id dates the plan)."""
-        end = end.replace(microsecond=0)
-        windows = [Window(to_ms(start), to_ms(end))] if start < end else []
-        return cls(start, end, reconcile, dlt.current.load_package_state()["load_id"], windows)
+        now = now.replace(microsecond=0)
+        windows = [Window(to_ms(now), settings.OPEN_END_MS)]
+        if start < now:
+            windows.append(Window(to_ms(start), to_ms(now)))
+        return cls(start, now, reconcile, dlt.current.load_package_state()["load_id"], windows)
 
     @property
     def removals_due(self) -> bool:
@@ -51,7 +58,7 @@ class BackfillPlan:
     def to_state(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
+            "made_at": self.made_at.isoformat(),
             "reconcile": self.reconcile,
             "created": self.created,
             "windows": [window.to_state() for window in self.windows],
@@ -63,7 +70,8 @@ class BackfillPlan:
     def from_state(cls, value: Mapping[str, Any]) -> BackfillPlan:
         return cls(
             start=parse_timestamp(value["start"]),
-            end=parse_timestamp(value["end"]),
+            # Plans of earlier versions ended their range at the time they were made.
+            made_at=parse_timestamp(value.get("made_at") or value["end"]),
             reconcile=bool(value["reconcile"]),
             # Plans of earlier versions kept time.time(), which compares the same way.
             created=str(value["created"]),
@@ -105,9 +113,16 @@ class SourceState:
         return self.backfill is not None and self.backfill.in_progress
 
     def next_backfill(
-        self, now: datetime, start_date: datetime | None, reconcile: bool
+        self,
+        now: datetime,
+        start_date: datetime | None,
+        reconcile: bool,
+        reconcile_interval: timedelta | None = None,
     ) -> tuple[BackfillPlan | None, str]:
-        """The backfill this run must start, if any, and why, in words for a person."""
+        """The backfill this run must start, if any, and why, in words for a person.
+
+        `reconcile_interval` (None: never) starts a reconcile when the last full read is older.
+        """
         plan = self.backfill
         start = start_date or (plan.start if plan else parse_timestamp(settings.DEFAULT_START_DATE))
         horizon = now - timedelta(days=settings.EVENT_RETENTION_DAYS - settings.HORIZON_SAFETY_DAYS)
@@ -116,19 +131,25 @@ class SourceState:
         if reconcile and not (plan.reconcile and plan.in_progress):
             return BackfillPlan.new(start, now, reconcile=True), "reconcile requested"
         if plan.in_progress:
-            if plan.end < horizon:
+            if plan.made_at < horizon:
                 return (
                     BackfillPlan.new(start, now, reconcile=True),
                     "the unfinished backfill is older than the event log's history",
                 )
             return None, ""
-        # A completed backfill is as good as a feed read at its end.
-        checked = max(self.feed_checked_at or plan.end, plan.end)
+        # A completed backfill is as good as a feed read at the time it was made.
+        checked = max(self.feed_checked_at or plan.made_at, plan.made_at)
         if checked < horizon:
             return (
                 BackfillPlan.new(start, now, reconcile=True),
                 f"the last change-feed read {checked.isoformat()} is beyond the event log's "
                 f"{settings.EVENT_RETENTION_DAYS} days",
+            )
+        if reconcile_interval is not None and now - plan.made_at >= reconcile_interval:
+            return (
+                BackfillPlan.new(start, now, reconcile=True),
+                f"the last full read began {plan.made_at:%Y-%m-%d %H:%M} UTC, more than "
+                f"{reconcile_interval.total_seconds() / 86400:g} days ago (reconcile_interval_days)",
             )
         return None, ""
 
@@ -139,7 +160,7 @@ class SourceState:
         one after another, so a later action's newer events say nothing of the changes an earlier
         action's query ran too soon to see.
         """
-        marks = [self.backfill.end if self.backfill else now]
+        marks = [self.backfill.made_at if self.backfill else now]
         if self.feed_checked_at:
             marks.append(self.feed_checked_at)
         return max(marks) - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)

@@ -61,7 +61,9 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
         "behind_seconds": (now - checked).total_seconds() if checked else None,
         "backfill_in_progress": state.backfill_in_progress,
         "backfill_windows_left": len(plan.windows) if plan else 0,
-        "backfill_range": [plan.start.isoformat(), plan.end.isoformat()] if plan else None,
+        # Every SMS created from `start` on; `made_at` is where the change feed takes over.
+        "backfill_start": plan.start.isoformat() if plan else None,
+        "backfill_made_at": plan.made_at.isoformat() if plan else None,
         "backfill_sms_loaded": plan.loaded if plan else None,
         "oldest_pending_window": from_ms(min(w.lower for w in plan.windows)).isoformat()
         if plan and plan.windows
