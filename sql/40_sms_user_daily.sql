@@ -9,6 +9,7 @@ SELECT
     count(*) FILTER (WHERE direction = 'inbound') AS received_count,
     count(*) FILTER (WHERE is_failed) AS failed_count,
     count(*) AS message_count,
-    coalesce(sum(cost), 0) AS total_cost
+    -- Close's cost is most likely in cents: its own export script divides it by 100.
+    coalesce(sum(cost), 0) AS total_cost_cents
 FROM close_sms.sms_messages
 GROUP BY user_id, message_date;

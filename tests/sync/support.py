@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from close_sms.app.runner import SyncOptions, SyncReport, run_sync
 from close_sms.source.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
 from close_sms.warehouse.destination import Warehouse
@@ -89,6 +90,21 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
+
+
+def sync(running: Any, where: Target | Path, **options: Any) -> SyncReport:
+    """One `close-sms sync` in this process; other keywords are arguments of the source."""
+    runner = {name: options.pop(name) for name in RUNNER_OPTIONS if name in options}
+    source_args = {"base_url": running.base_url, "api_key": running.api_key, "backoff_max": 0.05}
+    return run_sync(
+        SyncOptions(
+            warehouse=as_target(where).warehouse, source_args={**source_args, **options}, **runner
+        ),
+        say=lambda message: None,
     )
 
 

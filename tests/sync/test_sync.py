@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from close_sms.app.runner import SyncOptions, SyncReport, run_sync
 from close_sms.errors import ConfigError
 from close_sms.warehouse.status import read_status
-from tests.sync.support import Target, as_target, change_account, count, mismatches
-
-RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
-
-
-def sync(running, where: Target | Path, **options) -> SyncReport:
-    """One `close-sms sync` in this process; other keywords are arguments of the source."""
-    runner = {name: options.pop(name) for name in RUNNER_OPTIONS if name in options}
-    source_args = {"base_url": running.base_url, "api_key": running.api_key, "backoff_max": 0.05}
-    return run_sync(
-        SyncOptions(
-            warehouse=as_target(where).warehouse, source_args={**source_args, **options}, **runner
-        ),
-        say=lambda message: None,
-    )
+from tests.sync.support import Target, as_target, change_account, count, mismatches, sync
 
 
 def _template(emu) -> dict:

@@ -58,7 +58,7 @@ def daily(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
         key: {
             "message_count": len(group),
             "attachment_count": sum(len(r["attachments"]) for r in group),
-            "total_cost": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+            "total_cost_cents": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
             "lead_count": len({r["lead_id"] for r in group if r["lead_id"] is not None}),
         }
         for key, group in groups.items()
@@ -76,7 +76,7 @@ def user_daily(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
             ),
             "received_count": sum(r["direction"] == "inbound" for r in group),
             "failed_count": sum(r["status"] == "error" for r in group),
-            "total_cost": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+            "total_cost_cents": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
         }
         for key, group in groups.items()
     }

@@ -105,7 +105,7 @@ def test_sms_daily(account, rows):
         for r in query(
             account,
             """SELECT message_date, direction, status, message_count, attachment_count,
-                      total_cost, lead_count FROM close_sms.sms_daily""",
+                      total_cost_cents, lead_count FROM close_sms.sms_daily""",
         )
     }
     assert got == expected.daily(rows)
@@ -117,7 +117,7 @@ def test_sms_user_daily(account, rows):
         for r in query(
             account,
             """SELECT user_id, message_date, sent_count, received_count, failed_count,
-                      total_cost FROM close_sms.sms_user_daily""",
+                      total_cost_cents FROM close_sms.sms_user_daily""",
         )
     }
     assert got == expected.user_daily(rows)

@@ -12,7 +12,7 @@ from ..warehouse.destination import Warehouse
 from .runner import SyncOptions, SyncReport, run_sync, stderr_printer
 
 EXAMPLE_QUERY = """\
-SELECT message_date, direction, status, message_count, attachment_count, total_cost
+SELECT message_date, direction, status, message_count, attachment_count, total_cost_cents
 FROM close_sms.sms_daily
 ORDER BY message_date DESC, direction, status
 LIMIT 8"""

@@ -62,6 +62,8 @@ class SyncReport:
     backfill_chunks: int = 0
     events: int = 0
     upserted: int = 0
+    # Of `upserted`: SMS the recent re-read found changed without an event.
+    recent_changed: int = 0
     deleted: int = 0
     removed: int = 0
     requests: int = 0
@@ -148,9 +150,10 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
         source, progress = next_source()
 
     say(f"Change feed: read events updated since {progress.feed_since.isoformat()}")
-    report.events, report.upserted, report.deleted = (
+    report.events, report.upserted, report.recent_changed, report.deleted = (
         progress.events,
         progress.upserted,
+        progress.recent_changed,
         progress.deleted,
     )
     with warehouse.sql_client() as sql:

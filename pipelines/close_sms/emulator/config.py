@@ -39,6 +39,8 @@ class EmulatorConfig:
     send_in_max_seconds: int = 60
     # Newest records kept in Emulator.request_log; older ones are dropped to bound memory.
     request_log_max: int = 200_000
+    # Actions whose SMS events are never logged: Close's event log can miss events.
+    unlogged_actions: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.unknown_params not in ("ignore", "reject"):
@@ -53,6 +55,7 @@ class EmulatorConfig:
             raise ValueError("ratelimit_separator must be ',' or ';'")
         if self.rps is not None and self.rps <= 0:
             raise ValueError("rps must be positive or None")
+        object.__setattr__(self, "unlogged_actions", frozenset(self.unlogged_actions))
         if self.max_limit < 1 or self.max_skip < 0:
             raise ValueError("max_limit must be >= 1 and max_skip >= 0")
 

@@ -572,6 +572,8 @@ class SmsStore:
             previous_data=previous,
             meta=({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
         )
+        if action in self.config.unlogged_actions:
+            return event
         return self.events.emit(event, int(self.config.consolidation_seconds * 1000))
 
     def _schedule(self, row: int, due: int) -> None:

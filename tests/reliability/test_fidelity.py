@@ -1,0 +1,213 @@
+"""Close is evidence, not proof: each guard of the sync against the emulator behaviour it guards.
+
+Every test turns on one way Close departs from its documentation (or from what clients
+observed) and shows the sync either stays exact or stops loudly, committing nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import requests
+
+from close_sms import settings
+from close_sms.source.client import RateLimitPacer, retry_wait_from_429
+from tests.reliability.helpers import sync_cli
+from tests.sync.support import count, mismatches, sync
+
+# --- rate limits ---------------------------------------------------------------------------
+
+
+def _response_429(headers: dict[str, str], body: bytes = b"{}") -> requests.Response:
+    response = requests.Response()
+    response.status_code = 429
+    response.headers.update(headers)
+    response._content = body
+    return response
+
+
+def test_a_429_waits_for_the_longest_of_reset_retry_after_and_rate_reset():
+    assert retry_wait_from_429(_response_429({"ratelimit": "limit=20, remaining=0, reset=3"})) == 3
+    both = _response_429({"ratelimit": "limit=20, remaining=0, reset=3", "retry-after": "7"})
+    assert retry_wait_from_429(both) == 7
+    legacy = _response_429(
+        {"ratelimit": "limit=20, remaining=0, reset=3", "retry-after": "7"},
+        b'{"error": {"rate_reset": 11.5}}',
+    )
+    assert retry_wait_from_429(legacy) == 11.5
+    assert retry_wait_from_429(_response_429({"retry-after": "soon"})) == 2.0
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_window_ends_the_pacer_assumes_the_length_of_the_last_reset():
+    clock = _FakeClock()
+    pacer = RateLimitPacer(safety_margin=0, clock=clock)
+    pacer.reserve("sms")
+    # A 10-second window with nothing left: the next slot is at its end.
+    pacer.observe("sms", {"ratelimit": "limit=4, remaining=0, reset=10"})
+    assert pacer.reserve("sms") == 10
+    pacer.observe("sms", {})
+    clock.now += 10
+    # The new window is assumed 10 s long too: its 4 requests are spread over 10 s, not 1 s.
+    waits = []
+    for _ in range(3):
+        waits.append(pacer.reserve("sms"))
+        clock.now += waits[-1]
+    assert waits[0] == 0
+    assert all(wait >= 2 for wait in waits[1:]), waits
+
+
+# --- deletes need proof, and a guard stops mass deletes ---------------------------------------
+
+
+def test_a_reconcile_removing_many_sms_without_deleted_events_stops_with_exit_7(emulator, tmp_path):
+    running = emulator(sms=600, seed=41)
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    assert sync_cli(running, database).returncode == 0
+    rows = count(database, "SELECT count(*) FROM close_sms.sms")
+    gone = sorted(emu.snapshot())[:150]
+    for sms_id in gone:
+        emu.delete_sms(sms_id)
+    # Past the event log's 30 days, the deletes are known only by their absence.
+    emu.clock.advance(45 * 86400)
+
+    refused = sync_cli(running, database)
+
+    assert refused.returncode == 7, refused.stderr
+    assert "without `deleted` events" in refused.stderr
+    assert "--allow-mass-delete" in refused.stderr
+    assert count(database, "SELECT count(*) FROM close_sms.sms") == rows
+
+    # Every later run stops the same way: nothing is removed until someone decides.
+    again = sync_cli(running, database)
+    assert again.returncode == 7, again.stderr
+    assert count(database, "SELECT count(*) FROM close_sms.sms") == rows
+
+    allowed = sync_cli(running, database, "--allow-mass-delete")
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert mismatches(database, emu.snapshot()) == []
+
+
+def test_the_guard_counts_a_share_of_the_table_not_a_fixed_number(emulator, tmp_path):
+    running = emulator(sms=600, seed=42)
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    sync(running, database)
+    for sms_id in sorted(emu.snapshot())[:150]:
+        emu.delete_sms(sms_id)
+    emu.clock.advance(45 * 86400)
+
+    report = sync(running, database, max_delete_share=0.3)
+
+    assert report.removed == 150
+    assert mismatches(database, emu.snapshot()) == []
+
+
+# --- the whole date range -------------------------------------------------------------------
+
+
+def _dated(emu, when: datetime, text: str) -> str:
+    some = next(iter(emu.snapshot().values()))
+    fields = ("lead_id", "contact_id", "remote_phone", "local_phone")
+    payload = {name: some[name] for name in fields}
+    payload.update(status="inbox", direction="inbound", text=text, date_created=when.isoformat())
+    return emu.create_sms(payload)["id"]
+
+
+def test_sms_dated_before_2013_and_in_the_future_are_loaded_refreshed_and_reconciled(
+    emulator, target
+):
+    running = emulator(sms=300, seed=43)
+    emu = running.emu
+    now = emu.clock.now()
+    imported = {
+        "epoch": _dated(emu, datetime(1970, 1, 1, 0, 0, 5, tzinfo=timezone.utc), "first"),
+        "2004": _dated(emu, datetime(2004, 6, 1, tzinfo=timezone.utc), "old import"),
+        "future": _dated(emu, now + timedelta(days=200), "dated ahead"),
+    }
+
+    first = sync(running, target)
+
+    assert first.mode == "backfill"
+    assert mismatches(target, emu.snapshot()) == []
+
+    refreshed = sync(running, target, full_refresh=True)
+
+    assert refreshed.backfill_sms == len(emu.snapshot())
+    assert mismatches(target, emu.snapshot()) == []
+
+    emu.delete_sms(imported["2004"])
+    emu.delete_sms(imported["future"])
+    emu.clock.advance(45 * 86400)  # the deletes' events expire: only a reconcile sees them
+
+    reconciled = sync(running, target)
+
+    assert reconciled.mode == "reconcile"
+    assert reconciled.removed == 2
+    assert mismatches(target, emu.snapshot()) == []
+    assert imported["epoch"] in emu.snapshot()
+
+
+# --- what the event log does not say ---------------------------------------------------------
+
+
+def test_a_change_close_made_without_an_event_arrives_within_one_run(emulator, target):
+    running = emulator(sms=400, seed=44)
+    emu = running.emu
+    sync(running, target)
+    recent = _dated(emu, emu.clock.now() - timedelta(hours=2), "sent a while ago")
+    sync(running, target)
+    # Past the feed's lookback, so that no event of this run names the SMS.
+    emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
+    sync(running, target)
+    later = emu.clock.now().isoformat(timespec="milliseconds")
+    emu.override_raw(
+        recent,
+        {"status": "error", "error_message": "Carrier rejected", "date_updated": later},
+    )
+    assert not [e for e in emu.events() if e["object_id"] == recent and e["action"] != "created"]
+    stored = f"SELECT status FROM close_sms.sms WHERE id = '{recent}'"
+    assert count(target, stored) == "inbox"
+
+    report = sync(running, target)
+
+    assert report.recent_changed == 1
+    assert count(target, stored) == "error"
+    assert mismatches(target, emu.snapshot()) == []
+
+    # Nothing changed since: the re-read finds every recent SMS equal and loads none.
+    quiet = sync(running, target)
+
+    assert quiet.recent_changed == 0
+
+
+def test_a_reconcile_runs_by_itself_after_the_configured_interval(emulator, tmp_path):
+    # A change the event log never records (a lead merge, a lost event).
+    running = emulator(sms=300, seed=45, unlogged_actions={"deleted"})
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    sync(running, database)
+    victim = sorted(emu.snapshot())[0]
+    emu.delete_sms(victim)
+    emu.clock.advance(8 * 86400)
+
+    off = sync(running, database, reconcile_interval_days=0)
+
+    assert off.mode == "incremental"
+    assert mismatches(database, emu.snapshot()) == [f"extra {victim}"]
+
+    on = sync(running, database)
+
+    assert on.mode == "reconcile"
+    assert on.removed == 1
+    assert mismatches(database, emu.snapshot()) == []
+    assert settings.RECONCILE_INTERVAL_DAYS == 7
