@@ -75,3 +75,9 @@ READ_TIMEOUT = 60.0
 MAX_RETRIES = 8
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 60.0
+
+# Privacy (source/privacy.py): what happens to an SMS's text, and the shortest hash_key taken.
+SMS_TEXT_MODES = ("keep", "drop", "hash")
+DEFAULT_SMS_TEXT = "keep"
+# 16 random characters are beyond enumeration; shorter keys are usually words.
+MIN_HASH_KEY_LENGTH = 16

@@ -29,6 +29,7 @@ from ..errors import ConfigError, MassDeleteRefused
 from .backfill import BackfillReader, Window
 from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
 from .feed import fetch_by_ids, read_events
+from .privacy import Privacy
 from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
 from .state import BackfillPlan, SourceState
 from .timestamps import parse_timestamp, to_ms
@@ -93,6 +94,9 @@ def close_sms_source(
     max_delete_share: float = settings.MAX_DELETE_SHARE,
     allow_mass_delete: bool = False,
     progress: SyncProgress | None = None,
+    hash_phones: bool = False,
+    sms_text: str = settings.DEFAULT_SMS_TEXT,
+    hash_key: str | None = dlt.secrets.value,
 ) -> Sequence[DltResource]:
     """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
 
@@ -115,6 +119,9 @@ def close_sms_source(
             removes without `deleted` events behind the removals; more stops the run.
         allow_mass_delete: lift that guard for this run.
         progress: an object the run fills in as it goes, for callers that report progress.
+        hash_phones: store phone numbers as HMAC-SHA256 hashes (see `source/privacy.py`).
+        sms_text: `keep`, `drop` (null) or `hash` the text of every SMS.
+        hash_key: the secret key of the hashes (`SOURCES__CLOSE_SMS__HASH_KEY`).
     """
     if not api_key or not str(api_key).strip():
         raise ConfigError(MISSING_KEY)
@@ -134,6 +141,7 @@ def close_sms_source(
     ):
         check_positive(name, value, allow_zero=True)
     check_positive("max_delete_share", max_delete_share, at_most=1)
+    privacy = Privacy.configure(hash_phones, sms_text, hash_key)
     run = _Run(
         client=CloseClient(
             base_url,
@@ -155,6 +163,7 @@ def close_sms_source(
         max_delete_share=float(max_delete_share),
         allow_mass_delete=bool(allow_mass_delete),
         progress=progress or SyncProgress(),
+        privacy=privacy,
     )
 
     @dlt.resource(name="sms_backfill", **sms_hints())
@@ -193,6 +202,7 @@ class _Run:
     max_delete_share: float
     allow_mass_delete: bool
     progress: SyncProgress
+    privacy: Privacy
     _state: SourceState | None = None
     _now: datetime | None = None
     _unproven_removals: int = 0
@@ -222,6 +232,7 @@ class _Run:
                 f"(Close's clock: {now:%Y-%m-%d})"
             )
         state = SourceState.read(dlt.current.source_state())
+        self.privacy.enforce(dlt.current.source_state(), loaded_before=state.backfill is not None)
         plan, reason = state.next_backfill(
             now, self.start_date, self.reconcile, self.reconcile_interval
         )
@@ -257,7 +268,7 @@ class _Run:
                 self._record_page(state, plan, reader, len(page))
                 if plan.reconcile:
                     seen.update(item["id"] for item in page)
-                yield [normalize_sms(item) for item in page]
+                yield [normalize_sms(item, self.privacy) for item in page]
             plan.windows = reader.pending
             self.progress.windows_left = len(plan.windows)
         if not plan.windows:
@@ -308,7 +319,8 @@ class _Run:
             removed = batch.deleted_by_event + batch.gone
             self.progress.upserted += len(batch.found)
             self.progress.deleted += len(removed)
-            yield [normalize_sms(item) for item in batch.found] + [tombstone(i) for i in removed]
+            rows = [normalize_sms(item, self.privacy) for item in batch.found]
+            yield rows + [tombstone(i) for i in removed]
         yield from self._recent(exclude=set(ids))
 
     def _recent(self, exclude: set[str]) -> Iterator[TDataItems]:
@@ -346,7 +358,7 @@ class _Run:
             self.progress.recent_changed += len(changed)
             self.progress.upserted += len(changed)
             if changed:
-                yield [normalize_sms(item) for item in changed]
+                yield [normalize_sms(item, self.privacy) for item in changed]
 
     def _guard_removals(self, count: int) -> None:
         """Stop before this run removes too much of the table without `deleted` events."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import dlt
 
+from .privacy import Privacy
 from .timestamps import parse_timestamp
 
 # The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
@@ -101,18 +102,19 @@ def event_columns() -> dict[str, dict[str, Any]]:
     return _fresh(_EVENT_HINTS)
 
 
-def normalize_sms(item: dict[str, Any]) -> dict[str, Any]:
-    """Type an SMS for loading; a value that does not parse is kept as it came.
+def normalize_sms(item: dict[str, Any], privacy: Privacy) -> dict[str, Any]:
+    """Type an SMS for loading, and hash or drop what `privacy` says.
 
-    dlt then stores such a value in a variant column (for example `cost__v_text`), so nothing
-    Close sends is dropped, and a type change shows up as a new column instead of a failure.
+    A value that does not parse is kept as it came: dlt then stores it in a variant column (for
+    example `cost__v_text`), so nothing Close sends is dropped, and a type change shows up as a
+    new column instead of a failure.
     """
     row = dict(item)
     for name in SMS_TIMESTAMP_FIELDS:
         row[name] = _parsed(row.get(name), parse_timestamp)
     if row.get("cost") is not None:
         row["cost"] = _parsed(row["cost"], _decimal)
-    return row
+    return privacy.apply(row)
 
 
 def normalize_event(item: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""Privacy: phone numbers and SMS text hashed, or the text dropped, before a row leaves the source.
+
+Rows are changed where raw SMS become rows, so no raw value reaches dlt's extract files, its
+state, its trace or the destination. The hash is HMAC-SHA256 under a secret key: phone numbers
+are few enough (about 10^10 per country code) that an unkeyed hash is undone by enumeration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import settings
+from ..errors import ConfigError
+
+# Every field of Close's SMSActivity that holds a phone number.
+PHONE_FIELDS = ("local_phone", "local_phone_formatted", "remote_phone", "remote_phone_formatted")
+# Free text Close writes itself, which may quote the number an SMS failed to reach.
+PHONE_QUOTING_FIELDS = ("error_message",)
+
+# What a display form adds to E.164: spaces, dashes, dots, parentheses.
+_NOT_E164 = re.compile(r"[^\d+]")
+_STATE_KEY = "privacy"
+# Data loaded before the mode was recorded was loaded as it came.
+_AS_IT_CAME: dict[str, Any] = {
+    "hash_phones": False,
+    "sms_text": settings.DEFAULT_SMS_TEXT,
+    "key_check": None,
+}
+# Hashed into the check value the state records instead of the key.
+_KEY_CHECK_INPUT = "close-sms hash_key check"
+_CONFIG_HINT = "SOURCES__CLOSE_SMS__{name} or [sources.close_sms] in .dlt/{file}"
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What the source does to personal data: hash phone numbers; keep, drop or hash the text."""
+
+    hash_phones: bool = False
+    sms_text: str = settings.DEFAULT_SMS_TEXT
+    key: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def configure(cls, hash_phones: Any, sms_text: Any, hash_key: Any) -> Privacy:
+        """Check the settings, naming the one that is wrong (never echoing the key)."""
+        if not isinstance(hash_phones, bool):
+            raise ConfigError(
+                f"setting hash_phones = {hash_phones!r} is not true or false "
+                f"({_CONFIG_HINT.format(name='HASH_PHONES', file='config.toml')})"
+            )
+        if sms_text not in settings.SMS_TEXT_MODES:
+            raise ConfigError(
+                f"setting sms_text = {sms_text!r} is not one of "
+                f"{', '.join(settings.SMS_TEXT_MODES)} "
+                f"({_CONFIG_HINT.format(name='SMS_TEXT', file='config.toml')})"
+            )
+        if not (hash_phones or sms_text == "hash"):
+            return cls(hash_phones, sms_text)
+        key = str(hash_key or "").strip()
+        what = "hash_phones = true" if hash_phones else "sms_text = hash"
+        if not key:
+            raise ConfigError(
+                f"{what} needs the secret hash_key "
+                f"({_CONFIG_HINT.format(name='HASH_KEY', file='secrets.toml')})"
+            )
+        if len(key) < settings.MIN_HASH_KEY_LENGTH:
+            raise ConfigError(
+                f"hash_key is shorter than {settings.MIN_HASH_KEY_LENGTH} characters: a short "
+                "key can be guessed, and with it every phone number; use a long random value "
+                "such as the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return cls(hash_phones, sms_text, key.encode())
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Hash or drop the row's personal fields in place; returns the row."""
+        if self.hash_phones:
+            for name in PHONE_FIELDS:
+                raw = row.get(name)
+                if raw is None:
+                    continue
+                hashed = row[name] = self.hash_phone(raw)
+                for quoting in PHONE_QUOTING_FIELDS:
+                    if isinstance(row.get(quoting), str) and str(raw) in row[quoting]:
+                        row[quoting] = row[quoting].replace(str(raw), hashed)
+        if self.sms_text == "drop":
+            row["text"] = None
+        elif self.sms_text == "hash" and row.get("text") is not None:
+            row["text"] = self._hash(str(row["text"]))
+        return row
+
+    def hash_phone(self, phone: Any) -> str:
+        """The hash of a phone number; its E.164 and international display forms hash alike."""
+        text = str(phone)
+        return self._hash(_NOT_E164.sub("", text) or text)
+
+    def enforce(self, source_state: MutableMapping[str, Any], loaded_before: bool) -> None:
+        """Refuse a run whose mode differs from the one the data was loaded with; record it.
+
+        A full refresh starts from an empty state, so it may change the mode.
+        """
+        mode = self._mode()
+        recorded = source_state.get(_STATE_KEY) or (_AS_IT_CAME if loaded_before else None)
+        if recorded is not None and recorded != mode:
+            change = (
+                "hash_key is not the key the data was hashed with"
+                if _describe(mode) == _describe(recorded)
+                else f"the privacy settings ({_describe(mode)}) differ from those the data was "
+                f"loaded with ({_describe(recorded)})"
+            )
+            raise ConfigError(
+                f"{change}, and raw and differently hashed values must not mix: run "
+                "`close-sms sync --full-refresh` to load everything again with these settings "
+                "(a plain pipeline: run(..., refresh='drop_sources'))"
+            )
+        source_state[_STATE_KEY] = mode
+
+    def _mode(self) -> dict[str, Any]:
+        # The key is recorded as a check value only, so a changed key is refused as well.
+        check = self._hash(_KEY_CHECK_INPUT)[:16] if self.key else None
+        return {"hash_phones": self.hash_phones, "sms_text": self.sms_text, "key_check": check}
+
+    def _hash(self, value: str) -> str:
+        assert self.key is not None, "configure() requires a key whenever something is hashed"
+        return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def _describe(mode: dict[str, Any]) -> str:
+    return f"hash_phones={str(mode['hash_phones']).lower()}, sms_text={mode['sms_text']}"
