@@ -211,3 +211,27 @@ def test_a_reconcile_runs_by_itself_after_the_configured_interval(emulator, tmp_
     assert on.removed == 1
     assert mismatches(database, emu.snapshot()) == []
     assert settings.RECONCILE_INTERVAL_DAYS == 7
+
+
+def test_an_sms_missing_from_an_id_answer_is_removed_only_after_its_own_404(emulator, target):
+    # The `deleted` event is lost: only Close's 404 for the id itself proves the delete.
+    running = emulator(sms=300, seed=46, unlogged_actions={"deleted"})
+    emu = running.emu
+    template = next(iter(emu.snapshot().values()))
+    draft = {name: template[name] for name in ("lead_id", "contact_id", "remote_phone")}
+    changed, gone = (emu.create_sms({**draft, "status": "draft"})["id"] for _ in range(2))
+    sync(running, target)
+    emu.update_sms(gone, {"text": "edited, then deleted"})
+    emu.update_sms(changed, {"text": "edited"})
+    emu.delete_sms(gone)
+    emu.clear_request_log()
+
+    report = sync(running, target)
+
+    assert report.deleted == 1
+    assert mismatches(target, emu.snapshot()) == []
+    item_requests = [
+        (r.path.rsplit("/", 2)[-2], r.status) for r in emu.request_log if "/acti_" in r.path
+    ]
+    # Only the SMS the id__in answer left out was asked for alone.
+    assert item_requests == [(gone, 404)]
