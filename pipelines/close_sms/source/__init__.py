@@ -93,10 +93,10 @@ def close_sms_source(
     reconcile_interval_days: float = settings.RECONCILE_INTERVAL_DAYS,
     max_delete_share: float = settings.MAX_DELETE_SHARE,
     allow_mass_delete: bool = False,
-    progress: SyncProgress | None = None,
     hash_phones: bool = False,
     sms_text: str = settings.DEFAULT_SMS_TEXT,
     hash_key: str | None = dlt.secrets.value,
+    progress: SyncProgress | None = None,
 ) -> Sequence[DltResource]:
     """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
 
@@ -118,10 +118,10 @@ def close_sms_source(
         max_delete_share: the largest share of the `sms` table (at least 100 rows) one run
             removes without `deleted` events behind the removals; more stops the run.
         allow_mass_delete: lift that guard for this run.
-        progress: an object the run fills in as it goes, for callers that report progress.
         hash_phones: store phone numbers as HMAC-SHA256 hashes (see `source/privacy.py`).
         sms_text: `keep`, `drop` (null) or `hash` the text of every SMS.
         hash_key: the secret key of the hashes (`SOURCES__CLOSE_SMS__HASH_KEY`).
+        progress: an object the run fills in as it goes, for callers that report progress.
     """
     if not api_key or not str(api_key).strip():
         raise ConfigError(MISSING_KEY)
