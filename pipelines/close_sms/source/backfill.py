@@ -105,8 +105,9 @@ class BackfillReader:
     def __post_init__(self) -> None:
         self._queue: list[Window] = list(self.windows)
         self._active: dict[Future[_Page], Window] = {}
-        # Ids already handed out from a window's newest slice, to drop the overlap's repeats.
-        self._seen: dict[Window, set[str]] = {}
+        # Ids already handed out from a window's newest slice, in Close's order: to drop the
+        # overlap's repeats and to check that the overlap re-reads what it should.
+        self._seen: dict[Window, list[str]] = {}
 
     @property
     def pending(self) -> list[Window]:
@@ -129,10 +130,11 @@ class BackfillReader:
                         self.max_skip = min(self.max_skip, exc.max_skip)
                         self._queue[:0] = self._refine(window)
                         continue
-                    seen = self._seen.pop(window, set())
+                    seen = self._seen.pop(window, [])
                     self._check(page, seen)
                     successors = self._successors(page, seen)
-                    page.items = [item for item in page.items if item.get("id") not in seen]
+                    handed = set(seen)
+                    page.items = [item for item in page.items if item.get("id") not in handed]
                     self._queue[:0] = successors
                     if not successors:
                         self.progress.windows_done += 1
@@ -214,7 +216,7 @@ class BackfillReader:
         page.created = [_created_ms(item) for item in page.items]
         return page
 
-    def _check(self, page: _Page, seen: set[str]) -> None:
+    def _check(self, page: _Page, seen: list[str]) -> None:
         """Stop at a page that breaks what the windows rely on, before anything is handed out.
 
         Only observation says Close lists SMS newest first and applies the date filters; if
@@ -241,16 +243,31 @@ class BackfillReader:
                     f"({format_filter(newer)} came before {format_filter(older)}); the backfill "
                     "relies on that order"
                 )
-        overlap = page.items[: window.skip - page.offset]
-        if seen and overlap and not any(item.get("id") in seen for item in overlap):
-            raise ApiContractError(
-                f"the {len(overlap)} SMS re-read at offset {page.offset} of the second before "
-                f"{_upper_text(window)} hold none already read: Close's order of SMS sharing a "
-                f"timestamp changed between requests, or more than {self.overlap} of them were "
-                "deleted in between"
-            )
+        self._check_overlap(page, seen)
 
-    def _successors(self, page: _Page, seen: set[str]) -> list[Window]:
+    def _check_overlap(self, page: _Page, seen: list[str]) -> None:
+        """The re-read overlap must start with the slice's last SMS handed out, in their order.
+
+        Deletes in between only drop some of them and shift the next SMS in; a changed order
+        of SMS sharing a timestamp brings others, or the same out of order.
+        """
+        reread = page.window.skip - page.offset
+        overlap = [item.get("id") for item in page.items[:reread]]
+        if not seen or not overlap:
+            return
+        position = {sms_id: index for index, sms_id in enumerate(seen[-reread:])}
+        earlier = set(seen[:-reread])
+        found = [position[sms_id] for sms_id in overlap if sms_id in position]
+        if found and found == sorted(found) and not earlier.intersection(overlap):
+            return
+        raise ApiContractError(
+            f"the {len(overlap)} SMS re-read at offset {page.offset} of the second before "
+            f"{_upper_text(page.window)} are not the last ones read there, in order: Close's "
+            "order of SMS sharing a timestamp changed between requests, or more than "
+            f"{self.overlap - 1} of them were deleted in between"
+        )
+
+    def _successors(self, page: _Page, seen: list[str]) -> list[Window]:
         """The windows that replace `page.window` once its page is handed out."""
         window = page.window
         if window.fine and window.skip and not page.items:
@@ -270,10 +287,11 @@ class BackfillReader:
         if oldest_slice >= self._top_slice(window):
             # The whole page lies in the window's newest slice: page on by offset inside it.
             skip = page.offset + len(page.items)
-            ids = seen | set(in_oldest)
+            handed = set(seen)
+            ids = seen + [sms_id for sms_id in in_oldest if sms_id not in handed]
         else:
             skip = len(in_oldest)
-            ids = set(in_oldest)
+            ids = in_oldest
         successor = Window(
             window.lower, min(window.upper, oldest_slice + precision), skip, window.fine
         )
