@@ -81,3 +81,8 @@ SMS_TEXT_MODES = ("keep", "drop", "hash")
 DEFAULT_SMS_TEXT = "keep"
 # 16 random characters are beyond enumeration; shorter keys are usually words.
 MIN_HASH_KEY_LENGTH = 16
+
+# Runs append to the local ledger journal in milliseconds; one writing it out waits this long.
+JOURNAL_LOCK_TIMEOUT_SECONDS = 30.0
+# An alert is one short POST: a receiver slower than this is skipped (logged), not waited for.
+NOTIFY_TIMEOUT_SECONDS = 5.0
