@@ -57,7 +57,7 @@ HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300
 # A run that finds no events records its check only when the last record is this old, so
-# quiet cron runs write nothing to the database (the next run reads from the older check).
+# quiet cron runs write no dlt load or state (the next run reads from the older check).
 FEED_CHECKPOINT_SECONDS = 900
 
 # Windows in flight. 8 keeps Close's budget used while the extract thread flushes a buffer
