@@ -64,7 +64,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..warehouse.status import read_status
-    from .alerts import format_duration
     from .runner import dlt_errors
 
     max_lag = _max_lag(args.max_lag)
@@ -75,7 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, default=str, indent=2))
     else:
-        _print_status(status, format_duration)
+        _print_status(status)
     if max_lag is None:
         return EXIT_OK
     if not args.json:
@@ -115,7 +114,9 @@ def _freshness(status: dict[str, Any], max_lag: float) -> dict[str, Any]:
     }
 
 
-def _print_status(status: dict[str, Any], format_duration: Callable[[float], str]) -> None:
+def _print_status(status: dict[str, Any]) -> None:
+    from .alerts import format_duration
+
     behind = status["behind_seconds"]
     print(f"warehouse:            {status['warehouse']}")
     print(f"last successful load: {status['last_successful_load'] or 'never'}")
