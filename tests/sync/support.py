@@ -56,21 +56,6 @@ def as_target(where: Target | Path) -> Target:
     return where if isinstance(where, Target) else Target.duckdb(where)
 
 
-RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size", "alerts")
-
-
-def sync(running, where: Target | Path, **options) -> SyncReport:
-    """One `close-sms sync` in this process; other keywords are arguments of the source."""
-    runner = {name: options.pop(name) for name in RUNNER_OPTIONS if name in options}
-    source_args = {"base_url": running.base_url, "api_key": running.api_key, "backoff_max": 0.05}
-    return run_sync(
-        SyncOptions(
-            warehouse=as_target(where).warehouse, source_args={**source_args, **options}, **runner
-        ),
-        say=lambda message: None,
-    )
-
-
 def cli_env(api_key: str | None, **extra: str) -> dict[str, str]:
     """The environment of a CLI run: no inherited Close settings, telemetry off."""
     env = {
@@ -108,7 +93,7 @@ def run_cli(
     )
 
 
-RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
+RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size", "alerts")
 
 
 def sync(running: Any, where: Target | Path, **options: Any) -> SyncReport:
