@@ -7,6 +7,8 @@ Messages never hold a secret.
 from __future__ import annotations
 
 EXIT_OK = 0
+# `close-sms status --max-lag`: the change feed was read too long ago, or the last run failed.
+EXIT_STALE = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -71,3 +73,20 @@ class DatabaseError(SyncError):
     """The destination cannot be opened, read or written."""
 
     exit_code = 6
+
+
+def exit_status(exc: BaseException | None) -> int:
+    """The exit status of a command that raised `exc` (None: it succeeded)."""
+    if exc is None:
+        return EXIT_OK
+    if isinstance(exc, SyncError):
+        return exc.exit_code
+    if isinstance(exc, Exception):
+        return SyncError.exit_code
+    return EXIT_INTERRUPTED
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -57,7 +57,7 @@ HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300
 # A run that finds no events records its check only when the last record is this old, so
-# quiet cron runs write nothing to the database (the next run reads from the older check).
+# quiet cron runs write no dlt load or state (the next run reads from the older check).
 FEED_CHECKPOINT_SECONDS = 900
 
 # Windows in flight. 8 keeps Close's budget used while the extract thread flushes a buffer
@@ -81,3 +81,8 @@ SMS_TEXT_MODES = ("keep", "drop", "hash")
 DEFAULT_SMS_TEXT = "keep"
 # 16 random characters are beyond enumeration; shorter keys are usually words.
 MIN_HASH_KEY_LENGTH = 16
+
+# Runs append to the local ledger journal in milliseconds; one writing it out waits this long.
+JOURNAL_LOCK_TIMEOUT_SECONDS = 30.0
+# An alert is one short POST: a receiver slower than this is skipped (logged), not waited for.
+NOTIFY_TIMEOUT_SECONDS = 5.0

@@ -93,7 +93,7 @@ def run_cli(
     )
 
 
-RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size")
+RUNNER_OPTIONS = ("full_refresh", "reconcile", "chunk_size", "alerts")
 
 
 def sync(running: Any, where: Target | Path, **options: Any) -> SyncReport:

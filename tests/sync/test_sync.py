@@ -230,14 +230,23 @@ def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, target):
     running.emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
     sync(running, database)  # reads the last events once more, then nothing is left to read
     loads = "SELECT count(*) FROM close_sms._dlt_loads"
-    before = (count(database, loads), read_status(target.warehouse)["feed_checked_at"])
+    states = "SELECT count(*) FROM close_sms._dlt_pipeline_state"
+    runs = "SELECT count(*) FROM close_sms.sync_runs"
+
+    def written() -> tuple:
+        checked = read_status(target.warehouse)["feed_checked_at"]
+        return count(database, loads), count(database, states), checked
+
+    before, runs_before = written(), count(database, runs)
 
     quiet = sync(running, database)
 
     assert quiet.events == 0
     assert quiet.wrote is False
     assert quiet.views == []
-    assert (count(database, loads), read_status(target.warehouse)["feed_checked_at"]) == before
+    # No dlt load and no state: only the run ledger gains the run's row.
+    assert written() == before
+    assert count(database, runs) == runs_before + 1
 
     running.emu.clock.advance(settings.FEED_CHECKPOINT_SECONDS)
     checkpoint = sync(running, database)
@@ -245,7 +254,7 @@ def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, target):
     assert checkpoint.events == 0
     assert checkpoint.wrote is True
     assert count(database, loads) == before[0] + 1
-    assert read_status(target.warehouse)["feed_checked_at"] > before[1]
+    assert read_status(target.warehouse)["feed_checked_at"] > before[2]
 
 
 def test_quiet_run_restores_a_dropped_view(emulator, target):

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
+from close_sms.warehouse.ledger import SyncRun
 from tests.views.dataset import UTC, message_at
 
 UNSENT = ("draft", "scheduled")
@@ -168,4 +169,36 @@ def status_changes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 and (event["date_updated"] - previous["date_updated"]).total_seconds(),
             }
             previous = event
+    return answers
+
+
+def sync_health(runs: list[SyncRun]) -> dict[dt.date, dict[str, Any]]:
+    days: dict[dt.date, list[SyncRun]] = defaultdict(list)
+    for run in runs:
+        days[utc_date(run.started_at)].append(run)
+    answers = {}
+    for day, group in days.items():
+        outcomes = Counter(run.outcome for run in group)
+        successes = [run.ended_at for run in group if run.outcome == "success"]
+        failures = sorted(
+            (run for run in group if run.outcome == "failed"), key=lambda r: r.started_at
+        )
+        answers[day] = {
+            "runs": len(group),
+            "successful_runs": outcomes["success"],
+            "failed_runs": outcomes["failed"],
+            "interrupted_runs": outcomes["interrupted"],
+            "locked_runs": outcomes["locked"],
+            "last_success_at": max(successes, default=None),
+            "last_failure_at": failures[-1].ended_at if failures else None,
+            "last_error": failures[-1].error if failures else None,
+            "max_lag_seconds": max(
+                (r.lag_seconds for r in group if r.lag_seconds is not None), default=None
+            ),
+            "sms_upserted": sum(run.sms_upserted for run in group),
+            "sms_deleted": sum(run.sms_deleted for run in group),
+            "requests": sum(run.requests for run in group),
+            "responses_429": sum(run.responses_429 for run in group),
+            "rate_limit_wait_seconds": sum(run.rate_limit_wait_seconds for run in group),
+        }
     return answers

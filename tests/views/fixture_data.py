@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from close_sms.warehouse.ledger import SyncRun
 from tests.views.dataset import UTC, attachment, event_row, sms_row
 
 T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -296,4 +297,39 @@ def event_rows() -> list[dict]:
         event_row("ev_07x", "sms_07", "created", minutes(20), lead_id="lead_a"),
         event_row("ev_21c", "sms_21", "created", minutes(40), lead_id="lead_a"),
         event_row("ev_21d", "sms_21", "deleted", minutes(45), lead_id="lead_a"),
+    ]
+
+
+def sync_runs() -> list[SyncRun]:
+    """Ledger rows over two UTC days: successes, two failures on day 1 (the later one's error
+    is the day's last), a locked and an interrupted run; run_7 starts at 23:50 UTC on day 1,
+    which is day 2 in Tokyo."""
+
+    def run(number: int, start: dt.datetime, outcome: str, **figures) -> SyncRun:
+        exit_status = {"success": 0, "failed": 4, "locked": 5, "interrupted": 130}[outcome]
+        return SyncRun(
+            run_id=f"run_{number}",
+            started_at=start,
+            ended_at=start + dt.timedelta(seconds=30),
+            mode="incremental",
+            outcome=outcome,
+            exit_status=exit_status,
+            version="0.1.0",
+            **figures,
+        )
+
+    return [
+        run(1, minutes(0), "success", sms_upserted=100, requests=12, lag_seconds=2.5),
+        run(2, minutes(5), "failed", error="Close unreachable", lag_seconds=330.0),
+        run(3, minutes(10), "failed", error="HTTP 503", responses_429=3, lag_seconds=630.0),
+        run(4, minutes(15), "success", sms_upserted=4, sms_deleted=1, requests=7, lag_seconds=1.0),
+        run(5, minutes(16), "locked", lag_seconds=70.0),
+        run(6, DAY2, "interrupted", rate_limit_wait_seconds=1.5),
+        run(
+            7,
+            dt.datetime(2024, 3, 1, 23, 50, tzinfo=UTC),
+            "success",
+            sms_deleted=2,
+            lag_seconds=0.5,
+        ),
     ]

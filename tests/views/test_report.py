@@ -16,10 +16,12 @@ from collections import Counter, defaultdict
 import pytest
 
 from close_sms.errors import ConfigError
+from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
 from close_sms.warehouse.views import apply_views
 from tests.views import expected
 from tests.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
+from tests.views.fixture_data import sync_runs
 
 
 def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
@@ -66,6 +68,7 @@ def report(request, new_loader, tmp_path_factory):
     rows = demo_rows()
     loader.load(sms=rows)
     with loader.sql_client() as sql:
+        write_runs(sql, sync_runs())
         apply_views(sql)
     out = tmp_path_factory.mktemp("out") / "report.html"
     if loader.kind != "duckdb":
@@ -89,7 +92,7 @@ def test_report_is_self_contained(report):
     assert "plotly.js" in page
     assert not re.search(r"<script[^>]+src=", page)
     assert not re.search(r"<link[^>]+href=\"?https?:", page)
-    for name in ("daily_volume", "delivery", "response_times", "busiest_users"):
+    for name in ("daily_volume", "delivery", "response_times", "busiest_users", "sync_health"):
         assert f'id="chart-{name}"' in page
 
 
@@ -169,6 +172,21 @@ def test_busiest_users(report):
         assert record["user_name"] in names
 
 
+def test_sync_health(report):
+    page, _, _ = report
+    want = expected.sync_health(sync_runs())
+    got = chart_data(page, "sync_health")
+    assert [r["run_date"] for r in got] == sorted(day.isoformat() for day in want)
+    for record in got:
+        answer = want[dt.date.fromisoformat(record["run_date"])]
+        assert record["runs"] == answer["runs"]
+        assert record["failed_runs"] == answer["failed_runs"]
+        assert record["successful_runs"] == answer["successful_runs"]
+        assert record["other_runs"] == answer["interrupted_runs"] + answer["locked_runs"]
+        assert record["max_lag_seconds"] == answer["max_lag_seconds"]
+        assert record["last_error"] == answer["last_error"]
+
+
 def test_overview(report):
     page, rows, _ = report
     overview = chart_data(page, "overview")
@@ -182,6 +200,7 @@ def test_report_on_an_empty_database(loader, tmp_path):
     page = report_of(loader, tmp_path / "empty.html")
     assert "No SMS in this database yet." in page
     assert chart_data(page, "daily_volume") == []
+    assert chart_data(page, "sync_health") == []
 
 
 def test_report_names_the_database(loader, tmp_path):

@@ -12,11 +12,12 @@ from decimal import Decimal
 import pytest
 
 from close_sms.source.schema import event_columns, sms_columns
+from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.views import apply_views
 from tests.views import expected
 from tests.views.dataset import DESTINATIONS, UTC, Loader, column_names
 from tests.views.dataset import rows_as_dicts as query
-from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows
+from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows, sync_runs
 
 VIEWS = [
     "sms_messages",
@@ -27,8 +28,9 @@ VIEWS = [
     "sms_conversations",
     "sms_delivery",
     "sms_status_changes",
+    "sync_health",
 ]
-SMS_VIEWS = [name for name in VIEWS if name != "sms_status_changes"]
+SMS_VIEWS = [name for name in VIEWS if name not in ("sms_status_changes", "sync_health")]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,7 @@ def accounts(new_loader) -> dict[str, Loader]:
         loader.load(sms=sms_rows(), events=event_rows())
         loader.delete(*DELETED)
         with loader.sql_client() as sql:
+            write_runs(sql, sync_runs())
             assert apply_views(sql) == VIEWS
         loaders[kind] = loader
     return loaders
@@ -206,6 +209,21 @@ def test_sms_status_changes(account):
     assert got["ev_07x"]["event_number"] == 1 and got["ev_07y"]["event_number"] == 2
     # The deleted SMS keeps its history here.
     assert got["ev_21d"]["action"] == "deleted"
+
+
+def test_sync_health(account):
+    got = {
+        r.pop("run_date"): rounded(r) for r in query(account, "SELECT * FROM close_sms.sync_health")
+    }
+    want = {day: rounded(answer) for day, answer in expected.sync_health(sync_runs()).items()}
+    assert {day: {k: got[day][k] for k in answer} for day, answer in want.items()} == want
+    # Spelled out: day 1 (UTC, although the session runs in Tokyo) has both failures, the
+    # later one's error last; the locked run is counted apart from the failures.
+    day1 = got[dt.date(2024, 3, 1)]
+    assert (day1["runs"], day1["failed_runs"], day1["locked_runs"]) == (6, 2, 1)
+    assert day1["last_error"] == "HTTP 503"
+    assert day1["max_lag_seconds"] == 630.0
+    assert got[dt.date(2024, 3, 2)]["last_success_at"] is None
 
 
 @pytest.mark.parametrize("view", SMS_VIEWS)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
-from ..errors import EXIT_INTERRUPTED, EXIT_OK
+from ..errors import EXIT_OK, EXIT_STALE, exit_status, one_line
 
 
 def _config_value(key: str) -> Any:
@@ -29,6 +29,7 @@ def _warehouse(args: argparse.Namespace) -> Any:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from ..source import check_positive
+    from .alerts import Alerts
     from .runner import SyncOptions, run_sync, stderr_printer
 
     source_args: dict[str, Any] = {}
@@ -49,6 +50,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         reconcile=args.reconcile,
         chunk_size=int(chunk_size),
         source_args=source_args,
+        alerts=Alerts.configure(_config_value("notify_url"), _config_value("max_lag")),
     )
     report = run_sync(options, say)
     say(
@@ -64,16 +66,62 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..warehouse.status import read_status
     from .runner import dlt_errors
 
+    max_lag = _max_lag(args.max_lag)
     with dlt_errors():
         status = read_status(_warehouse(args))
+    if max_lag is not None:
+        status["check"] = _freshness(status, max_lag)
     if args.json:
         print(json.dumps(status, default=str, indent=2))
+    else:
+        _print_status(status)
+    if max_lag is None:
         return EXIT_OK
+    if not args.json:
+        print(status["check"]["reason"])
+    return EXIT_OK if status["check"]["ok"] else EXIT_STALE
+
+
+def _max_lag(value: str | None) -> float | None:
+    from ..errors import ConfigError
+    from .alerts import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"--max-lag: {exc}") from None
+
+
+def _freshness(status: dict[str, Any], max_lag: float) -> dict[str, Any]:
+    """`status --max-lag`'s verdict: ok, and one line saying why."""
+    from ..warehouse.ledger import SyncRun
+    from .alerts import find_problem, format_duration
+
+    last = status["last_run"] and SyncRun.from_row(status["last_run"])
+    behind = status["behind_seconds"]
+    limit = format_duration(max_lag)
+    problem = find_problem(last, behind, max_lag)
+    if problem is None and behind is None:
+        problem = "the change feed was never read"
+    if problem is not None:
+        return {"ok": False, "reason": f"STALE: {problem} (max lag {limit})"}
+    return {
+        "ok": True,
+        "reason": f"OK: the change feed was read {format_duration(behind)} ago (max lag {limit}); "
+        + (f"the last sync ended {last.outcome}" if last else "no sync in the ledger yet"),
+    }
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    from .alerts import format_duration
+
     behind = status["behind_seconds"]
     print(f"warehouse:            {status['warehouse']}")
     print(f"last successful load: {status['last_successful_load'] or 'never'}")
-    print(f"change feed read at:  {status['feed_checked_at'] or 'never'}")
-    print(f"behind now by:        {_duration(behind) if behind is not None else 'unknown'}")
+    print(f"change feed read at:  {status['feed_read_at'] or 'never'}")
+    print(f"behind now by:        {format_duration(behind) if behind is not None else 'unknown'}")
     print(f"next run reads from:  {status['events_read_from'] or 'the whole event log'}")
     if status["backfill_in_progress"]:
         print(
@@ -82,17 +130,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     else:
         print("backfill:             complete")
+    for label, key in (("last run:", "last_run"), ("last success:", "last_successful_run")):
+        print(f"{label:<22}{_run_line(status[key])}")
     for table, rows in status["tables"].items():
         print(f"rows in {table + ':':<14}{rows:>12,}")
-    return EXIT_OK
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+def _run_line(run: dict[str, Any] | None) -> str:
+    if run is None:
+        return "none in the ledger"
+    line = f"{run['ended_at']} {run['outcome']} (exit {run['exit_status']}, {run['mode'] or 'no mode'})"
+    return line + (f": {run['error']}" if run["error"] else "")
 
 
 def cmd_views(args: argparse.Namespace) -> int:
@@ -181,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_warehouse(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--max-lag",
+        metavar="DURATION",
+        help=f"exit {EXIT_STALE} if the change feed was read longer ago than this (90s, 30m, "
+        "2h, 1d, PT30M) or the last sync failed; print one line saying why",
+    )
 
     demo = add("demo", cmd_demo, "Sync a seeded local emulator account, change it, sync again.")
     demo.add_argument("--database", default=settings.DEMO_DATABASE)
@@ -211,24 +265,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "INFO" if args.debug else "ERROR")
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("close-sms: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(exc)
     except Exception as exc:
         if args.debug:
             raise
         from ..errors import SyncError
 
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if not isinstance(exc, SyncError):
             print(
-                f"close-sms: error: unexpected {type(exc).__name__}: {message} "
+                f"close-sms: error: unexpected {type(exc).__name__}: {one_line(exc)} "
                 "(rerun with --debug for details)",
                 file=sys.stderr,
             )
-            return SyncError.exit_code
-        print(f"close-sms: error: {message}{exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        else:
+            print(f"close-sms: error: {one_line(exc)}{exc.hint}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

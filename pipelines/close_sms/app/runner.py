@@ -25,6 +25,8 @@ from ..source import MISSING_KEY, SyncProgress, close_sms_source
 from ..warehouse.destination import Warehouse, database_error
 from ..warehouse.lock import writer_lock
 from ..warehouse.views import apply_views, drop_views, missing_views
+from .alerts import Alerts
+from .health import recorded_run
 
 Say = Callable[[str], None]
 
@@ -51,6 +53,7 @@ class SyncOptions:
     reconcile: bool = False
     chunk_size: int = settings.BACKFILL_CHUNK_SIZE
     source_args: dict[str, Any] = field(default_factory=dict)
+    alerts: Alerts | None = None
 
 
 @dataclass
@@ -71,17 +74,25 @@ class SyncReport:
     seconds: float = 0.0
     wrote: bool = False
     views: list[str] = field(default_factory=list)
+    # Every source run's progress, the last one unfinished if the sync failed: the ledger's figures.
+    chunks: list[SyncProgress] = field(default_factory=list)
 
 
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
-    """Run one sync; raises `SyncError` subclasses with one-line causes."""
-    with dlt_errors(), writer_lock(options.warehouse):
-        return _run_locked(options, say)
-
-
-def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
-    began = time.monotonic()
+    """Run one sync and record it in the ledger; raises `SyncError`s with one-line causes."""
     report = SyncReport()
+    # Outside dlt_errors, so the ledger sees each failure as the CLI reports it.
+    with (
+        recorded_run(options.warehouse, report, options.alerts),
+        dlt_errors(),
+        writer_lock(options.warehouse),
+    ):
+        _run_locked(options, say, report)
+    return report
+
+
+def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncReport:
+    began = time.monotonic()
     warehouse = options.warehouse
 
     def next_source() -> tuple[Any, SyncProgress]:
@@ -97,6 +108,7 @@ def _run_locked(options: SyncOptions, say: Say) -> SyncReport:
             max_sms=options.chunk_size,
             progress=progress,
         )
+        report.chunks.append(progress)
         return source, progress
 
     # Made before the warehouse is touched, so a bad setting changes nothing.

@@ -56,6 +56,8 @@ class SyncProgress:
     windows_done: int = 0
     removed: int = 0
     feed_since: datetime | None = None
+    # When this run read the change feed to its end (Close's clock), recorded in state or not.
+    feed_read_at: datetime | None = None
     events: int = 0
     upserted: int = 0
     deleted: int = 0
@@ -305,6 +307,7 @@ class _Run:
         since = self.progress.feed_since = state.feed_start(started)
         events = [normalize_event(e) for page in read_events(self.client, since) for e in page]
         self.progress.events += len(events)
+        self.progress.feed_read_at = started
         # Yielded even when empty: sms_changes then runs the recent re-read.
         yield events
         if events or state.feed_check_due(started):

@@ -1,5 +1,7 @@
 """`close-sms report`: one self-contained HTML page of charts over the analytics views.
 
+Its last panel is the sync's health, from the run ledger (view `sync_health`).
+
 The page embeds plotly.js (no CDN), so it opens offline from a file or an e-mail. Next to
 each chart, the rows it was drawn from are embedded as JSON
 (`<script type="application/json" id="data-<chart>">`), so tests and curious readers can
@@ -38,7 +40,14 @@ RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
 )
 NO_REPLY = "no reply"
 TOP_USERS = 10
-_VIEWS_READ = ("sms_messages", "sms_daily", "sms_delivery", "sms_response_times", "sms_user_daily")
+_VIEWS_READ = (
+    "sms_messages",
+    "sms_daily",
+    "sms_delivery",
+    "sms_response_times",
+    "sms_user_daily",
+    "sync_health",
+)
 
 _DAILY_VOLUME = f"""
 SELECT message_date, direction, sum(message_count) AS message_count
@@ -92,6 +101,14 @@ WHERE user_id IS NOT NULL
 GROUP BY user_id
 ORDER BY total_count DESC, user_id
 LIMIT {TOP_USERS}
+"""
+
+_SYNC_HEALTH = f"""
+SELECT
+    run_date, runs, successful_runs, failed_runs, interrupted_runs + locked_runs AS other_runs,
+    max_lag_seconds, last_success_at, last_error
+FROM {DATASET_NAME}.sync_health
+ORDER BY run_date
 """
 
 _OVERVIEW = f"""
@@ -188,6 +205,39 @@ def _users_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+def _sync_health_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    figure = go.Figure()
+    days = [row["run_date"] for row in rows]
+    for key, name, color in (
+        ("successful_runs", "succeeded", "#2ca02c"),
+        ("failed_runs", "failed", "#d62728"),
+        ("other_runs", "interrupted or locked out", "#bbbbbb"),
+    ):
+        figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
+    figure.add_scatter(
+        name="max lag (minutes)",
+        mode="lines+markers",
+        yaxis="y2",
+        x=days,
+        y=[None if row["max_lag_seconds"] is None else row["max_lag_seconds"] / 60 for row in rows],
+        customdata=[[row["last_error"] or ""] for row in rows],
+        hovertemplate="%{x}<br>max lag %{y:.1f} min<br>last error: %{customdata[0]}<extra></extra>",
+    )
+    figure.update_layout(
+        title="Sync health: runs of close-sms sync per day, and the longest lag",
+        barmode="stack",
+        xaxis_title="day",
+        yaxis_title="runs",
+        yaxis2={
+            "title": "max lag (minutes)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+        },
+    )
+    return figure
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -217,6 +267,7 @@ def collect(sql: SqlClientBase[Any]) -> dict[str, Any]:
         ],
         "response_summary": _records(sql, _RESPONSE_SUMMARY)[0],
         "busiest_users": _records(sql, _BUSIEST_USERS),
+        "sync_health": _records(sql, _SYNC_HEALTH),
     }
 
 
@@ -251,6 +302,7 @@ def write_report(sql: SqlClientBase[Any], out: Path) -> Path:
             {"buckets": data["response_times"], "summary": data["response_summary"]},
         ),
         ("busiest_users", _users_figure(data["busiest_users"]), data["busiest_users"]),
+        ("sync_health", _sync_health_figure(data["sync_health"]), data["sync_health"]),
     ]
     sections = []
     for index, (name, figure, payload) in enumerate(charts):

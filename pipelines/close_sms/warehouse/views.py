@@ -4,10 +4,11 @@ Each file holds one `CREATE OR REPLACE VIEW close_sms.<name>` statement in DuckD
 and is applied in file-name order, so a numeric prefix orders views that build on other views.
 On other destinations each file is translated first (`dialect.translate`).
 
-The views read dlt's tables `sms`, `sms__attachments` and `sms_events`. A dataset that has
-not loaded them yet (a fresh one, or a sync that never saw an attachment or an event) gets
-them created empty first, with the column names, types and order dlt itself creates, so
-every view binds and returns no rows, and a later dlt load adopts the tables as they are.
+The views read dlt's tables `sms`, `sms__attachments` and `sms_events`, and the run ledger
+`sync_runs`. A dataset that has not loaded them yet (a fresh one, or a sync that never saw an
+attachment or an event) gets them created empty first, with the column names, types and order
+dlt itself creates (the ledger's own for `sync_runs`), so every view binds and returns no rows,
+and a later dlt load adopts the tables as they are.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from dlt.common.destination import PreparedTableSchema
 from dlt.common.schema.typing import TColumnSchema
-from dlt.common.schema.utils import new_table
 from dlt.destinations.exceptions import DatabaseException
 from dlt.destinations.sql_client import SqlClientBase
 from sqlglot.errors import SqlglotError
@@ -29,6 +28,8 @@ from ..errors import DatabaseError
 from ..settings import DATASET_NAME
 from ..source.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
+from .ledger import LEDGER_TABLE, ledger_columns
+from .tables import create_table
 
 _VIEW_NAME = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?", re.IGNORECASE
@@ -84,6 +85,7 @@ def _base_tables() -> dict[str, list[TColumnSchema]]:
         "sms": sms_columns() | _ROOT_DLT_COLUMNS,
         "sms__attachments": attachment_columns() | _NESTED_DLT_COLUMNS,
         "sms_events": event_columns() | _ROOT_DLT_COLUMNS,
+        LEDGER_TABLE: ledger_columns(),
     }
     return {
         table: [cast(TColumnSchema, {"name": name, **hint}) for name, hint in columns.items()]
@@ -92,19 +94,8 @@ def _base_tables() -> dict[str, list[TColumnSchema]]:
 
 
 def _create_base_tables(sql: SqlClientBase[Any]) -> None:
-    # dlt's own type mapper, so the types are the ones a dlt load would have created.
-    mapper = sql.capabilities.get_type_mapper()
     for name, columns in _base_tables().items():
-        table = cast(PreparedTableSchema, new_table(name, columns=columns))
-        definitions = ", ".join(
-            f"{sql.escape_column_name(column['name'])} "
-            f"{mapper.to_destination_type(column, table)}"
-            f"{'' if column.get('nullable', True) else ' NOT NULL'}"
-            for column in columns
-        )
-        sql.execute_sql(
-            f"CREATE TABLE IF NOT EXISTS {sql.make_qualified_table_name(name)} ({definitions})"
-        )
+        create_table(sql, name, columns)
 
 
 def _schema_name(sql: SqlClientBase[Any]) -> str:

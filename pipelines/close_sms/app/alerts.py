@@ -1,0 +1,162 @@
+"""When a sync is unhealthy, and telling someone: one message per incident, not one per run.
+
+An incident opens when a run fails, or when the change feed was last read more than `max_lag`
+ago; the sync then POSTs one Slack-compatible message (`{"text": ...}`) to `notify_url`.
+The open incident is kept in `incident.json` in the warehouse's local working folder, so a
+cron job failing every five minutes sends one message; the first later run that succeeds and
+is fresh closes it and sends one "recovered" message. `status --max-lag` applies the same rule.
+
+This lives in the app room: it reports to people, like the CLI, and the warehouse room stays
+free of HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pendulum
+import requests
+
+from .. import settings
+from ..errors import ConfigError
+from ..warehouse.destination import Warehouse
+from ..warehouse.ledger import FAILED, SUCCESS, SyncRun
+
+INCIDENT_FILE = "incident.json"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in `90s`, `30m`, `2h`, `1d`, a bare number of seconds, or ISO 8601 `PT30M`."""
+    text = str(value).strip().lower()
+    match = _DURATION.fullmatch(text)
+    if match:
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    else:
+        try:
+            # pendulum reads ISO 8601 durations; dates and times it also parses are refused.
+            parsed = pendulum.parse(text.upper())
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            parsed = None
+        if not isinstance(parsed, pendulum.Duration):
+            raise ValueError(f"{value!r} is not a duration (e.g. 90s, 30m, 2h, 1d or PT30M)")
+        seconds = parsed.total_seconds()
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`1d 02:03:04`, or `00:12:03` under a day."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where to send alerts (it may hold a token: never print it) and the longest lag allowed."""
+
+    notify_url: str
+    max_lag_seconds: float | None = None
+
+    @classmethod
+    def configure(cls, notify_url: Any, max_lag: Any) -> Alerts | None:
+        """The alert settings, checked; None when no `notify_url` is set."""
+        max_lag_seconds = None
+        if max_lag not in (None, ""):
+            try:
+                max_lag_seconds = parse_duration(max_lag)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"setting max_lag: {exc} (SOURCES__CLOSE_SMS__MAX_LAG or "
+                    "[sources.close_sms] in .dlt/config.toml)"
+                ) from None
+        if not notify_url or not str(notify_url).strip():
+            return None
+        url = str(notify_url).strip()
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            # The value is not shown: a webhook URL carries its token.
+            raise ConfigError(
+                "setting notify_url is not an http(s) URL (SOURCES__CLOSE_SMS__NOTIFY_URL or "
+                "[sources.close_sms] in .dlt/secrets.toml)"
+            )
+        return cls(url, max_lag_seconds)
+
+
+def find_problem(
+    last_run: SyncRun | None, lag_seconds: float | None, max_lag_seconds: float | None
+) -> str | None:
+    """Why the sync is unhealthy (the last run failed, or the feed is older than the limit)."""
+    if last_run is not None and last_run.outcome == FAILED:
+        return (
+            f"the last sync failed (exit {last_run.exit_status}, "
+            f"{last_run.ended_at:%Y-%m-%d %H:%M:%S} UTC): {last_run.error}"
+        )
+    if max_lag_seconds is not None and lag_seconds is not None and lag_seconds > max_lag_seconds:
+        return (
+            f"the change feed was last read {format_duration(lag_seconds)} ago, "
+            f"more than {format_duration(max_lag_seconds)}"
+        )
+    return None
+
+
+def after_run(
+    alerts: Alerts, warehouse: Warehouse, run: SyncRun, warn: Callable[[str], None]
+) -> None:
+    """Open, keep or close the incident after `run`, sending at most one message each way."""
+    path = warehouse.working_dir / INCIDENT_FILE
+    incident = _read_incident(path)
+    problem = find_problem(run, run.lag_seconds, alerts.max_lag_seconds)
+    where = f"close-sms on {socket.gethostname()}, {warehouse.describe()}"
+    if problem is not None:
+        if incident is None:
+            incident = {"opened_at": run.ended_at.isoformat(), "problem": problem, "sent": False}
+        if not incident["sent"]:
+            # A message that could not be sent is tried again by the next run of the incident.
+            incident["sent"] = _post(alerts, f":rotating_light: {where}: {problem}", warn)
+        path.write_text(json.dumps(incident), encoding="utf-8")
+    elif incident is not None and run.outcome == SUCCESS:
+        if incident["sent"]:
+            _post(
+                alerts,
+                f":white_check_mark: {where}: recovered; the sync succeeded and is fresh "
+                f"(incident opened {incident['opened_at']}: {incident['problem']})",
+                warn,
+            )
+        path.unlink()
+
+
+def _read_incident(path: Any) -> dict[str, Any] | None:
+    try:
+        incident = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return incident if isinstance(incident, dict) and "sent" in incident else None
+
+
+def _post(alerts: Alerts, text: str, warn: Callable[[str], None]) -> bool:
+    """POST one message; True if the receiver took it. A failure is one warning, never raised."""
+    try:
+        response = requests.post(
+            alerts.notify_url, json={"text": text}, timeout=settings.NOTIFY_TIMEOUT_SECONDS
+        )
+    except requests.RequestException as exc:
+        # Only the type: requests' messages name the URL, which may carry a token.
+        warn(f"alert not sent to notify_url ({type(exc).__name__})")
+        return False
+    if not response.ok:
+        warn(f"alert not sent: notify_url answered HTTP {response.status_code}")
+        return False
+    return True

@@ -1,0 +1,231 @@
+"""The run ledger: one row per `close-sms sync` in `close_sms.sync_runs`, failed runs included.
+
+Rows are written with plain SQL through the destination's sql client, not as a dlt load: a
+load costs about a second and writes dlt's state, and a quiet run must write neither.
+
+A run that failed before it wrote anything leaves the warehouse as it was, and a run that
+cannot reach it (the database held by another process, broken, or another sync holding the
+lock) cannot write there: their rows wait in a journal, `sync_runs.jsonl`, in the warehouse's
+local working folder, and the next run that writes its own row writes them with it. Beside
+it, `sync_runs.last_success.json` keeps the last successful run, so a failed run knows how far
+behind the warehouse is without reading it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, cast
+
+import filelock
+from dlt.common.schema.typing import TColumnSchema
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.sql_client import SqlClientBase
+
+from .. import settings
+from .destination import Warehouse
+from .lock import writer_lock
+from .tables import create_table
+
+LEDGER_TABLE = "sync_runs"
+JOURNAL = f"{LEDGER_TABLE}.jsonl"
+LAST_SUCCESS = f"{LEDGER_TABLE}.last_success.json"
+
+SUCCESS = "success"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+# Another sync held the lock (exit 5): an overlap of cron runs, not a failure.
+LOCKED = "locked"
+
+_TIMESTAMPS = ("started_at", "ended_at", "feed_checked_at")
+
+
+@dataclass
+class SyncRun:
+    """One run of `close-sms sync`: a row of the ledger, its fields in column order."""
+
+    run_id: str
+    started_at: datetime
+    ended_at: datetime
+    mode: str | None
+    outcome: str
+    exit_status: int
+    error: str | None = None
+    sms_upserted: int = 0
+    sms_deleted: int = 0
+    events_read: int = 0
+    requests: int = 0
+    responses_429: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    # The last successful read of the change feed (Close's clock), this run's if it succeeded.
+    feed_checked_at: datetime | None = None
+    lag_seconds: float | None = None
+    backfill_windows_left: int | None = None
+    version: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The row with ISO timestamps, for the journal and `status --json`."""
+        row = asdict(self)
+        for name in _TIMESTAMPS:
+            if row[name] is not None:
+                row[name] = row[name].isoformat()
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SyncRun:
+        """A row read back from the journal (ISO text) or the database (datetimes)."""
+        values = dict(row)
+        for name in _TIMESTAMPS:
+            value = values[name]
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            values[name] = value.astimezone(timezone.utc) if value is not None else None
+        return cls(**values)
+
+
+def ledger_columns() -> dict[str, TColumnSchema]:
+    """The ledger's columns as dlt hints, in order; dlt's type mapper makes them SQL types."""
+    types = {
+        "run_id": "text",
+        "started_at": "timestamp",
+        "ended_at": "timestamp",
+        "mode": "text",
+        "outcome": "text",
+        "exit_status": "bigint",
+        "error": "text",
+        "sms_upserted": "bigint",
+        "sms_deleted": "bigint",
+        "events_read": "bigint",
+        "requests": "bigint",
+        "responses_429": "bigint",
+        "rate_limit_wait_seconds": "double",
+        "feed_checked_at": "timestamp",
+        "lag_seconds": "double",
+        "backfill_windows_left": "bigint",
+        "version": "text",
+    }
+    required = ("run_id", "started_at", "ended_at", "outcome", "exit_status")
+    return {
+        name: cast(TColumnSchema, {"data_type": data_type, "nullable": name not in required})
+        for name, data_type in types.items()
+    }
+
+
+def product_version() -> str:
+    """The installed close-sms version, or "unknown" when run from an uninstalled checkout."""
+    try:
+        return version("close-sms")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def record_run(warehouse: Warehouse, run: SyncRun, write: bool) -> bool:
+    """Keep `run`: with `write`, in the ledger together with the journal's rows, else (or if
+    the warehouse cannot be written now) in the journal. True if the ledger was written.
+
+    Writes take the writer lock, so they never meet a running sync; raises only when even the
+    local journal cannot be written.
+    """
+    warehouse.working_dir.mkdir(parents=True, exist_ok=True)
+    if run.outcome == SUCCESS:
+        _replace_file(warehouse.working_dir / LAST_SUCCESS, json.dumps(run.to_json()))
+    with _journal(warehouse) as journal:
+        if write:
+            pending = _read_journal(journal)
+            try:
+                with writer_lock(warehouse), warehouse.sql_client() as sql:
+                    write_runs(sql, [*pending, run])
+            except Exception:
+                # Held, locked or broken: the journal keeps the row for the next run.
+                pass
+            else:
+                journal.unlink(missing_ok=True)
+                return True
+        with journal.open("a", encoding="utf-8") as lines:
+            lines.write(json.dumps(run.to_json()) + "\n")
+    return False
+
+
+def last_success(warehouse: Warehouse) -> SyncRun | None:
+    """The last successful run this working folder recorded, without reading the warehouse."""
+    try:
+        return SyncRun.from_row(json.loads((warehouse.working_dir / LAST_SUCCESS).read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def latest_runs(warehouse: Warehouse, sql: SqlClientBase[Any]) -> tuple[SyncRun | None, ...]:
+    """The last run and the last successful run, from the ledger and the local journal."""
+    runs = _read_journal(warehouse.working_dir / JOURNAL)
+    table = sql.make_qualified_table_name(LEDGER_TABLE)
+    names = ", ".join(sql.escape_column_name(name) for name in _names())
+    for where in ("", f"WHERE outcome = '{SUCCESS}'"):
+        try:
+            rows = sql.execute_sql(
+                f"SELECT {names} FROM {table} {where} ORDER BY started_at DESC LIMIT 1"
+            )
+        except DatabaseUndefinedRelation:
+            break
+        runs += [SyncRun.from_row(dict(zip(_names(), row, strict=True))) for row in rows or ()]
+    last = max(runs, key=lambda r: r.started_at, default=None)
+    succeeded = [run for run in runs if run.outcome == SUCCESS]
+    return last, max(succeeded, key=lambda r: r.started_at, default=None)
+
+
+def _names() -> list[str]:
+    return [f.name for f in fields(SyncRun)]
+
+
+def write_runs(sql: SqlClientBase[Any], runs: list[SyncRun]) -> None:
+    """Write `runs` to the ledger in one transaction, creating it if missing; reruns are harmless."""
+    table = sql.make_qualified_table_name(LEDGER_TABLE)
+    names = _names()
+    columns = ", ".join(sql.escape_column_name(name) for name in names)
+    placeholders = ", ".join(["%s"] * len(names))
+    with sql.begin_transaction():
+        if not sql.has_dataset():
+            sql.create_dataset()
+        create_table(sql, LEDGER_TABLE, [{"name": n, **h} for n, h in ledger_columns().items()])
+        for run in runs:
+            # Delete, then insert: a journal written again after a crash adds no duplicate.
+            sql.execute_sql(f"DELETE FROM {table} WHERE run_id = %s", run.run_id)
+            row = asdict(run)
+            sql.execute_sql(
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                *(row[name] for name in names),
+            )
+
+
+@contextmanager
+def _journal(warehouse: Warehouse) -> Iterator[Path]:
+    """The journal's path, held against other runs appending or writing it out meanwhile."""
+    path = warehouse.working_dir / JOURNAL
+    with filelock.FileLock(f"{path}.lock", timeout=settings.JOURNAL_LOCK_TIMEOUT_SECONDS):
+        yield path
+
+
+def _read_journal(path: Path) -> list[SyncRun]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    runs = []
+    for line in text.splitlines():
+        try:
+            runs.append(SyncRun.from_row(json.loads(line)))
+        except (ValueError, TypeError, KeyError):
+            # A line cut short by a killed run: the rest of the journal still counts.
+            continue
+    return runs
+
+
+def _replace_file(path: Path, text: str) -> None:
+    # Written aside and renamed, so a killed run never leaves half a file.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
