@@ -54,6 +54,8 @@ class SyncProgress:
     backfill_loaded: int = 0
     windows_left: int = 0
     windows_done: int = 0
+    # The milliseconds of `date_created` the backfill has left to read, for estimates of the rest.
+    backfill_pending_ms: int = 0
     removed: int = 0
     feed_since: datetime | None = None
     events: int = 0
@@ -291,6 +293,7 @@ class _Run:
         self.progress.backfill_loaded = plan.loaded
         self.progress.windows_left = len(plan.windows)
         self.progress.windows_done = reader.progress.windows_done
+        measure_pending(self.progress, plan.windows)
         if self.progress.on_page:
             self.progress.on_page(self.progress)
 
@@ -397,6 +400,11 @@ def _warehouse_rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
         except DatabaseUndefinedRelation:
             return []
     return [tuple(row) for row in rows or []]
+
+
+def measure_pending(progress: SyncProgress, windows: Sequence[Window]) -> None:
+    """Record the `date_created` range `windows` leave to read, for estimates of what is left."""
+    progress.backfill_pending_ms = sum(window.upper - window.lower for window in windows)
 
 
 def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
