@@ -93,9 +93,7 @@ def test_sync_waits_for_a_reader_and_goes_on_when_it_closes(emulator, tmp_path):
     assert mismatches(database, running.emu.snapshot()) == []
 
 
-def test_reader_open_past_lock_wait_makes_the_sync_exit_6_and_change_nothing(
-    emulator, tmp_path
-):
+def test_reader_open_past_lock_wait_makes_the_sync_exit_6_and_change_nothing(emulator, tmp_path):
     running, database = _synced_with_a_change(emulator, tmp_path, seed=72)
     before = (file_digest(database), fingerprint(database))
 
@@ -193,9 +191,7 @@ def test_notebook_keeps_the_reader_copy_open_across_syncs(emulator, tmp_path):
             # The notebook still reads the copy it opened; a new connection sees this sync.
             assert _ask(notebook) == first_count
             assert mismatches(copy, emu.snapshot()) == []
-            assert count(copy, "SELECT count(*) FROM close_sms.sms_messages") == len(
-                emu.snapshot()
-            )
+            assert count(copy, "SELECT count(*) FROM close_sms.sms_messages") == len(emu.snapshot())
     finally:
         assert notebook.stdin is not None
         notebook.stdin.close()
