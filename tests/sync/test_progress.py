@@ -10,6 +10,7 @@ import select
 import subprocess
 from datetime import datetime, timezone
 
+from close_sms import settings
 from close_sms.app.progress import BackfillEstimate, LogProgress
 from close_sms.source import SyncProgress, measure_pending
 from close_sms.source.backfill import Window
@@ -52,22 +53,26 @@ def _simulated_backfill(windows: list[Window], lower: int, upper: int, density: 
 
 
 def test_estimate_follows_the_sms_not_the_empty_decades():
-    # A backfill from 1970 to 2100 over an account whose 60,000 SMS are all in 2020-2026.
+    # A backfill's plan: from 1970 to now, and an open-ended pass after now. The account's
+    # 60,000 SMS are all in the six years before now.
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     lower, upper = _ms(2020), _ms(2026)
     total = 60_000
     density = total / (upper - lower)
-    span = _ms(2100) - _ms(1970)
-    windows = [Window(_ms(1970) + i * span // 8, _ms(1970) + (i + 1) * span // 8) for i in range(8)]
+    span = _ms(2026) - _ms(1970)
+    windows = [Window(upper, settings.OPEN_END_MS)] + [
+        Window(_ms(1970) + i * span // 8, _ms(1970) + (i + 1) * span // 8) for i in range(8)
+    ]
     estimate = BackfillEstimate(clock=lambda: 0.0)
     progress = SyncProgress()
     checked = False
     for read, left in _simulated_backfill(windows, lower, upper, density):
-        measure_pending(progress, left)
+        measure_pending(progress, left, now)
         estimate.observe(read, progress.backfill_pending_ms)
         if not checked and read >= total // 2:
-            # Half the SMS are read, while only a sliver of the range is left: the share of
-            # the range read (what a naive estimate reports) is near 100%.
-            assert 1 - progress.backfill_pending_ms / span > 0.95
+            # Half the SMS are read, while a sliver of the range is left: the share of the
+            # range read (what a naive estimate reports) is over 90%.
+            assert 1 - progress.backfill_pending_ms / span > 0.9
             assert 0.4 <= estimate.fraction_done() <= 0.6
             assert 0.8 * total <= read + estimate.sms_left() <= 1.25 * total
             checked = True
@@ -107,7 +112,7 @@ def test_log_lines_come_every_interval_not_every_page():
     for page in range(1, 13):  # one page a second, from 1 s to 12 s
         now[0] += 1
         progress.backfill_loaded = page * PAGE
-        measure_pending(progress, [Window(0, (100 - page) * 1000)])
+        measure_pending(progress, [Window(0, (100 - page) * 1000)], datetime.now(timezone.utc))
         lines.on_page(progress)
     printed = out.getvalue().splitlines()
     # The first page starts the clock; lines at 6 s and 11 s.

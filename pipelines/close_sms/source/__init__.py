@@ -293,7 +293,7 @@ class _Run:
         self.progress.backfill_loaded = plan.loaded
         self.progress.windows_left = len(plan.windows)
         self.progress.windows_done = reader.progress.windows_done
-        measure_pending(self.progress, plan.windows)
+        measure_pending(self.progress, plan.windows, plan.made_at)
         if self.progress.on_page:
             self.progress.on_page(self.progress)
 
@@ -402,9 +402,16 @@ def _warehouse_rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in rows or []]
 
 
-def measure_pending(progress: SyncProgress, windows: Sequence[Window]) -> None:
-    """Record the `date_created` range `windows` leave to read, for estimates of what is left."""
-    progress.backfill_pending_ms = sum(window.upper - window.lower for window in windows)
+def measure_pending(progress: SyncProgress, windows: Sequence[Window], until: datetime) -> None:
+    """Record the `date_created` range `windows` leave to read, for estimates of what is left.
+
+    Only the range before `until` (when the plan was made) counts: the open-ended pass after it
+    holds the few future-dated SMS, and its span up to year 9999 would swamp any estimate.
+    """
+    end = to_ms(until)
+    progress.backfill_pending_ms = sum(
+        max(0, min(window.upper, end) - window.lower) for window in windows
+    )
 
 
 def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
