@@ -69,6 +69,13 @@ BACKFILL_WORKERS = 8
 DUCKDB_MEMORY_LIMIT = "128MB"
 # SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
 BACKFILL_CHUNK_SIZE = 50_000
+# How long a sync waits for another process (a notebook) to close the DuckDB file before it
+# gives up with exit 6; a cron run every 5 minutes still finishes before the next one starts.
+LOCK_WAIT_SECONDS = 120.0
+# How often a waiting sync tries the file again.
+LOCK_RETRY_SECONDS = 0.25
+# Seconds between two backfill progress lines when stderr is a log, not a terminal.
+PROGRESS_INTERVAL_SECONDS = 5.0
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0

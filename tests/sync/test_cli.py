@@ -39,7 +39,8 @@ def test_sync_from_home_directory_and_status(emulator, tmp_path):
 
 
 def test_quiet_sync_prints_nothing_on_success(emulator, tmp_path):
-    running = emulator(sms=100, seed=32)
+    # A backfill long enough for progress lines, were the run not quiet.
+    running = emulator(sms=2000, seed=32, latency_ms=10)
     result = run_cli(
         "sync",
         "--quiet",
@@ -48,6 +49,7 @@ def test_quiet_sync_prints_nothing_on_success(emulator, tmp_path):
         "--database",
         str(tmp_path / "w.duckdb"),
         api_key=running.api_key,
+        SOURCES__CLOSE_SMS__PROGRESS_INTERVAL="0.01",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""

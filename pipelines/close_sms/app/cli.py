@@ -21,15 +21,33 @@ def _config_value(key: str) -> Any:
     return dlt.config.get(f"sources.{settings.SOURCE_NAME}.{key}")
 
 
-def _warehouse(args: argparse.Namespace) -> Any:
-    from ..warehouse.destination import Warehouse
+def _number_setting(key: str, default: float) -> float:
+    """A positive numeric setting of `[sources.close_sms]`, or its default."""
+    from ..source import check_positive
 
-    return Warehouse.configure(args.destination, args.database)
+    value = _config_value(key) or default
+    check_positive(key, value)
+    return float(value)
+
+
+def _warehouse(
+    args: argparse.Namespace, say: Callable[[str], None] | None = None, reader_copy: Any = None
+) -> Any:
+    from ..warehouse.destination import Warehouse
+    from .runner import stderr_printer
+
+    return Warehouse.configure(
+        args.destination,
+        args.database,
+        lock_wait=_number_setting("lock_wait", settings.LOCK_WAIT_SECONDS),
+        reader_copy=reader_copy,
+        on_lock_wait=say or stderr_printer(quiet=False),
+    )
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ..source import check_positive
     from .alerts import Alerts
+    from .progress import backfill_progress
     from .runner import SyncOptions, run_sync, stderr_printer
 
     source_args: dict[str, Any] = {}
@@ -41,18 +59,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
         source_args["start_date"] = args.start_date
     if args.allow_mass_delete:
         source_args["allow_mass_delete"] = True
-    chunk_size = _config_value("backfill_chunk_size") or settings.BACKFILL_CHUNK_SIZE
-    check_positive("backfill_chunk_size", chunk_size)
+    chunk_size = _number_setting("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE)
+    interval = _number_setting("progress_interval", settings.PROGRESS_INTERVAL_SECONDS)
     say = stderr_printer(args.quiet)
-    options = SyncOptions(
-        warehouse=_warehouse(args),
-        full_refresh=args.full_refresh,
-        reconcile=args.reconcile,
-        chunk_size=int(chunk_size),
-        source_args=source_args,
-        alerts=Alerts.configure(_config_value("notify_url"), _config_value("max_lag")),
-    )
-    report = run_sync(options, say)
+    warehouse = _warehouse(args, say, reader_copy=_config_value("reader_copy"))
+    alerts = Alerts.configure(_config_value("notify_url"), _config_value("max_lag"))
+    with backfill_progress(args.quiet, interval) as on_page:
+        options = SyncOptions(
+            warehouse=warehouse,
+            full_refresh=args.full_refresh,
+            reconcile=args.reconcile,
+            chunk_size=int(chunk_size),
+            source_args=source_args,
+            alerts=alerts,
+            on_page=on_page,
+        )
+        report = run_sync(options, say)
     say(
         f"Sync done ({report.mode}) in {report.seconds:.1f} s: {report.backfill_sms:,} SMS backfilled, "
         f"{report.events:,} events, {report.removed:,} removed by reconcile, "

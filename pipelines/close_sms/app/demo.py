@@ -9,6 +9,7 @@ import requests
 
 from ..emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from ..warehouse.destination import Warehouse
+from .progress import backfill_progress
 from .runner import SyncOptions, SyncReport, run_sync, stderr_printer
 
 EXAMPLE_QUERY = """\
@@ -89,7 +90,9 @@ def run_demo(
             full_refresh=True,
             source_args={"base_url": server.base_url, "api_key": DEMO_API_KEY},
         )
-        first = run_sync(options, say)
+        with backfill_progress(quiet) as on_page:
+            options.on_page = on_page
+            first = run_sync(options, say)
         print(_summary("First sync", first))
         for line in _change_account(server.base_url, emulator):
             print(f"Changed the account: {line}")

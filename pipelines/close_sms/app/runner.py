@@ -24,14 +24,12 @@ from ..errors import ConfigError, SyncError
 from ..source import MISSING_KEY, SyncProgress, close_sms_source
 from ..warehouse.destination import Warehouse, database_error
 from ..warehouse.lock import writer_lock
+from ..warehouse.readers import publish_reader_copy
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
 from .health import recorded_run
 
 Say = Callable[[str], None]
-
-# Backfill pages between two progress lines.
-PAGES_PER_PROGRESS_LINE = 50
 
 
 def stderr_printer(quiet: bool) -> Say:
@@ -46,7 +44,10 @@ def stderr_printer(quiet: bool) -> Say:
 
 @dataclass
 class SyncOptions:
-    """One run's choices; `source_args` go to `close_sms_source`, which reads the rest from config."""
+    """One run's choices; `source_args` go to `close_sms_source`, which reads the rest from config.
+
+    `on_page` hears after every backfill page (see `app.progress`).
+    """
 
     warehouse: Warehouse
     full_refresh: bool = False
@@ -54,6 +55,7 @@ class SyncOptions:
     chunk_size: int = settings.BACKFILL_CHUNK_SIZE
     source_args: dict[str, Any] = field(default_factory=dict)
     alerts: Alerts | None = None
+    on_page: Callable[[SyncProgress], None] | None = None
 
 
 @dataclass
@@ -99,7 +101,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         progress = SyncProgress(
             # Later chunks continue what the first one announced.
             on_start=_start_printer(say) if report.backfill_chunks == 0 else None,
-            on_page=_page_printer(say),
+            on_page=options.on_page,
             on_wait=_wait_printer(say),
         )
         source = close_sms_source(
@@ -171,6 +173,8 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
     with warehouse.sql_client() as sql:
         if report.wrote or missing_views(sql):
             report.views = apply_views(sql)
+    if publish_reader_copy(warehouse, changed=report.wrote or bool(report.views)):
+        say(f"Reader copy published: {warehouse.reader_copy}")
     report.seconds = time.monotonic() - began
     return report
 
@@ -200,23 +204,6 @@ def _start_printer(say: Say) -> Callable[[SyncProgress], None]:
             )
 
     return on_start
-
-
-def _page_printer(say: Say) -> Callable[[SyncProgress], None]:
-    pages = 0
-
-    def on_page(progress: SyncProgress) -> None:
-        nonlocal pages
-        pages += 1
-        if pages % PAGES_PER_PROGRESS_LINE == 0:
-            say(
-                f"  backfill: {progress.windows_done} windows done, {progress.windows_left} "
-                f"pending, {progress.backfill_loaded:,} SMS read, "
-                f"{progress.requests.rate_limit_waits} rate-limit waits "
-                f"({progress.requests.rate_limit_wait_seconds:.1f} s)"
-            )
-
-    return on_page
 
 
 def _wait_printer(say: Say) -> Callable[[str, float], None]:

@@ -54,6 +54,8 @@ class SyncProgress:
     backfill_loaded: int = 0
     windows_left: int = 0
     windows_done: int = 0
+    # The milliseconds of `date_created` the backfill has left to read, for estimates of the rest.
+    backfill_pending_ms: int = 0
     removed: int = 0
     feed_since: datetime | None = None
     # When this run read the change feed to its end (Close's clock), recorded in state or not.
@@ -293,6 +295,7 @@ class _Run:
         self.progress.backfill_loaded = plan.loaded
         self.progress.windows_left = len(plan.windows)
         self.progress.windows_done = reader.progress.windows_done
+        measure_pending(self.progress, plan.windows, plan.made_at)
         if self.progress.on_page:
             self.progress.on_page(self.progress)
 
@@ -400,6 +403,18 @@ def _warehouse_rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
         except DatabaseUndefinedRelation:
             return []
     return [tuple(row) for row in rows or []]
+
+
+def measure_pending(progress: SyncProgress, windows: Sequence[Window], until: datetime) -> None:
+    """Record the `date_created` range `windows` leave to read, for estimates of what is left.
+
+    Only the range before `until` (when the plan was made) counts: the open-ended pass after it
+    holds the few future-dated SMS, and its span up to year 9999 would swamp any estimate.
+    """
+    end = to_ms(until)
+    progress.backfill_pending_ms = sum(
+        max(0, min(window.upper, end) - window.lower) for window in windows
+    )
 
 
 def _ids_loaded_before(plan: BackfillPlan) -> list[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.destinations.exceptions import DatabaseException, DestinationConnectionError
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.sql_client import SqlClientBase
 
 from .. import settings
 from ..errors import ConfigError, DatabaseError
+from .readers import is_lock_conflict, lock_waiting_duckdb
 
 DUCKDB = "duckdb"
 
@@ -43,23 +43,51 @@ LOADER_FILE_FORMATS = {DUCKDB: "parquet", "postgres": "csv"}
 
 @dataclass(frozen=True)
 class Warehouse:
-    """A destination and dataset to load into, and the local working folder of its pipeline."""
+    """A destination and dataset to load into, and the local working folder of its pipeline.
+
+    DuckDB only: `lock_wait` is how long opening the file waits for another process to close
+    it (`on_lock_wait` hears when a wait starts), and `reader_copy` where a sync publishes a
+    copy of the file for readers.
+    """
 
     destination: str
     database: Path | None
     working_dir: Path
+    lock_wait: float = settings.LOCK_WAIT_SECONDS
+    reader_copy: Path | None = None
+    on_lock_wait: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def configure(cls, destination: str = DUCKDB, database: str | Path | None = None) -> Warehouse:
+    def configure(
+        cls,
+        destination: str = DUCKDB,
+        database: str | Path | None = None,
+        *,
+        lock_wait: float = settings.LOCK_WAIT_SECONDS,
+        reader_copy: str | Path | None = None,
+        on_lock_wait: Callable[[str], None] | None = None,
+    ) -> Warehouse:
         """Check the destination's settings and place its working folder; nothing is written."""
         if destination == DUCKDB:
             path = check_database_path(Path(database or settings.DEFAULT_DATABASE))
+            copy = None
+            if reader_copy:
+                copy = check_database_path(Path(reader_copy), "reader_copy")
+                if copy == path:
+                    raise ConfigError(f"reader_copy: {copy} is the database itself")
             # Beside the database, so two databases never share state.
-            return cls(DUCKDB, path, path.parent / f".{path.name}.dlt")
+            return cls(
+                DUCKDB, path, path.parent / f".{path.name}.dlt", lock_wait, copy, on_lock_wait
+            )
         if database is not None:
             raise ConfigError(
                 f"--database is for the duckdb destination only; configure {destination} the "
                 f"dlt way (DESTINATION__{destination.upper()}__CREDENTIALS or .dlt/secrets.toml)"
+            )
+        if reader_copy:
+            raise ConfigError(
+                f"reader_copy is for the duckdb destination only; readers of {destination} "
+                "query it directly (remove SOURCES__CLOSE_SMS__READER_COPY / reader_copy)"
             )
         location = _data_location(destination)
         # The folder is only a cache (dlt restores state from the destination), but it must be
@@ -102,29 +130,29 @@ class Warehouse:
     def _destination(self, read_only: bool) -> Any:
         if self.database is None:
             return self.destination
-        return dlt.destinations.duckdb(
-            DuckDbCredentials(
-                str(self.database),
-                read_only=read_only,
-                global_config={"memory_limit": settings.DUCKDB_MEMORY_LIMIT},
-            )
+        return lock_waiting_duckdb(
+            self.database,
+            read_only=read_only,
+            lock_wait=self.lock_wait,
+            on_lock_wait=self.on_lock_wait,
+            global_config={"memory_limit": settings.DUCKDB_MEMORY_LIMIT},
         )
 
 
-def check_database_path(database: Path) -> Path:
-    """Refuse DuckDB paths that cannot work, before anything is written."""
+def check_database_path(database: Path, setting: str = "--database") -> Path:
+    """Refuse DuckDB paths that cannot work, before anything is written; `setting` names it."""
     database = database.expanduser().resolve()
     if database.stem == settings.DATASET_NAME:
         raise ConfigError(
-            f"--database {database.name}: a file named like the dataset '{settings.DATASET_NAME}' "
+            f"{setting} {database.name}: a file named like the dataset '{settings.DATASET_NAME}' "
             "makes DuckDB's table names ambiguous; choose another name, e.g. warehouse.duckdb"
         )
     if not database.parent.is_dir():
-        raise ConfigError(f"--database: folder {database.parent} does not exist")
+        raise ConfigError(f"{setting}: folder {database.parent} does not exist")
     if not os.access(database.parent, os.W_OK) or (
         database.exists() and not os.access(database, os.W_OK)
     ):
-        raise ConfigError(f"--database: {database} is not writable")
+        raise ConfigError(f"{setting}: {database} is not writable")
     return database
 
 
@@ -137,11 +165,11 @@ def database_error(exc: BaseException, subject: str) -> DatabaseError | None:
     ):
         return None
     text = str(exc).strip()
-    if "could not set lock" in text.lower() or "conflicting lock" in text.lower():
+    if is_lock_conflict(exc):
         return DatabaseError(
-            f"{subject}: the database is open in another process (DuckDB allows one writer); "
-            "close that connection or read from a copy, then rerun: the sync resumes where it "
-            "stopped"
+            f"{subject}: the database is open in another process (DuckDB allows one writer) "
+            "for longer than lock_wait; close that connection or have readers use reader_copy, "
+            "then rerun: the sync resumes where it stopped"
         )
     return DatabaseError(f"{subject}: {text.splitlines()[0] if text else type(exc).__name__}")
 
