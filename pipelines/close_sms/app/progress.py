@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 
 from .. import settings
 from ..source import SyncProgress
-from .cli import _duration
+from .alerts import format_duration
 
 Clock = Callable[[], float]
 OnPage = Callable[[SyncProgress], None]
@@ -90,7 +90,7 @@ def _summary(estimate: BackfillEstimate) -> str:
     if fraction is None or left is None:
         return f"{estimate.read:,} SMS read, estimating what is left"
     seconds = estimate.seconds_left()
-    eta = f"about {_duration(seconds)} left" if seconds is not None else "time left unknown"
+    eta = f"about {format_duration(seconds)} left" if seconds is not None else "time left unknown"
     return f"{fraction:.0%} ({estimate.read:,} of ~{estimate.read + left:,} SMS), {eta}"
 
 
