@@ -13,6 +13,7 @@ from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from .auth import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE, Principal, authenticate
+from .config import SMS_LIST_FILTERS
 from .emulator import Emulator, RequestRecord
 from .events import ALLOWED_COMBINATIONS, FILTER_NAMES, CursorError
 from .faults import Fault
@@ -41,12 +42,7 @@ except ImportError:  # pragma: no cover
 
 API = "/api/v1"
 _DATE_OPS = ("gt", "gte", "lt", "lte")
-_SMS_PARAMS = frozenset(
-    {"_limit", "_skip", "_fields", "id__in", "lead_id", "contact_id", "user_id"}
-    | {"organization_id", "_type"}
-    | {f"date_created__{op}" for op in _DATE_OPS}
-    | {f"activity_at__{op}" for op in _DATE_OPS}
-)
+_SMS_PARAMS = frozenset({"_limit", "_skip", "_fields"}) | SMS_LIST_FILTERS
 _ACTIVITY_PARAMS = _SMS_PARAMS | {
     "lead_id__in",
     "user_id__in",
@@ -70,6 +66,8 @@ _RESOURCE = {
     "lead_item": "lead",
 }
 EVENT_MAX_LIMIT = 50
+# flask-mongorest's answer when a record at the offset was deleted mid-query (tap-closeio).
+DELETED_MID_QUERY_MESSAGE = "Empty query: Document has been deleted."
 HANG_DEFAULT_SECONDS = 120.0
 
 
@@ -177,7 +175,9 @@ class EmulatorApp:
                 method == "POST"
                 and request.headers.get("x-http-method-override", "").upper() == "GET"
             ):
-                params = {**params, **_params_from_body(self._json_body(request))}
+                # Unreadable _params: the body is never looked at, the answer is unfiltered.
+                if endpoint != "sms_list" or self.config.override_params_readable:
+                    params = {**params, **_params_from_body(self._json_body(request))}
                 method = "GET"
             if self.emu.ratelimiter is not None:
                 group = f"{_RESOURCE[endpoint]}:{'read' if method == 'GET' else 'write'}"
@@ -428,9 +428,13 @@ class EmulatorApp:
         if method == "POST":
             return self._sms_create(request, principal)
         self._check_unknown(params, _SMS_PARAMS)
+        ignored = self.config.ignored_filters
+        applied = {name: value for name, value in params.items() if name not in ignored}
         with self.emu.lock:
             store = self._store(principal)
-            query = self._build_query(store, params, request)
+            query = self._build_query(store, applied, request)
+            if query is not None and query.skip > 0 and store.take_armed_empty_query():
+                raise _error(404, DELETED_MID_QUERY_MESSAGE)
             return self._list_response(store, query, params)
 
     def _sms_create(self, request: Request, principal: Principal) -> Response:
@@ -525,7 +529,12 @@ class EmulatorApp:
             store = self._store(principal)
             try:
                 page = store.events.query(
-                    filters, bounds, limit, params.get("_cursor") or None, store.horizon_ms()
+                    filters,
+                    bounds,
+                    limit,
+                    params.get("_cursor") or None,
+                    store.horizon_ms(),
+                    empty_pages=self.config.empty_event_pages,
                 )
             except CursorError as exc:
                 raise _error(400, str(exc)) from None

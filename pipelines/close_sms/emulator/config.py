@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 UnknownParams = Literal["ignore", "reject"]
 FilterPrecision = Literal["millisecond", "second"]
+
+_DATE_OPS = ("gt", "gte", "lt", "lte")
+# The filters of GET /activity/sms/ (Close's spec); `ignored_filters` may name any of them.
+SMS_LIST_FILTERS = frozenset(
+    {"id__in", "lead_id", "contact_id", "user_id", "organization_id", "_type"}
+    | {f"date_created__{op}" for op in _DATE_OPS}
+    | {f"activity_at__{op}" for op in _DATE_OPS}
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,32 @@ class EmulatorConfig:
     # Actions whose SMS events are never logged: Close's event log can miss events.
     unlogged_actions: frozenset[str] = frozenset()
 
+    # Behaviours seen in Close's own code and its clients, beyond the documentation (README of
+    # the Close facts, section 11). Each is off by default; tests switch them on.
+    # Close's REST framework turns a record deleted mid-query into 404 "Empty query: Document
+    # has been deleted." (tap-closeio meets it while paging with _skip): every SMS delete arms
+    # one such 404 for the next /activity/sms/ list request with _skip > 0.
+    empty_query_on_delete: bool = False
+    # /activity/sms/ filters accepted but silently not applied, as Close's framework does with
+    # filters it does not apply (no error: the answer looks unfiltered).
+    ignored_filters: frozenset[str] = frozenset()
+    # False: a POST with x-http-method-override: GET to /activity/sms/ ignores its _params body
+    # and answers like an unfiltered GET.
+    override_params_readable: bool = True
+    # Share of the outbound SMS the emulator sends (outbox/scheduled coming due) whose delivery
+    # later fails (status error) without any event, delivery_outcome_delay_seconds after sending.
+    silent_delivery_failure_rate: float = 0.0
+    delivery_outcome_delay_seconds: float = 30.0
+    # generate() also makes imported SMS: date_created in 1995-2012, near 1970-01-01 and up to a
+    # year in the future (date_created is writable on create).
+    imported_history: bool = False
+    # /event/ answers the first page of every query, and some later ones, with no data but a
+    # cursor_next, as a scan whose page matched nothing does.
+    empty_event_pages: bool = False
+
     def __post_init__(self) -> None:
+        # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
+        object.__setattr__(self, "ignored_filters", _filter_names(self.ignored_filters))
         if self.unknown_params not in ("ignore", "reject"):
             raise ValueError(
                 f"unknown_params must be 'ignore' or 'reject', not {self.unknown_params!r}"
@@ -58,6 +92,10 @@ class EmulatorConfig:
         object.__setattr__(self, "unlogged_actions", frozenset(self.unlogged_actions))
         if self.max_limit < 1 or self.max_skip < 0:
             raise ValueError("max_limit must be >= 1 and max_skip >= 0")
+        if not 0.0 <= self.silent_delivery_failure_rate <= 1.0:
+            raise ValueError("silent_delivery_failure_rate must be between 0 and 1")
+        if self.delivery_outcome_delay_seconds < 0:
+            raise ValueError("delivery_outcome_delay_seconds must not be negative")
 
     @property
     def bucket_size(self) -> float:
@@ -65,3 +103,16 @@ class EmulatorConfig:
         if self.rps is None:
             return 0.0
         return max(1.0, self.burst if self.burst is not None else self.rps)
+
+
+def _filter_names(names: Iterable[str]) -> frozenset[str]:
+    """`names` as a frozenset of /activity/sms/ filter names; ValueError for anything else."""
+    if isinstance(names, str) or not isinstance(names, (set, frozenset, list, tuple)):
+        raise ValueError("ignored_filters must be a set, list or tuple of filter names")
+    unknown = sorted(str(name) for name in names if name not in SMS_LIST_FILTERS)
+    if unknown:
+        raise ValueError(
+            f"ignored_filters: {', '.join(unknown)} not a filter of /activity/sms/ "
+            f"(one of {', '.join(sorted(SMS_LIST_FILTERS))})"
+        )
+    return frozenset(names)

@@ -19,7 +19,7 @@ from .config import EmulatorConfig
 from .faults import FaultInjector
 from .ids import random_like_id
 from .ratelimit import RateLimiter
-from .store import RequestContext, SmsStore
+from .store import SILENT_FAILURE_MESSAGE, RequestContext, SmsStore
 from .timefmt import dt_to_ms
 
 
@@ -146,6 +146,8 @@ class Emulator:
                 end_ms=dt_to_ms(end),
                 horizon_ms=store.horizon_ms(),
                 consolidation_ms=int(self.config.consolidation_seconds * 1000),
+                imported_history=self.config.imported_history,
+                now_ms=self.clock.now_ms(),
             )
             self.stores[ORG_ID] = store
             store.tick()
@@ -175,6 +177,26 @@ class Emulator:
         ctx = self.context(api_key, "DELETE", f"/api/v1/lead/{lead_id}/")
         with self.lock:
             return self.store_for(ctx.principal).delete_lead(lead_id, ctx)
+
+    def record_delivery_failure(
+        self, sms_id: str, error_message: str = SILENT_FAILURE_MESSAGE
+    ) -> None:
+        """A carrier rejects sent SMS `sms_id` now: status error, no event (as Close may log none).
+
+        KeyError when no such SMS exists; ValueError when it is not a sent outbound SMS.
+        """
+        with self.lock:
+            store = self.store
+            store.tick()
+            row = store.row_of(sms_id)
+            if row is None:
+                raise KeyError(sms_id)
+            sms = store.render(row)
+            if sms["direction"] != "outbound" or sms["status"] != "sent":
+                raise ValueError(
+                    f"{sms_id} is {sms['direction']} {sms['status']}: only a sent SMS can fail"
+                )
+            store.fail_delivery(row, error_message, self.clock.now_ms())
 
     def get_sms(self, sms_id: str) -> dict[str, Any] | None:
         """The SMS as GET /activity/sms/{id}/ renders it, or None."""

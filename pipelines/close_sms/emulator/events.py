@@ -38,6 +38,9 @@ ALLOWED_COMBINATIONS: frozenset[frozenset[str]] = frozenset(
 FILTER_NAMES = ("object_type", "object_id", "action", "lead_id", "user_id", "request_id")
 # Actions that may be merged into an earlier event of the same object.
 _CONSOLIDATING = frozenset({"created", "updated"})
+# With empty pages on, every page whose number in its chain of cursors is a multiple of this
+# (the first page included) comes back empty; never two in a row, so paging always ends.
+EMPTY_PAGE_EVERY = 4
 
 
 class CursorError(ValueError):
@@ -96,6 +99,7 @@ def _decode_cursor(value: str) -> dict[str, Any]:
             raise ValueError
         du, seq = payload["k"]
         payload["k"] = (int(du), int(seq))
+        payload["n"] = int(payload.get("n", 0))
         return payload
     except (ValueError, KeyError, TypeError) as exc:
         raise CursorError("Invalid cursor.") from exc
@@ -206,12 +210,19 @@ class EventLog:
         limit: int,
         cursor: str | None,
         horizon_ms: int,
+        empty_pages: bool = False,
     ) -> EventPage:
-        """Newest-first page of matching events; `bounds` are date_updated gt/gte/lt/lte in ms."""
+        """Newest-first page of matching events; `bounds` are date_updated gt/gte/lt/lte in ms.
+
+        With `empty_pages`, some pages that have events answer none, with a cursor_next from
+        which the next page reads them (see EMPTY_PAGE_EVERY).
+        """
         direction = "n"
+        page_number = 0  # of this answer in its chain of cursor_next values
         if cursor:
             payload = _decode_cursor(cursor)
             direction = payload["d"]
+            page_number = payload["n"] + 1
             # date_updated bounds travel inside the cursor, as Close lets clients omit them.
             if not bounds:
                 bounds = {k: int(v) for k, v in payload.get("b", {}).items()}
@@ -262,8 +273,18 @@ class EventLog:
             has_older = bool(page) and self._any_match(match, lo_pos, self._pos_of(page[-1]), -1)
 
         bounds_payload = {k: v for k, v in bounds.items()}
+        if empty_pages and direction == "n" and page and page_number % EMPTY_PAGE_EVERY == 0:
+            # Resume just above this page's newest event, so the next page starts with it.
+            resume = [page[0].date_updated, page[0].seq + 1]
+            return EventPage(
+                [],
+                _encode_cursor({"d": "n", "k": resume, "b": bounds_payload, "n": page_number}),
+                None,
+            )
         cursor_next = (
-            _encode_cursor({"d": "n", "k": list(page[-1].key), "b": bounds_payload})
+            _encode_cursor(
+                {"d": "n", "k": list(page[-1].key), "b": bounds_payload, "n": page_number}
+            )
             if page and has_older
             else None
         )

@@ -1,25 +1,45 @@
 """Seeded synthetic account: leads, contacts, users and N SMS shaped like a real one.
 
 Everything derives from `random.Random(seed)`, so one seed always gives the same account
-(ids included). Rows are produced already sorted newest first, so no index sort is needed.
+(ids included). The SMS are first planned in time (bulk sends, conversations, single outbound
+SMS, imports), then sorted newest first once and made into rows in that order.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from array import array
+from datetime import datetime, timezone
 
 from .auth import ADMIN_USER_ID, MEMBER_USER_ID, PRINCIPALS
 from .events import Event
 from .ids import IdCodec, random_like_id
-from .schema import DIRECTION_CODE, SOURCE_CODE, STATUS_CODE
+from .schema import DIRECTION_CODE, MMS_COST_CENTS, SOURCE_CODE, STATUS_CODE, sms_cost
 from .store import SmsStore
-from .timefmt import NO_TS
+from .timefmt import NO_TS, dt_to_ms
 
 _INBOX, _DRAFT, _SCHEDULED, _OUTBOX, _SENT, _ERROR = (
     STATUS_CODE[s] for s in ("inbox", "draft", "scheduled", "outbox", "sent", "error")
 )
 _MINUTE, _HOUR, _DAY = 60_000, 3_600_000, 86_400_000
+
+# What a planned SMS is; the kind decides its direction and status.
+_SINGLE, _BURST, _INBOUND, _REPLY, _IMPORTED = range(5)
+# Conversations: the share of inbound SMS among the SMS that are neither bulk sends nor
+# imports; inbound SMS a user answers; answers the customer writes back to.
+_INBOUND_SHARE = 0.42
+_REPLY_RATE = 0.8
+_FOLLOW_UP_RATE = 0.35
+# Delays are log-normal (a skewed distribution): (median, sigma, shortest, longest) in ms.
+_REPLY_DELAY = (20 * _MINUTE, 1.1, _MINUTE, 12 * _HOUR)
+_FOLLOW_UP_DELAY = (15 * _MINUTE, 1.2, 30_000, _DAY)
+# Imported history: a share before Close existed, a share dated up to a year ahead.
+_IMPORTED_OLD_SHARE, _IMPORTED_FUTURE_SHARE = 0.02, 0.01
+_IMPORTED_OLD_RANGE = (
+    dt_to_ms(datetime(1995, 1, 1, tzinfo=timezone.utc)),
+    dt_to_ms(datetime(2013, 1, 1, tzinfo=timezone.utc)),
+)
 
 _FIRST = [
     "Ana",
@@ -135,6 +155,27 @@ def _text_pool(rng: random.Random, size: int) -> tuple[list[str], list[str]]:
     return normal, long_texts
 
 
+def _delay(rng: random.Random, shape: tuple[int, float, int, int]) -> int:
+    """A log-normal delay in ms, clamped to the shape's shortest and longest."""
+    median, sigma, shortest, longest = shape
+    return max(shortest, min(longest, int(median * math.exp(rng.gauss(0.0, sigma)))))
+
+
+def _imported_dates(rng: random.Random, n: int, start_ms: int, now_ms: int) -> list[int]:
+    """date_created of imported SMS: one in the first day after the epoch, about 2% between
+    1995 and 2012 (before `start_ms`), about 1% up to a year after `now_ms`."""
+    if n < 2:
+        return []
+    old_lo, old_hi = _IMPORTED_OLD_RANGE
+    old_hi = min(old_hi, start_ms)
+    dates = [rng.randrange(1, _DAY)]
+    if old_hi > old_lo:
+        dates += [rng.randrange(old_lo, old_hi) for _ in range(int(n * _IMPORTED_OLD_SHARE))]
+    future = max(1, int(n * _IMPORTED_FUTURE_SHARE))
+    dates += [now_ms + rng.randrange(1, 365 * _DAY) for _ in range(future)]
+    return dates[: n // 2]
+
+
 def generate(
     store: SmsStore,
     n: int,
@@ -143,15 +184,20 @@ def generate(
     end_ms: int,
     horizon_ms: int,
     consolidation_ms: int,
+    imported_history: bool = False,
+    now_ms: int | None = None,
 ) -> None:
     """Fill an empty store with `n` SMS created in [start_ms, end_ms] and their recent events.
 
     Events exist only for actions at or after `horizon_ms` (older ones fell out of retention).
+    With `imported_history`, some SMS are dated outside that range (see `_imported_dates`);
+    they were imported at a time inside it. `now_ms` (default `end_ms`) anchors future dates.
     """
     if end_ms < start_ms:
         raise ValueError("end must not be before start")
     rng = random.Random(seed)
     rnd = rng.random
+    randrange = rng.randrange
     store.seed = seed
     store.ids = IdCodec("acti_", f"{store.organization_id}:{seed}")
     store.events.reseed(seed)
@@ -175,13 +221,20 @@ def generate(
     member_idx = store.user_by_id.get(MEMBER_USER_ID, 0)
     user_phone = [store.phones.add(f"+1650555{1000 + i:04d}") for i in range(user_count)]
 
-    # Leads with 1-3 contacts each; every contact has its own remote number.
+    def pick_user() -> int:
+        # The key owners get a fair share, so owner-scoped tests find SMS.
+        z = rnd()
+        return admin_idx if z < 0.15 else member_idx if z < 0.3 else randrange(user_count)
+
+    # Leads with an owner and 1-3 contacts each; every contact has its own remote number.
     n_leads = max(3, n // 20)
+    lead_user = array("i")
     lead_contact_start = array("i")
     lead_contact_count = array("b")
     contact_phone = array("i")
     for lead in range(n_leads):
         store.leads.add(random_like_id("lead_", seed, lead))
+        lead_user.append(pick_user())
         count = 1 + (lead % 3 if rnd() < 0.6 else 0)
         lead_contact_start.append(len(store.contacts))
         lead_contact_count.append(count)
@@ -189,20 +242,32 @@ def generate(
             store.contacts.add(random_like_id("cont_", seed, len(store.contacts)))
             country = 0 if rnd() < 0.8 else (1 if rnd() < 0.5 else 2)
             contact_phone.append(store.phones.add(_phone(rng, country)))
+    n_contacts = len(contact_phone)
+
+    def pick_owner() -> tuple[int, int, int]:
+        """Lead, contact and remote phone of an SMS (-1: none)."""
+        lead = randrange(n_leads) if rnd() >= 0.005 else -1
+        if lead >= 0 and rnd() >= 0.03:
+            contact = lead_contact_start[lead] + randrange(lead_contact_count[lead])
+            return lead, contact, contact_phone[contact]
+        return lead, -1, (contact_phone[randrange(n_contacts)] if rnd() >= 0.2 else -1)
 
     normal, long_texts = _text_pool(rng, 600)
     normal_idx = [store.texts.add(t) for t in normal]
     long_idx = [store.texts.add(t) for t in long_texts]
     error_idx = [store.errors.add(e) for e in _ERRORS]
-    cost_idx = [store.costs.add(f"{0.0079 * k:.4f}") for k in range(1, 5)]
-    mms_cost = store.costs.add("0.0200")
+    one_segment_cost = store.costs.add(sms_cost(""))
+    mms_cost = store.costs.add(MMS_COST_CENTS)
+    cost_of_text: dict[int, int] = {}  # text pool index -> cost pool index
     tmpl_idx = [store.templates.add(t) for t in _TEMPLATES]
     seq_idx = [store.sequences.add(s) for s in _SEQUENCES]
 
-    # date_created values: bulk-send bursts share one instant, the rest spread uniformly.
+    # The plan: date_created, kind and `who` of every SMS (a burst's or conversation's index).
     span = end_ms - start_ms
-    dcs: list[int] = []
-    bursts: dict[int, tuple[int, int]] = {}
+    plan_dc: list[int] = []
+    kinds = bytearray()
+    who = array("i")
+    bursts: list[tuple[int, int]] = []  # (user, text) of one bulk send
     if n >= 300:
         n_bursts = max(1, n // 4_000)
         budget = n // 3
@@ -213,20 +278,68 @@ def generate(
             budget -= size
             at = start_ms + int(rnd() * span)
             # A bulk send: one user, one text, many leads.
-            bursts[at] = (rng.randrange(user_count), normal_idx[rng.randrange(len(normal_idx))])
-            dcs.extend([at] * size)
-    randrange = rng.randrange
-    dcs.extend(start_ms + randrange(span + 1) for _ in range(n - len(dcs)))
-    dcs.sort(reverse=True)
+            plan_dc.extend([at] * size)
+            kinds.extend(bytes([_BURST]) * size)
+            who.extend([len(bursts)] * size)
+            bursts.append((randrange(user_count), normal_idx[randrange(len(normal_idx))]))
+    if imported_history:
+        for at in _imported_dates(rng, n - len(plan_dc), start_ms, max(end_ms, now_ms or end_ms)):
+            plan_dc.append(at)
+            kinds.append(_IMPORTED)
+            who.append(-1)
+
+    # Conversations: an inbound SMS, answered or not by the lead's user on the same phones,
+    # and sometimes more exchanges, until the inbound share is reached; then single outbound
+    # SMS fill the rest.
+    conversations: list[tuple[int, int, int, int]] = []  # (lead, contact, remote, user)
+    regular = n - len(plan_dc)
+    inbound_target = round(_INBOUND_SHARE * regular)
+    produced = inbound = 0
+    add_dc, add_kind, add_who = plan_dc.append, kinds.append, who.append
+    while inbound < inbound_target and produced < regular:
+        at = start_ms + int(rnd() * (span + 1))
+        lead, contact, remote = pick_owner()
+        thread = len(conversations)
+        conversations.append((lead, contact, remote, lead_user[lead] if lead >= 0 else pick_user()))
+        while True:
+            add_dc(at), add_kind(_INBOUND), add_who(thread)
+            produced += 1
+            inbound += 1
+            if produced >= regular or lead < 0 or rnd() >= _REPLY_RATE:
+                break
+            at += _delay(rng, _REPLY_DELAY)
+            if at > end_ms:
+                break
+            add_dc(at), add_kind(_REPLY), add_who(thread)
+            produced += 1
+            if produced >= regular or rnd() >= _FOLLOW_UP_RATE:
+                break
+            at += _delay(rng, _FOLLOW_UP_DELAY)
+            if at > end_ms:
+                break
+    singles = regular - produced
+    plan_dc.extend([start_ms + int(rnd() * (span + 1)) for _ in range(singles)])
+    kinds.extend(bytes([_SINGLE]) * singles)
+    who.extend(array("i", [-1]) * singles)
+
+    # Newest first, in one sort of plain ints: date_created above the plan index.
+    total = len(plan_dc)
+    shift = max(1, total.bit_length())
+    mask = (1 << shift) - 1
+    keys = [dc << shift | i for i, dc in enumerate(plan_dc)]
+    del plan_dc
+    keys.sort(reverse=True)
 
     # Make sure every status appears at least once.
     forced: dict[int, int] = {}
     if n >= 12:
-        for status in (_INBOX, _DRAFT, _SCHEDULED, _OUTBOX, _SENT, _ERROR):
-            row = randrange(n)
-            while row in forced:
-                row = randrange(n)
-            forced[row] = status
+        answerable = [i for i, k in enumerate(kinds) if k == _INBOUND]
+        outbound_specs = [i for i, k in enumerate(kinds) if k in (_SINGLE, _REPLY)]
+        if answerable:
+            forced[rng.choice(answerable)] = _INBOX
+        wanted = (_DRAFT, _SCHEDULED, _OUTBOX, _SENT, _ERROR)
+        chosen = rng.sample(outbound_specs, min(len(wanted), len(outbound_specs)))
+        forced.update(zip(chosen, wanted, strict=False))
 
     inbound_code, outbound_code = DIRECTION_CODE["inbound"], DIRECTION_CODE["outbound"]
     close_src, external_src = SOURCE_CODE["Close.io"], SOURCE_CODE["External"]
@@ -258,54 +371,62 @@ def generate(
         events.append(ev)
         return ev
 
-    for row in range(n):
-        dc = dcs[row]
-        burst = bursts.get(dc)
-        x = rnd()
-        status = forced.get(row)
-        if burst is not None and status is None:
-            direction, status = outbound_code, _SENT
-        elif status is not None:
-            direction = inbound_code if status == _INBOX else outbound_code
-        elif x < 0.42:
-            direction, status = inbound_code, _INBOX
+    for row, key in enumerate(keys):
+        i = key & mask
+        dc = key >> shift
+        kind = kinds[i]
+        status = forced.get(i)
+        burst_text = -1
+        if kind in (_INBOUND, _REPLY):
+            lead, contact, remote, user = conversations[who[i]]
+            local = user_phone[user]
+            if kind == _INBOUND:
+                direction = inbound_code
+                if rnd() < 0.1:
+                    user = -1  # not assigned to anyone, though it came in on a user's number
+            else:
+                direction = outbound_code
         else:
-            direction = outbound_code
+            lead, contact, remote = pick_owner()
+            if kind == _BURST:
+                user, burst_text = bursts[who[i]]
+                direction = outbound_code
+            elif kind == _IMPORTED:
+                direction = inbound_code if rnd() < _INBOUND_SHARE else outbound_code
+                user = pick_user()
+            else:
+                direction = outbound_code
+                user = pick_user()
+            local = user_phone[user]
+        if status is not None:
+            direction = inbound_code if status == _INBOX else outbound_code
+        elif direction == inbound_code:
+            status = _INBOX
+        elif kind in (_BURST, _IMPORTED):
+            status = _SENT
+        elif kind == _REPLY:
+            status = _SENT if rnd() < 0.94 else _ERROR
+        else:
+            # Single outbound SMS carry the drafts, scheduled and outbox SMS of the account.
             y = rnd()
             status = (
                 _SENT
-                if y < 0.86
+                if y < 0.75
                 else _ERROR
-                if y < 0.92
+                if y < 0.81
                 else _DRAFT
-                if y < 0.96
+                if y < 0.905
                 else _SCHEDULED
-                if y < 0.98
+                if y < 0.9525
                 else _OUTBOX
             )
-        lead = randrange(n_leads) if rnd() >= 0.005 else -1
-        if lead >= 0 and rnd() >= 0.03:
-            contact = lead_contact_start[lead] + randrange(lead_contact_count[lead])
-            remote = contact_phone[contact]
-        else:
-            contact = -1
-            remote = contact_phone[randrange(len(contact_phone))] if rnd() >= 0.2 else -1
-        if burst is not None:
-            user = burst[0]
-        elif direction == inbound_code and rnd() < 0.1:
-            user = -1
-        else:
-            # The key owners get a fair share, so owner-scoped tests find SMS.
-            z = rnd()
-            user = admin_idx if z < 0.15 else member_idx if z < 0.3 else randrange(user_count)
         created_by = user if direction == outbound_code else -1
-        local = user_phone[user] if user >= 0 else user_phone[0]
         natt = 0
         if rnd() < 0.1:
             natt = 1 + randrange(3)
         t = rnd()
-        if burst is not None:
-            text = burst[1]
+        if burst_text >= 0:
+            text = burst_text
         elif natt and t < 0.3:
             text = 0  # an MMS with only a picture has no text
         elif t < 0.01:
@@ -318,17 +439,22 @@ def generate(
         err = cost = 0
         aa = du = dc
         if status == _SENT:
-            dsent = dc + (randrange(4_000) if burst is None else 1_500)
+            # An import logs it as sent when it was created; a bulk send takes 1.5 s.
+            delay = 0 if kind == _IMPORTED else 1_500 if kind == _BURST else randrange(4_000)
+            dsent = dc + delay
             aa = du = dsent
-            cost = (
-                mms_cost if natt else cost_idx[min(3, len(store.texts.values[text] or "") // 160)]
-            )
+            if natt:
+                cost = mms_cost
+            else:
+                cost = cost_of_text.get(text, -1)
+                if cost < 0:
+                    cost = cost_of_text[text] = store.costs.add(sms_cost(store.texts.values[text]))
         elif status == _ERROR:
             du = dc + 500 + randrange(5_000)
             err = error_idx[randrange(len(error_idx))]
-            cost = cost_idx[0] if rnd() < 0.5 else 0
+            cost = one_segment_cost if rnd() < 0.5 else 0
         elif status == _INBOX:
-            cost = cost_idx[0] if rnd() < 0.7 else 0
+            cost = one_segment_cost if rnd() < 0.7 else 0
         elif status == _SCHEDULED:
             dsched = end_ms + _HOUR + randrange(30 * _DAY)
             pending.append((dsched, row))
@@ -339,14 +465,22 @@ def generate(
         seq = (
             seq_idx[randrange(len(seq_idx))] if direction == outbound_code and rnd() < 0.04 else -1
         )
-        updated_later = rnd() < 0.06 and status not in (_SCHEDULED, _OUTBOX)
-        if updated_later:
-            du = min(end_ms, max(du, dc + _MINUTE + randrange(20 * _DAY)))
-        deleted = rnd() < 0.015 and row not in forced
-        dd = min(end_ms, max(du, dc) + _HOUR + randrange(40 * _DAY)) if deleted else NO_TS
+        updated_later = deleted = False
+        dd = NO_TS
         updated_by = created_by
-        if updated_later and rnd() < 0.5:
-            updated_by = randrange(user_count)
+        if kind == _IMPORTED:
+            # Logged by an import run at some time of the account's history.
+            source = external_src
+            du = start_ms + randrange(span + 1)
+        else:
+            updated_later = rnd() < 0.06 and status not in (_SCHEDULED, _OUTBOX)
+            if updated_later:
+                du = min(end_ms, max(du, dc + _MINUTE + randrange(20 * _DAY)))
+            deleted = rnd() < 0.015 and i not in forced
+            if deleted:
+                dd = min(end_ms, max(du, dc) + _HOUR + randrange(40 * _DAY))
+            if updated_later and rnd() < 0.5:
+                updated_by = randrange(user_count)
         append(
             dc=dc,
             du=du,
@@ -375,6 +509,12 @@ def generate(
             live.append(row)
 
         # Events inside retention, following the same consolidation rule as the API.
+        if kind == _IMPORTED:
+            if du >= horizon_ms:  # the import created it then (and logged it sent)
+                event(row, "created", du, user, data_row=row)
+                if direction == outbound_code:
+                    event(row, "sent", du, user, data_row=row)
+            continue
         if max(du, dc, dd) < horizon_ms:
             continue
         created = None

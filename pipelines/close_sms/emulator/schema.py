@@ -92,3 +92,15 @@ UPDATE_FIELDS = frozenset(
         "send_in",
     }
 )
+
+# Close's `cost` is in cents: its own export_sms.py (closeio-api-scripts) prints cost / 100 as
+# dollars. A US SMS segment of 160 characters costs about 0.79 cents, an MMS about 2 cents.
+SEGMENT_CHARS = 160
+SEGMENT_COST_CENTS = 0.79
+MMS_COST_CENTS = "2.00"
+
+
+def sms_cost(text: str | None) -> str:
+    """The cost of sending `text` as an SMS, in cents, formatted the way Close sends it."""
+    segments = max(1, -(-len(text or "") // SEGMENT_CHARS))
+    return f"{SEGMENT_COST_CENTS * segments:.2f}"

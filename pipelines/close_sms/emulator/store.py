@@ -27,11 +27,13 @@ from .schema import (
     CREATE_FIELDS,
     DIRECTION_CODE,
     DIRECTIONS,
+    MMS_COST_CENTS,
     SOURCE_CODE,
     SOURCES,
     STATUS_CODE,
     STATUSES,
     UPDATE_FIELDS,
+    sms_cost,
 )
 from .timefmt import NO_TS, dt_to_ms, format_ms, format_opt, parse_datetime
 
@@ -41,6 +43,7 @@ _OUTBOUND = DIRECTION_CODE["outbound"]
 # Outbox sends to numbers ending like this fail, so tests can pick the outcome.
 FAILING_NUMBER_SUFFIX = "0000"
 SEND_ERROR_MESSAGE = "Message delivery failed: the carrier rejected the destination number."
+SILENT_FAILURE_MESSAGE = "Carrier rejected the message"
 INVALID_NUMBER_MESSAGE = "The 'To' number is not a valid phone number."
 
 
@@ -177,6 +180,8 @@ class SmsStore:
         self.media_base = "https://app.close.com/go/sms"
         # Test hook (see hooks.py): raw fields of one SMS as rendered, by row.
         self.raw_overrides: dict[int, dict[str, Any]] = {}
+        # 404s "deleted mid-query" waiting for offset list requests (empty_query_on_delete).
+        self.armed_empty_queries = 0
         self._init_columns()
 
     def _init_columns(self) -> None:
@@ -210,6 +215,8 @@ class SmsStore:
         self.by_contact: dict[int, array] = {}
         self._pending: list[tuple[int, int]] = []
         self._pending_due: dict[int, int] = {}
+        # Silent delivery failures to come: (due, row), a heap.
+        self._outcomes: list[tuple[int, int]] = []
 
     # ---- rows -------------------------------------------------------------------------
 
@@ -509,6 +516,10 @@ class SmsStore:
             if self.deleted[row] or self.status[row] not in (_OUTBOX, _SCHEDULED):
                 continue
             self._send(row, due)
+        while self._outcomes and self._outcomes[0][0] <= now:
+            due, row = heapq.heappop(self._outcomes)
+            if not self.deleted[row] and self.status[row] == _SENT:
+                self.fail_delivery(row, SILENT_FAILURE_MESSAGE, due)
 
     def _send(self, row: int, at: int) -> None:
         before = self.render(row)
@@ -524,9 +535,13 @@ class SmsStore:
             self.status[row] = _SENT
             self.dsent[row] = at
             self.aa[row] = at
-            text = self.texts.values[self.text[row]] or ""
-            self.cost[row] = self.costs.add(f"{0.0079 * max(1, -(-len(text) // 160)):.4f}")
+            is_mms = bool(self.natt[row] or self.attach_override.get(row))
+            text = self.texts.values[self.text[row]]
+            self.cost[row] = self.costs.add(MMS_COST_CENTS if is_mms else sms_cost(text))
             action = "sent"
+            if self._fails_silently(row):
+                delay_ms = int(self.config.delivery_outcome_delay_seconds * 1000)
+                heapq.heappush(self._outcomes, (at + delay_ms, row))
         else:
             self.status[row] = _ERROR
             self.err[row] = self.errors.add(error)
@@ -545,6 +560,23 @@ class SmsStore:
             changed=changed,
             ctx=None,
         )
+
+    def _fails_silently(self, row: int) -> bool:
+        """Whether a sent SMS gets a silent delivery failure: a seeded hash, so reproducible."""
+        rate = self.config.silent_delivery_failure_rate
+        if rate <= 0:
+            return False
+        digest = hashlib.blake2b(f"delivery:{self.seed}:{row}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < rate * (1 << 64)
+
+    def fail_delivery(self, row: int, error_message: str, at: int) -> None:
+        """A carrier's late delivery failure: status error and date_updated move, no event.
+
+        Close logs no event for some outcomes it records itself (README of the Close facts).
+        """
+        self.status[row] = _ERROR
+        self.err[row] = self.errors.add(error_message)
+        self.du[row] = max(self.du[row], at)
 
     def _emit(
         self,
@@ -716,12 +748,15 @@ class SmsStore:
             errors["date_scheduled"] = "The scheduled date must be in the future."
         if errors:
             raise ValidationError(errors)
-        dc = clean.get("date_created") or now
+        # `is None`, not `or`: 1970-01-01T00:00:00Z is 0 ms, a valid imported date.
+        dc = now if clean.get("date_created") is None else clean["date_created"]
         principal = ctx.principal
         user_id = clean.get("user_id") or (principal.user_id if principal else None)
         created_by_id = clean.get("created_by_id") or (principal.user_id if principal else None)
         dsent = dc if status == _SENT else NO_TS
-        aa = clean.get("activity_at") or (dsent if dsent != NO_TS else dc)
+        aa = clean.get("activity_at")
+        if aa is None:
+            aa = dsent if dsent != NO_TS else dc
         lead_idx = self.leads.add(clean["lead_id"]) if clean.get("lead_id") else -1
         contact_idx = self.contacts.add(clean["contact_id"]) if clean.get("contact_id") else -1
         text = clean.get("text")
@@ -730,7 +765,8 @@ class SmsStore:
             text = f"(rendered from template {template_id})"
         row = self.append_row(
             dc=dc,
-            du=max(dc, now),
+            # Saved now, whatever date_created says (an import may date it in the future).
+            du=now,
             aa=aa,
             dsent=dsent,
             dsched=dsched if status == _SCHEDULED else NO_TS,
@@ -754,13 +790,12 @@ class SmsStore:
             self._store_attachments(row, sms_id, clean["attachments"])
         self.index_row(row)
         rendered = self.render(row)
-        at = max(now, self.dc[row])
         self._emit(
-            "created", row, at, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
+            "created", row, now, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
         )
         if status == _SENT and self.direction[row] == _OUTBOUND:
             self._emit(
-                "sent", row, at, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
+                "sent", row, now, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx
             )
         if status == _OUTBOX:
             self._schedule(row, now + int(float(clean.get("send_in") or 0) * 1000))
@@ -872,6 +907,8 @@ class SmsStore:
         self.deleted[row] = 1
         self._unindex(row)
         self._pending_due.pop(row, None)
+        if self.config.empty_query_on_delete:
+            self.armed_empty_queries += 1
         self._emit(
             "deleted",
             row,
@@ -914,6 +951,13 @@ class SmsStore:
         )
         self.events.emit(event, 0)
         return deleted
+
+    def take_armed_empty_query(self) -> bool:
+        """Use up one armed "deleted mid-query" 404, if any is waiting."""
+        if not self.armed_empty_queries:
+            return False
+        self.armed_empty_queries -= 1
+        return True
 
     def horizon_ms(self) -> int:
         """Events last updated before this instant are gone (retention)."""
