@@ -9,6 +9,7 @@ import pytest
 from close_sms.emulator import NON_ADMIN_API_KEY
 
 from .spec import component_validator, validate_response
+from .support import all_events
 
 EVENT_KEYS = {
     "id",
@@ -34,19 +35,6 @@ def _recent() -> datetime:
     return datetime.now(timezone.utc) - timedelta(days=40)
 
 
-def _events(run, api_key=None, **params):
-    out, cursor = [], None
-    while True:
-        query = dict(params, **({"_cursor": cursor} if cursor else {}))
-        resp = run.get("/event/", params=query, api_key=api_key)
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        out += body["data"]
-        cursor = body["cursor_next"]
-        if not cursor:
-            return out
-
-
 def test_events_shape_spec_and_order(emulator):
     run = emulator(sms=800, start=_recent())
     resp = run.get("/event/", params={"object_type": "activity.sms", "action": "created"})
@@ -58,12 +46,12 @@ def test_events_shape_spec_and_order(emulator):
         assert set(event) == EVENT_KEYS and event["id"].startswith("ev_")
         assert event["action"] == "created" and event["object_type"] == "activity.sms"
         assert not list(component_validator("SMSActivity").iter_errors(event["data"]))
-    all_events = _events(run, object_type="activity.sms", action="created")
-    keys = [e["date_updated"] for e in all_events]
+    created = all_events(run, object_type="activity.sms", action="created")
+    keys = [e["date_updated"] for e in created]
     assert keys == sorted(keys, reverse=True)
-    assert len({e["id"] for e in all_events}) == len(all_events)
-    one = run.get(f"/event/{all_events[0]['id']}/")
-    assert one.status_code == 200 and one.json() == all_events[0]
+    assert len({e["id"] for e in created}) == len(created)
+    one = run.get(f"/event/{created[0]['id']}/")
+    assert one.status_code == 200 and one.json() == created[0]
     validate_response(one)
     assert run.get("/event/ev_missing/").status_code == 404
 
@@ -100,7 +88,7 @@ def test_limit_cap_skip_rejected_and_bad_cursor(emulator):
 
 def test_cursor_next_and_previous_walk_the_log(emulator):
     run = emulator(sms=500, start=_recent())
-    everything = _events(run, _limit=50)
+    everything = all_events(run, _limit=50)
     assert len(everything) > 100
     first = run.get("/event/", params={"_limit": 20}).json()
     second = run.get("/event/", params={"_limit": 20, "_cursor": first["cursor_next"]}).json()
@@ -112,7 +100,7 @@ def test_cursor_next_and_previous_walk_the_log(emulator):
 
 def test_date_updated_filter_carries_in_cursor(emulator):
     run = emulator(sms=800, start=_recent())
-    everything = _events(run)
+    everything = all_events(run)
     pivot = everything[len(everything) // 2]["date_updated"]
     expected = [e["id"] for e in everything if e["date_updated"] >= pivot]
     first = run.get("/event/", params={"date_updated__gte": pivot, "_limit": 10}).json()
@@ -128,17 +116,17 @@ def test_date_updated_filter_carries_in_cursor(emulator):
 def test_retention_horizon_follows_the_clock(emulator):
     run = emulator(sms=0)
     sms = run.emu.create_sms({"status": "inbox", "text": "old news"})
-    assert _events(run, object_id=sms["id"], object_type="activity.sms")
+    assert all_events(run, object_id=sms["id"], object_type="activity.sms")
     run.emu.clock.advance(29 * 86400)
-    assert _events(run, object_id=sms["id"], object_type="activity.sms")
+    assert all_events(run, object_id=sms["id"], object_type="activity.sms")
     run.emu.clock.advance(2 * 86400)
-    assert _events(run, object_id=sms["id"], object_type="activity.sms") == []
+    assert all_events(run, object_id=sms["id"], object_type="activity.sms") == []
     assert run.emu.get_sms(sms["id"]) is not None  # the SMS stays, only its events go
 
 
 def test_generated_events_only_inside_retention(emulator):
     run = emulator(sms=3000, seed=5)
-    events = _events(run)
+    events = all_events(run)
     horizon = run.emu.clock.now().timestamp() - 30 * 86400
     assert events and all(
         datetime.fromisoformat(e["date_updated"]).timestamp() >= horizon for e in events
@@ -153,14 +141,14 @@ def test_consolidation_within_window(emulator):
     sms = emu.create_sms({"status": "draft", "text": "v1", "local_phone": "+16505551000"})
     emu.clock.advance(5)
     emu.update_sms(sms["id"], {"text": "v2"})
-    events = _events(run, object_type="activity.sms", object_id=sms["id"])
+    events = all_events(run, object_type="activity.sms", object_id=sms["id"])
     assert len(events) == 1
     assert events[0]["action"] == "created"
     assert events[0]["date_updated"] > events[0]["date_created"]
     assert events[0]["data"]["text"] == "v2" and "text" in events[0]["changed_fields"]
     emu.clock.advance(120)
     emu.update_sms(sms["id"], {"text": "v3"})
-    events = _events(run, object_type="activity.sms", object_id=sms["id"])
+    events = all_events(run, object_type="activity.sms", object_id=sms["id"])
     assert [e["action"] for e in events] == ["updated", "created"]
     assert events[0]["previous_data"]["text"] == "v2"
 
@@ -169,7 +157,7 @@ def test_deleted_event_has_null_data(emulator):
     run = emulator(sms=50)
     sms_id = next(iter(run.emu.snapshot()))
     run.emu.delete_sms(sms_id)
-    [event] = _events(run, action="deleted", object_id=sms_id)
+    [event] = all_events(run, action="deleted", object_id=sms_id)
     assert event["data"] is None and event["previous_data"]["id"] == sms_id
     assert event["api_key_id"] and "api_" not in event["api_key_id"][:4]
 
@@ -179,9 +167,9 @@ def test_non_admin_sees_data_for_one_hour(emulator, age, hidden):
     run = emulator(sms=0)
     sms = run.emu.create_sms({"status": "inbox", "text": "secret"})
     run.emu.clock.advance(age)
-    [member] = _events(
+    [member] = all_events(
         run, api_key=NON_ADMIN_API_KEY, object_type="activity.sms", object_id=sms["id"]
     )
-    [admin] = _events(run, object_type="activity.sms", object_id=sms["id"])
+    [admin] = all_events(run, object_type="activity.sms", object_id=sms["id"])
     assert admin["data"]["text"] == "secret"
     assert (member["data"] is None) is hidden

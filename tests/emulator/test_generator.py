@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from close_sms.emulator import Emulator
 
@@ -84,3 +85,62 @@ def test_scheduled_sms_are_sent_when_the_clock_passes():
     assert scheduled
     emu.clock.advance(31 * 86400)
     assert all(emu.get_sms(i)["status"] in ("sent", "error") for i in scheduled)
+
+
+def _message_at(sms: dict) -> datetime:
+    return datetime.fromisoformat(sms["date_sent"] or sms["activity_at"] or sms["date_created"])
+
+
+def test_conversations_answer_most_inbound_sms_within_hours():
+    emu = _account()
+    conversations: dict[tuple[str, str], list[dict]] = {}
+    for sms in emu.snapshot().values():
+        if sms["lead_id"] and sms["status"] not in ("draft", "scheduled"):
+            conversations.setdefault((sms["lead_id"], sms["remote_phone"]), []).append(sms)
+    inbound, delays, same_phones, follow_ups = 0, [], 0, 0
+    for messages in conversations.values():
+        messages.sort(key=_message_at)
+        for k, sms in enumerate(messages):
+            if sms["direction"] != "inbound":
+                continue
+            inbound += 1
+            at = _message_at(sms)
+            reply = next(
+                (
+                    m
+                    for m in messages[k + 1 :]
+                    if m["direction"] == "outbound" and _message_at(m) > at
+                ),
+                None,
+            )
+            if reply is not None:
+                delay = (_message_at(reply) - at).total_seconds()
+                delays.append(delay)
+                same_phones += delay < 86_400 and reply["local_phone"] == sms["local_phone"]
+            previous = messages[k - 1] if k else None
+            if previous and previous["direction"] == "outbound":
+                follow_ups += (at - _message_at(previous)) < timedelta(days=1)
+    within_a_day = sorted(d for d in delays if d < 86_400)
+    assert all(d > 0 for d in delays)
+    assert 0.7 <= len(within_a_day) / inbound <= 0.9  # about 80% answered, the rest never
+    # Mostly within a day; later ones answer a conversation that had ended unanswered.
+    assert len(within_a_day) / len(delays) >= 0.8
+    assert 5 * 60 <= within_a_day[len(within_a_day) // 2] <= 2 * 3600  # median: tens of minutes
+    assert same_phones / len(within_a_day) >= 0.95  # the same user's number answers
+    assert follow_ups >= 0.15 * inbound  # conversations with several exchanges
+
+
+def test_cost_is_in_cents():
+    emu = _account()
+    sent = [
+        s for s in emu.snapshot().values() if s["status"] == "sent" and s["direction"] == "outbound"
+    ]
+    mms = [s for s in sent if s["attachments"]]
+    one_segment = [s for s in sent if not s["attachments"] and len(s["text"] or "") <= 160]
+    assert mms and one_segment
+    assert {s["cost"] for s in mms} == {"2.00"}
+    assert {s["cost"] for s in one_segment} == {"0.79"}
+    for sms in sent:
+        if not sms["attachments"]:
+            segments = max(1, -(-len(sms["text"] or "") // 160))
+            assert Decimal(sms["cost"]) == Decimal("0.79") * segments

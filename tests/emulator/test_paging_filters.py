@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from .spec import validate_response
+from .support import all_sms
 
 SKIP_MSG = (
     "The skip you set is larger than the maximum skip for this resource "
@@ -12,19 +13,9 @@ SKIP_MSG = (
 )
 
 
-def _all(run, path="/activity/sms/", **params):
-    items, skip = [], 0
-    while True:
-        body = run.get(path, params={**params, "_skip": skip, "_limit": 100}).json()
-        items += body["data"]
-        skip += len(body["data"])
-        if not body["has_more"]:
-            return items
-
-
 def test_offset_paging_is_newest_first_and_complete(emulator):
     run = emulator(sms=700)
-    items = _all(run)
+    items = all_sms(run)
     snap = run.emu.snapshot()
     assert [s["id"] for s in items] == list(snap)  # snapshot is in listing order, too
     assert len({s["id"] for s in items}) == len(snap)
@@ -40,8 +31,8 @@ def test_ties_are_paged_deterministically(emulator):
     burst_at, size = max(counts.items(), key=lambda kv: kv[1])
     assert size >= 150
     params = {"date_created__gte": burst_at, "date_created__lte": burst_at}
-    first = [s["id"] for s in _all(run, **params)]
-    second = [s["id"] for s in _all(run, **params)]
+    first = [s["id"] for s in all_sms(run, **params)]
+    second = [s["id"] for s in all_sms(run, **params)]
     assert first == second and len(first) == size == len(set(first))
 
 
@@ -83,10 +74,10 @@ def test_id_lead_contact_user_filters(emulator):
     for field in ("lead_id", "contact_id", "user_id"):
         value = next(s[field] for s in snap if s[field])
         expected = [s["id"] for s in snap if s[field] == value]
-        assert [s["id"] for s in _all(run, **{field: value})] == expected
+        assert [s["id"] for s in all_sms(run, **{field: value})] == expected
     two = [s["lead_id"] for s in snap if s["lead_id"]][:2]
     expected = [s["id"] for s in snap if s["lead_id"] in two]
-    assert [s["id"] for s in _all(run, lead_id=",".join(two))] == expected
+    assert [s["id"] for s in all_sms(run, lead_id=",".join(two))] == expected
     assert run.get("/activity/sms/", params={"lead_id": "lead_unknown"}).json()["data"] == []
 
 
@@ -95,9 +86,9 @@ def test_date_windows_millisecond_precision(emulator):
     snap = list(run.emu.snapshot().values())
     lo, hi = snap[300]["date_created"], snap[100]["date_created"]
     window = [s["id"] for s in snap if lo < s["date_created"] <= hi]
-    got = _all(run, date_created__gt=lo, date_created__lte=hi)
+    got = all_sms(run, date_created__gt=lo, date_created__lte=hi)
     assert [s["id"] for s in got] == window
-    got = _all(run, date_created__gte=lo, date_created__lt=hi)
+    got = all_sms(run, date_created__gte=lo, date_created__lt=hi)
     assert [s["id"] for s in got] == [s["id"] for s in snap if lo <= s["date_created"] < hi]
 
 
@@ -140,7 +131,7 @@ def test_activity_at_filters(emulator):
     snap = list(run.emu.snapshot().values())
     pivot = sorted(s["activity_at"] for s in snap)[150]
     expected = [s["id"] for s in snap if s["activity_at"] >= pivot]
-    assert [s["id"] for s in _all(run, activity_at__gte=pivot)] == expected
+    assert [s["id"] for s in all_sms(run, activity_at__gte=pivot)] == expected
 
 
 def test_generic_activity_endpoint_rules(emulator):
@@ -165,7 +156,7 @@ def test_generic_activity_endpoint_rules(emulator):
         (s["activity_at"] for s in by_aa), reverse=True
     )
     assert {s["id"] for s in by_aa} == {s["id"] for s in snap if s["lead_id"] == lead}
-    asc = _all(run, path="/activity/", _order_by="date_created")
+    asc = all_sms(run, path="/activity/", _order_by="date_created")
     assert [s["id"] for s in asc] == [s["id"] for s in reversed(snap)]
 
 
@@ -173,7 +164,7 @@ def test_large_store_window_query_is_indexed(emulator):
     run = emulator(sms=20_000, seed=11)
     end = run.emu.clock.now()
     lo = (end - timedelta(days=3)).astimezone(timezone.utc).isoformat()
-    items = _all(run, date_created__gte=lo)
+    items = all_sms(run, date_created__gte=lo)
     snap = list(run.emu.snapshot().values())
     cutoff = datetime.fromisoformat(lo).replace(microsecond=0)
     assert [s["id"] for s in items] == [
