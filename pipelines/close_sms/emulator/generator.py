@@ -473,12 +473,18 @@ def generate(
             source = external_src
             du = start_ms + randrange(span + 1)
         else:
+            # A change or delete that would fall after end_ms has not happened yet: clamping it
+            # to end_ms instead would pile them all at one instant the feed of a sync reads.
             updated_later = rnd() < 0.06 and status not in (_SCHEDULED, _OUTBOX)
             if updated_later:
-                du = min(end_ms, max(du, dc + _MINUTE + randrange(20 * _DAY)))
+                changed_at = max(du, dc + _MINUTE + randrange(20 * _DAY))
+                updated_later = changed_at <= end_ms
+                du = changed_at if updated_later else du
             deleted = rnd() < 0.015 and i not in forced
             if deleted:
-                dd = min(end_ms, max(du, dc) + _HOUR + randrange(40 * _DAY))
+                dd = max(du, dc) + _HOUR + randrange(40 * _DAY)
+                deleted = dd <= end_ms
+                dd = dd if deleted else NO_TS
             if updated_later and rnd() < 0.5:
                 updated_by = randrange(user_count)
         append(
