@@ -490,7 +490,10 @@ def test_the_views_agree_between_duckdb_and_postgres(emulator, tmp_path, postgre
         sync(running, where)
     assert mismatches(duck, running.emu.snapshot()) == mismatches(pg, running.emu.snapshot()) == []
 
-    for name in (view_name(path.read_text()) for path in view_files()):
+    # sync_health sums each warehouse's own runs, which differ in their times; tests/views checks
+    # it on both destinations against values computed independently.
+    names = [view_name(path.read_text()) for path in view_files()]
+    for name in (name for name in names if name != "sync_health"):
         rows = {}
         for where in (duck, pg):
             with (
