@@ -283,3 +283,40 @@ def test_a_query_matching_nothing_ends_at_once_with_empty_pages_on(emulator):
     run = emulator(sms=0, empty_event_pages=True)
     body = run.get("/event/", params={"object_type": "activity.sms", "action": "deleted"}).json()
     assert body == {"data": [], "cursor_next": None, "cursor_previous": None}
+
+
+# ---- page_order and unstable_tie_order ------------------------------------------------------
+
+
+def _created(page: list[dict]) -> list[datetime]:
+    return [_at(sms["date_created"]) for sms in page]
+
+
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first_pages"])
+def test_pages_come_newest_first_unless_switched(emulator, order):
+    run = emulator(sms=300, page_order=order)
+    first, second = (
+        run.get("/activity/sms/", params={"_skip": skip}).json()["data"] for skip in (0, 100)
+    )
+    newest_first = sorted(_created(first), reverse=True)
+    if order == "newest_first":
+        assert _created(first) == newest_first
+    else:
+        assert _created(first) == newest_first[::-1]
+    # Either way the pages are the same slices of the listing: only the order inside changes.
+    assert max(_created(second)) <= min(_created(first))
+
+
+def _burst(run, size: int) -> None:
+    moment = "2026-03-04T05:06:07.000000+00:00"
+    for n in range(size):
+        run.emu.create_sms({**OUT, "status": "sent", "date_created": moment, "text": f"b{n}"})
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_sms_sharing_an_instant_are_ordered_anew_on_each_request(emulator, switch):
+    run = emulator(sms=0, unstable_tie_order=switch)
+    _burst(run, 60)
+    orders = [[sms["id"] for sms in run.get("/activity/sms/").json()["data"]] for _ in range(3)]
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+    assert (orders[0] == orders[1] == orders[2]) is not switch

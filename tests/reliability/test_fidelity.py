@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import requests
 
 from close_sms import settings
 from close_sms.source.client import RateLimitPacer, retry_wait_from_429
-from tests.reliability.helpers import sync_cli
-from tests.sync.support import count, mismatches, sync
+from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
+from tests.sync.support import change_account, count, mismatches, sync
 
 # --- rate limits ---------------------------------------------------------------------------
 
@@ -115,11 +116,11 @@ def test_the_guard_counts_a_share_of_the_table_not_a_fixed_number(emulator, tmp_
 # --- the whole date range -------------------------------------------------------------------
 
 
-def _dated(emu, when: datetime, text: str) -> str:
+def _dated(emu, when: datetime, text: str, status: str = "inbox") -> str:
     some = next(iter(emu.snapshot().values()))
     fields = ("lead_id", "contact_id", "remote_phone", "local_phone")
     payload = {name: some[name] for name in fields}
-    payload.update(status="inbox", direction="inbound", text=text, date_created=when.isoformat())
+    payload.update(status=status, text=text, date_created=when.isoformat())
     return emu.create_sms(payload)["id"]
 
 
@@ -164,19 +165,16 @@ def test_a_change_close_made_without_an_event_arrives_within_one_run(emulator, t
     running = emulator(sms=400, seed=44)
     emu = running.emu
     sync(running, target)
-    recent = _dated(emu, emu.clock.now() - timedelta(hours=2), "sent a while ago")
+    recent = _dated(emu, emu.clock.now() - timedelta(hours=2), "sent a while ago", "sent")
     sync(running, target)
     # Past the feed's lookback, so that no event of this run names the SMS.
     emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
     sync(running, target)
-    later = emu.clock.now().isoformat(timespec="milliseconds")
-    emu.override_raw(
-        recent,
-        {"status": "error", "error_message": "Carrier rejected", "date_updated": later},
-    )
-    assert not [e for e in emu.events() if e["object_id"] == recent and e["action"] != "created"]
+    logged = [e for e in emu.events() if e["object_id"] == recent]
+    emu.record_delivery_failure(recent)
+    assert [e for e in emu.events() if e["object_id"] == recent] == logged  # no event for it
     stored = f"SELECT status FROM close_sms.sms WHERE id = '{recent}'"
-    assert count(target, stored) == "inbox"
+    assert count(target, stored) == "sent"
 
     report = sync(running, target)
 
@@ -235,3 +233,108 @@ def test_an_sms_missing_from_an_id_answer_is_removed_only_after_its_own_404(emul
     ]
     # Only the SMS the id__in answer left out was asked for alone.
     assert item_requests == [(gone, 404)]
+
+
+# --- answers the backfill and the feed must not trust ------------------------------------------
+
+
+def _burst(emu, size: int) -> None:
+    """`size` SMS sharing one date_created, so that paging needs offsets inside one second."""
+    moment = (emu.clock.now() - timedelta(days=3)).replace(microsecond=0)
+    for n in range(size):
+        _dated(emu, moment, f"burst {n}")
+
+
+def _stops_loudly(result, says: str) -> None:
+    assert result.returncode == 4, result.stderr
+    line = one_line_error(result.stderr)
+    assert says in line, line
+    assert "nothing from this step was committed" in line
+
+
+def test_an_ignored_id_filter_stops_the_feed_and_commits_nothing(emulator, tmp_path):
+    running = emulator(sms=400, seed=47, ignored_filters={"id__in"})
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    assert sync_cli(running, database).returncode == 0  # the backfill does not use id__in
+    before, checked = fingerprint(database), status(database)["feed_checked_at"]
+    change_account(emu)
+
+    _stops_loudly(sync_cli(running, database), "ignored the id__in filter")
+
+    assert fingerprint(database) == before
+    assert status(database)["feed_checked_at"] == checked
+
+
+def test_an_unread_post_override_stops_the_feed_and_commits_nothing(emulator, tmp_path):
+    running = emulator(sms=400, seed=48, override_params_readable=False)
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    assert sync_cli(running, database).returncode == 0
+    before = fingerprint(database)
+    for n in range(60):  # more ids than fit in a URL: the POST override form
+        _dated(emu, emu.clock.now(), f"one of many {n}")
+
+    _stops_loudly(sync_cli(running, database), "ignored the id__in filter")
+
+    assert fingerprint(database) == before
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "burst", "says"),
+    [
+        (
+            {"ignored_filters": {"date_created__gte", "date_created__lt"}},
+            0,
+            "outside the date_created",
+        ),
+        ({"page_order": "oldest_first_pages"}, 0, "not newest first"),
+        # Only SMS sharing a second are paged by offset, where an unstable order would show.
+        ({"unstable_tie_order": True}, 260, "are not the last ones read there"),
+    ],
+)
+def test_a_page_that_breaks_the_backfill_s_assumptions_stops_it(
+    emulator, tmp_path, behaviour, burst, says
+):
+    running = emulator(sms=400, seed=49, **behaviour)
+    _burst(running.emu, burst)
+    database = tmp_path / "w.duckdb"
+
+    _stops_loudly(sync_cli(running, database, **FAST_FAIL), says)
+
+    assert (
+        count(database, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'sms'")
+        == 0
+    )
+
+
+def test_a_404_empty_query_mid_paging_is_retried(emulator, tmp_path):
+    running = emulator(sms=300, seed=50, empty_query_on_delete=True)
+    emu = running.emu
+    _burst(emu, 260)
+    emu.delete_sms(sorted(emu.snapshot())[0])  # the next list page with an offset answers 404
+
+    report = sync(running, tmp_path / "w.duckdb")
+
+    empty_queries = [
+        r for r in emu.request_log if r.path.endswith("/activity/sms/") and r.status == 404
+    ]
+    assert len(empty_queries) == 1
+    assert report.mode == "backfill"
+    assert mismatches(tmp_path / "w.duckdb", emu.snapshot()) == []
+
+
+def test_generated_imports_and_empty_event_pages_sync_exactly(emulator, tmp_path):
+    running = emulator(sms=1500, seed=51, imported_history=True, empty_event_pages=True)
+    emu = running.emu
+    created = sorted(sms["date_created"] for sms in emu.snapshot().values())
+    assert created[0] < "2013" and created[-1] > emu.clock.now().isoformat()
+    database = tmp_path / "w.duckdb"
+
+    sync(running, database)
+    assert mismatches(database, emu.snapshot()) == []
+    change_account(emu)
+    report = sync(running, database)
+
+    assert report.events > 0
+    assert mismatches(database, emu.snapshot()) == []

@@ -418,6 +418,8 @@ class EmulatorApp:
         if query is None:
             return self._json(200, {"data": [], "has_more": False})
         rows, has_more = store.list_rows(query)
+        if self.config.page_order == "oldest_first_pages":
+            rows = rows[::-1]
         items = [store.render(row) for row in rows]
         items = self._project(items, _split(params.get("_fields")))
         return self._json(200, {"data": items, "has_more": has_more})

@@ -73,6 +73,11 @@ class EmulatorConfig:
     # /event/ answers the first page of every query, and some later ones, with no data but a
     # cursor_next, as a scan whose page matched nothing does.
     empty_event_pages: bool = False
+    # Only observation says /activity/sms/ lists newest first, with SMS sharing a timestamp in
+    # a stable order: "oldest_first_pages" returns each page's SMS oldest first, and
+    # unstable_tie_order orders SMS sharing a date_created anew on every request.
+    page_order: Literal["newest_first", "oldest_first_pages"] = "newest_first"
+    unstable_tie_order: bool = False
 
     def __post_init__(self) -> None:
         # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
@@ -84,6 +89,10 @@ class EmulatorConfig:
         if self.filter_precision not in ("millisecond", "second"):
             raise ValueError(
                 f"filter_precision must be 'millisecond' or 'second', not {self.filter_precision!r}"
+            )
+        if self.page_order not in ("newest_first", "oldest_first_pages"):
+            raise ValueError(
+                f"page_order must be 'newest_first' or 'oldest_first_pages', not {self.page_order!r}"
             )
         if self.ratelimit_separator not in (",", ";"):
             raise ValueError("ratelimit_separator must be ',' or ';'")

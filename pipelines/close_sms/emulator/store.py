@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
+import random
 import re
 from array import array
 from collections.abc import Callable, Iterable
@@ -165,6 +166,8 @@ class SmsStore:
         self.config = config
         self.clock = clock
         self.seed: int | str = 0
+        # Seeds the order of SMS sharing an instant per request (config.unstable_tie_order).
+        self._tie_orders = 0
         self.ids = IdCodec("acti_", f"{organization_id}:0")
         self.events = EventLog(organization_id)
         self.users = Pool()  # (id, name)
@@ -426,6 +429,15 @@ class SmsStore:
         column = self.dc if order_field == "date_created" else self.aa
         return lambda row: (-column[row], row)
 
+    def _tie_order(self) -> Callable[[int], tuple[int, float]] | None:
+        """With `unstable_tie_order`, a sort key ordering SMS of one instant anew each request."""
+        if not self.config.unstable_tie_order:
+            return None
+        self._tie_orders += 1
+        shuffled = random.Random(self._tie_orders).random
+        ties: dict[int, float] = {}
+        return lambda row: (-self.dc[row], ties.setdefault(row, shuffled()))
+
     def list_rows(self, q: SmsQuery) -> tuple[list[int], bool]:
         """Rows of one page and has_more, newest first by date_created (ties by row)."""
         dc_test = _bounds_test(q.date_created) if q.date_created else None
@@ -434,6 +446,7 @@ class SmsStore:
         contacts = set(q.contacts) if q.contacts is not None else None
         leads = set(q.leads) if q.leads is not None else None
         want = q.skip + q.limit + 1
+        tie_order = self._tie_order()
 
         def extra_ok(row: int) -> bool:
             if users is not None and self.user[row] not in users:
@@ -451,7 +464,7 @@ class SmsStore:
             candidates = [r for lead in q.leads for r in self.by_lead.get(lead, ())]
         elif q.contacts is not None:
             candidates = [r for c in q.contacts for r in self.by_contact.get(c, ())]
-        if candidates is not None or q.order_field != "date_created":
+        if candidates is not None or q.order_field != "date_created" or tie_order:
             if candidates is None:
                 candidates = self.order
             rows = sorted(
@@ -462,7 +475,7 @@ class SmsStore:
                     and (dc_test is None or dc_test(self.dc[r]))
                     and extra_ok(r)
                 },
-                key=self._sort_key(q.order_field),
+                key=tie_order or self._sort_key(q.order_field),
                 reverse=not q.descending,
             )
             page = rows[q.skip : q.skip + q.limit + 1]
