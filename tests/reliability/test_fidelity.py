@@ -290,7 +290,7 @@ def test_an_unread_post_override_stops_the_feed_and_commits_nothing(emulator, tm
         ),
         ({"page_order": "oldest_first_pages"}, 0, "not newest first"),
         # Only SMS sharing a second are paged by offset, where an unstable order would show.
-        ({"unstable_tie_order": True}, 260, "are not the last ones read there"),
+        ({"unstable_tie_order": True}, 260, "order of SMS sharing a timestamp changed"),
     ],
 )
 def test_a_page_that_breaks_the_backfill_s_assumptions_stops_it(
@@ -338,3 +338,42 @@ def test_generated_imports_and_empty_event_pages_sync_exactly(emulator, tmp_path
 
     assert report.events > 0
     assert mismatches(database, emu.snapshot()) == []
+
+
+def _reader(running, windows, **options):
+    from close_sms.source.backfill import BackfillReader
+    from close_sms.source.client import CloseClient
+
+    return BackfillReader(CloseClient(running.base_url, running.api_key), windows, **options)
+
+
+def test_deleting_the_last_sms_read_before_the_next_page_is_no_alarm(emulator):
+    from close_sms.source.backfill import Window
+
+    running = emulator(sms=250, seed=52)
+    emu = running.emu
+    whole = [Window(0, settings.OPEN_END_MS)]
+    read: list[str] = []
+    for number, page in enumerate(_reader(running, whole, workers=1).pages()):
+        read += [sms["id"] for sms in page]
+        if number == 0:
+            # The next page starts at offset 0 of that SMS's second, which then holds nothing read.
+            emu.delete_sms(page[-1]["id"])
+
+    assert set(emu.snapshot()) <= set(read)
+
+
+def test_a_resumed_window_still_checks_and_drops_its_re_read_overlap(emulator):
+    from close_sms.errors import ApiContractError
+    from close_sms.source.backfill import Window
+
+    running = emulator(sms=5, seed=53, unstable_tie_order=True)
+    _burst(running.emu, 260)
+    first = _reader(running, [Window(0, settings.OPEN_END_MS)], workers=1)
+    assert sum(len(page) for page in first.pages(max_items=100)) == 100
+    # What a chunk commits, and the next run restores.
+    resumed = [Window.from_state(window.to_state()) for window in first.pending]
+    assert any(window.tail for window in resumed)
+
+    with pytest.raises(ApiContractError, match="order of SMS sharing a timestamp changed"):
+        list(_reader(running, resumed, workers=1).pages())

@@ -22,21 +22,26 @@ class Window:
     """The part of a half-open `date_created` range [lower, upper) not read yet.
 
     Pages come newest first. `skip` counts the SMS already read in the window's newest slice
-    (one second, or one millisecond for a `fine` window), so paging never needs a deep offset.
+    (one second, or one millisecond for a `fine` window), so paging never needs a deep offset;
+    `tail` holds the ids of the last of them, in Close's order, which the next page re-reads.
     """
 
     lower: int
     upper: int
     skip: int = 0
     fine: bool = False
+    tail: tuple[str, ...] = ()
 
-    def to_state(self) -> list[int]:
-        return [self.lower, self.upper, self.skip, int(self.fine)]
+    def to_state(self) -> list[Any]:
+        # Kept with the windows, so a resumed run still checks (and drops) the re-read overlap.
+        return [self.lower, self.upper, self.skip, int(self.fine), list(self.tail)]
 
     @classmethod
-    def from_state(cls, value: Sequence[int]) -> Window:
-        lower, upper, skip, *fine = value
-        return cls(int(lower), int(upper), int(skip), bool(fine and fine[0]))
+    def from_state(cls, value: Sequence[Any]) -> Window:
+        lower, upper, skip, *rest = value
+        fine = bool(rest and rest[0])
+        tail = tuple(rest[1]) if len(rest) > 1 else ()
+        return cls(int(lower), int(upper), int(skip), fine, tail)
 
 
 @dataclass
@@ -130,7 +135,7 @@ class BackfillReader:
                         self.max_skip = min(self.max_skip, exc.max_skip)
                         self._queue[:0] = self._refine(window)
                         continue
-                    seen = self._seen.pop(window, [])
+                    seen = self._seen.pop(window, None) or list(window.tail)
                     self._check(page, seen)
                     successors = self._successors(page, seen)
                     handed = set(seen)
@@ -184,7 +189,7 @@ class BackfillReader:
         if not widest.lower < middle <= self._top_slice(widest):
             return
         index = self._queue.index(widest)
-        upper_half = Window(middle, widest.upper, widest.skip)
+        upper_half = Window(middle, widest.upper, widest.skip, tail=widest.tail)
         if widest in self._seen:
             self._seen[upper_half] = self._seen.pop(widest)
         self._queue[index : index + 1] = [upper_half, Window(widest.lower, middle)]
@@ -246,25 +251,29 @@ class BackfillReader:
         self._check_overlap(page, seen)
 
     def _check_overlap(self, page: _Page, seen: list[str]) -> None:
-        """The re-read overlap must start with the slice's last SMS handed out, in their order.
+        """The SMS a page re-reads must include some read before, in the order they were read.
 
-        Deletes in between only drop some of them and shift the next SMS in; a changed order
-        of SMS sharing a timestamp brings others, or the same out of order.
+        Deletes in between drop some of them and shift later SMS in, and new SMS of the same
+        second shift them out towards later pages: either way the ones that remain keep their
+        order. Were none left at an offset above 0, more SMS than the overlap were deleted and
+        the next unread ones may lie before the offset; a changed order of SMS sharing a
+        timestamp shows as SMS read before coming back out of order.
         """
-        reread = page.window.skip - page.offset
-        overlap = [item.get("id") for item in page.items[:reread]]
+        overlap = [item.get("id") for item in page.items[: page.window.skip - page.offset]]
         if not seen or not overlap:
             return
-        position = {sms_id: index for index, sms_id in enumerate(seen[-reread:])}
-        earlier = set(seen[:-reread])
-        found = [position[sms_id] for sms_id in overlap if sms_id in position]
-        if found and found == sorted(found) and not earlier.intersection(overlap):
+        read_at = {sms_id: index for index, sms_id in enumerate(seen)}
+        found = [read_at[sms_id] for sms_id in overlap if sms_id in read_at]
+        if found == sorted(found) and (found or page.offset == 0):
             return
+        where = f"at offset {page.offset} of the second before {_upper_text(page.window)}"
         raise ApiContractError(
-            f"the {len(overlap)} SMS re-read at offset {page.offset} of the second before "
-            f"{_upper_text(page.window)} are not the last ones read there, in order: Close's "
-            "order of SMS sharing a timestamp changed between requests, or more than "
-            f"{self.overlap - 1} of them were deleted in between"
+            f"the {len(overlap)} SMS re-read {where} come back in another order: Close's order "
+            "of SMS sharing a timestamp changed between requests"
+            if found
+            else f"none of the {len(overlap)} SMS re-read {where} was read before: more than "
+            f"{self.overlap - 1} of them were deleted between two requests, or Close's order of "
+            "SMS sharing a timestamp changed"
         )
 
     def _successors(self, page: _Page, seen: list[str]) -> list[Window]:
@@ -293,7 +302,11 @@ class BackfillReader:
             skip = len(in_oldest)
             ids = in_oldest
         successor = Window(
-            window.lower, min(window.upper, oldest_slice + precision), skip, window.fine
+            window.lower,
+            min(window.upper, oldest_slice + precision),
+            skip,
+            window.fine,
+            tuple(ids[-self.overlap :]),
         )
         if skip > self.max_skip:
             return self._refine(successor)
