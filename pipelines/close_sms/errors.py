@@ -63,10 +63,7 @@ class MassDeleteRefused(SyncError):
     """A run would remove a large share of the table without `deleted` events behind it."""
 
     exit_code = 7
-    hint = (
-        " (if Close really lost them, rerun with --allow-mass-delete or set "
-        "SOURCES__CLOSE_SMS__ALLOW_MASS_DELETE=true)"
-    )
+    hint = " (if Close really lost them, rerun once with --allow-mass-delete)"
 
 
 class DatabaseError(SyncError):

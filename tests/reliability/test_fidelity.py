@@ -377,3 +377,30 @@ def test_a_resumed_window_still_checks_and_drops_its_re_read_overlap(emulator):
 
     with pytest.raises(ApiContractError, match="order of SMS sharing a timestamp changed"):
         list(_reader(running, resumed, workers=1).pages())
+
+
+def test_the_feed_stops_before_removing_many_sms_proven_gone_only_by_404s(emulator, tmp_path):
+    # The `deleted` events are lost; each SMS's own 404 proves it gone, but so many at once
+    # without a `deleted` event behind them stop the run before anything is removed.
+    running = emulator(sms=400, seed=54, unlogged_actions={"deleted"})
+    emu = running.emu
+    template = next(iter(emu.snapshot().values()))
+    draft = {name: template[name] for name in ("lead_id", "contact_id", "remote_phone")}
+    drafts = [emu.create_sms({**draft, "status": "draft"})["id"] for _ in range(120)]
+    database = tmp_path / "w.duckdb"
+    assert sync_cli(running, database).returncode == 0
+    rows = count(database, "SELECT count(*) FROM close_sms.sms")
+    for sms_id in drafts:
+        emu.update_sms(sms_id, {"text": "edited, then deleted"})
+        emu.delete_sms(sms_id)
+
+    refused = sync_cli(running, database)
+
+    assert refused.returncode == 7, refused.stderr
+    assert "120 of the" in one_line_error(refused.stderr)
+    assert count(database, "SELECT count(*) FROM close_sms.sms") == rows
+
+    allowed = sync_cli(running, database, "--allow-mass-delete")
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert mismatches(database, emu.snapshot()) == []

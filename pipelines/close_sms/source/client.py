@@ -24,7 +24,9 @@ _RATELIMIT = re.compile(
     r"limit=(?P<limit>[\d.]+)\s*[,;]\s*remaining=(?P<remaining>[\d.]+)\s*[,;]\s*reset=(?P<reset>[\d.]+)"
 )
 _RETRY_STATUSES = frozenset({502, 503, 504})
-_ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9]+/")
+# An object id in a path (`acti_...`): item requests share one pacing group, and a path
+# without one is a list.
+_ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9_-]+/")
 # The start of the 404 body Close's REST framework sends for a record deleted mid-query.
 EMPTY_QUERY = "Empty query"
 
