@@ -358,7 +358,8 @@ def test_a_phone_quoted_in_an_error_message_is_hashed_too():
         "id": "acti_1",
         "remote_phone": NEW_PHONE,
         "remote_phone_formatted": "+1 415-555-0123",
-        "error_message": f"Carrier rejected {NEW_PHONE} (+1 415-555-0123)",
+        "error_message": f"Carrier rejected {NEW_PHONE} (+1 415-555-0123), "
+        "forwarded to (650) 555-0199; code 30007",
         "text": "kept as it came",
     }
 
@@ -366,7 +367,11 @@ def test_a_phone_quoted_in_an_error_message_is_hashed_too():
 
     hashed = _hmac(NEW_PHONE)
     assert row["remote_phone"] == row["remote_phone_formatted"] == hashed
-    assert row["error_message"] == f"Carrier rejected {hashed} ({hashed})"
+    # Any number quoted, in any format; an error code is too short to be one.
+    other = _hmac("6505550199")
+    assert row["error_message"] == (
+        f"Carrier rejected {hashed} ({hashed}), forwarded to {other}; code 30007"
+    )
     assert row["text"] == "kept as it came"
     assert sms["remote_phone"] == NEW_PHONE  # the item Close returned is not changed
 

@@ -24,6 +24,9 @@ PHONE_QUOTING_FIELDS = ("error_message",)
 
 # What a display form adds to E.164: spaces, dashes, dots, parentheses.
 _NOT_E164 = re.compile(r"[^\d+]")
+# A phone number in free text: 7 or more digits, with the separators display forms use.
+_PHONE_LIKE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
+_MIN_PHONE_DIGITS = 7
 _STATE_KEY = "privacy"
 # Data loaded before the mode was recorded was loaded as it came.
 _AS_IT_CAME: dict[str, Any] = {
@@ -79,13 +82,12 @@ class Privacy:
         """Hash or drop the row's personal fields in place; returns the row."""
         if self.hash_phones:
             for name in PHONE_FIELDS:
-                raw = row.get(name)
-                if raw is None:
-                    continue
-                hashed = row[name] = self.hash_phone(raw)
-                for quoting in PHONE_QUOTING_FIELDS:
-                    if isinstance(row.get(quoting), str) and str(raw) in row[quoting]:
-                        row[quoting] = row[quoting].replace(str(raw), hashed)
+                if row.get(name) is not None:
+                    row[name] = self.hash_phone(row[name])
+            for name in PHONE_QUOTING_FIELDS:
+                if isinstance(row.get(name), str):
+                    # Any number it quotes, in whatever format, not only the SMS's own.
+                    row[name] = _PHONE_LIKE.sub(self._hash_phone_like, row[name])
         if self.sms_text == "drop":
             row["text"] = None
         elif self.sms_text == "hash" and row.get("text") is not None:
@@ -96,6 +98,11 @@ class Privacy:
         """The hash of a phone number; its E.164 and international display forms hash alike."""
         text = str(phone)
         return self._hash(_NOT_E164.sub("", text) or text)
+
+    def _hash_phone_like(self, match: re.Match[str]) -> str:
+        text = match.group()
+        digits = sum(char.isdigit() for char in text)
+        return self.hash_phone(text) if digits >= _MIN_PHONE_DIGITS else text
 
     def enforce(self, source_state: MutableMapping[str, Any], loaded_before: bool) -> None:
         """Refuse a run whose mode differs from the one the data was loaded with; record it.
