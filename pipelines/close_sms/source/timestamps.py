@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,8 +33,9 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of a tz-aware datetime."""
-    return int(round(moment.timestamp() * 1000))
+    """Epoch milliseconds of a tz-aware datetime, rounded down: a microsecond fraction never
+    moves a timestamp into the next millisecond (or second) of the backfill's windows."""
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
 
 
 def from_ms(epoch_ms: int) -> datetime:
