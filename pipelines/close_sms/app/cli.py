@@ -21,12 +21,13 @@ def _config_value(key: str) -> Any:
     return dlt.config.get(f"sources.{settings.SOURCE_NAME}.{key}")
 
 
-def _number_setting(key: str, default: float) -> float:
-    """A positive numeric setting of `[sources.close_sms]`, or its default."""
+def _number_setting(key: str, default: float, allow_zero: bool = False) -> float:
+    """A positive (or, with `allow_zero`, non-negative) setting of `[sources.close_sms]`."""
     from ..source import check_positive
 
-    value = _config_value(key) or default
-    check_positive(key, value)
+    value = _config_value(key)
+    value = default if value is None else value
+    check_positive(key, value, allow_zero=allow_zero)
     return float(value)
 
 
@@ -39,7 +40,7 @@ def _warehouse(
     return Warehouse.configure(
         args.destination,
         args.database,
-        lock_wait=_number_setting("lock_wait", settings.LOCK_WAIT_SECONDS),
+        lock_wait=_number_setting("lock_wait", settings.LOCK_WAIT_SECONDS, allow_zero=True),
         reader_copy=reader_copy,
         on_lock_wait=say or stderr_printer(quiet=False),
     )
