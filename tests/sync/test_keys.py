@@ -89,14 +89,8 @@ def test_three_keys_share_a_rate_limited_backfill_and_it_is_exact(three_keys, tm
     emu = running.emu
     database = tmp_path / "w.duckdb"
 
-    result = run_cli(
-        "sync",
-        "--base-url",
-        running.base_url,
-        "--database",
-        str(database),
-        api_key=None,
-        CLOSE_API_KEY=f" {DEMO_API_KEY}, {EXTRA_KEYS[0]},{EXTRA_KEYS[1]} ",
+    result = sync_cli(
+        running, database, api_key=f" {DEMO_API_KEY}, {EXTRA_KEYS[0]},{EXTRA_KEYS[1]} "
     )
 
     assert result.returncode == 0, result.stderr

@@ -81,17 +81,21 @@ class RateLimitPacer:
 
     Every request gets a slot in time. The last answer says how many requests its window has
     left (`remaining`) and when the window ends (`reset`); the slots promised after that answer's
-    request count against the window they fall in, and the window's remaining requests are
-    spread evenly up to its end. Windows after it are assumed as long as the longest `reset`
-    seen, each with the full `limit`. This holds in both readings of the header:
+    request count against it, and its remaining requests are spread evenly up to its end, less
+    one round trip (a request sent later lands in the next window). The window after it is
+    assumed as long as the longest `reset` seen, with `limit` less the slots promised before
+    the described window's end. This holds in both readings of the header:
 
     - fixed windows (Close's documentation): no window gets more slots than it allows;
-    - a token bucket whose `reset` is the time until the bucket is full again: spreading
-      `remaining` over `reset` is faster than the refill rate when the bucket is more than half
-      full and slower below, so the pace settles at the refill rate with a reserve in the bucket.
+    - a token bucket whose `reset` is the time until the bucket is full again: the described
+      window's `remaining` tokens are there now, and at its end the bucket holds `limit` less
+      what was sent since; spreading `remaining` over `reset` is faster than the refill when the
+      bucket is more than half full and slower below, so the pace settles at the refill rate.
 
-    Until a group's first answer, one request at a time probes it (`reserve` returns None to the
-    others), so many workers starting together do not burst into a 429 on a low limit.
+    Only one slot is promised ahead at a time (`reserve` returns None to the others until it is
+    due, or until an answer), so every slot is placed with the latest answer. Until a group's
+    first answer one request probes it, so many workers starting together do not burst past a
+    low limit. `tests/reliability/test_pacer.py` holds it to 0.90 of the budget in both readings.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -101,7 +105,7 @@ class RateLimitPacer:
         self._clock = clock
 
     def next_slot(self, group: str) -> float | None:
-        """When the next request of `group` may go (clock time), or None until its first answer."""
+        """When the next request of `group` may go (clock time); None: wait (see the class)."""
         with self._lock:
             return self._next_slot(self._budgets.setdefault(group, _Budget()), self._clock())
 
