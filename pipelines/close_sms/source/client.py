@@ -315,11 +315,11 @@ class CloseClient:
     """A thread-safe JSON client for Close's REST API."""
 
     def __init__(
-        self, base_url: str, api_keys: Sequence[str], config: ClientConfig | None = None
+        self, base_url: str, api_keys: str | Sequence[str], config: ClientConfig | None = None
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.config = config or ClientConfig()
-        self.keys = KeyPool(api_keys)
+        self.keys = KeyPool([api_keys] if isinstance(api_keys, str) else api_keys)
         self.stats = RequestStats()
         self._stats_lock = threading.Lock()
         self._local = threading.local()
