@@ -77,6 +77,9 @@ LOCK_RETRY_SECONDS = 0.25
 # Seconds between two backfill progress lines when stderr is a log, not a terminal.
 PROGRESS_INTERVAL_SECONDS = 5.0
 
+# A request waiting for its key's next answer looks again this often, in case none comes.
+KEY_POOL_RECHECK_SECONDS = 1.0
+
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 MAX_RETRIES = 8

@@ -15,9 +15,9 @@ Rows (all from one run):
   a  backfill of A SMS, no rate limit: time, SMS/s, peak RSS
   b  a's time / floor: the same pages fetched with plain requests + json.loads (one session,
      offset paging) and the same rows (SMS + attachments) inserted into DuckDB directly
-  c  backfill at 20 requests/s per key with 100 ms latency: successful backfill page requests/s
-     over the span from the first to the last of them (the bucket's initial burst of 20 is
-     not counted) / 20, and 429s / all requests
+  c  backfills at 5, 8 and 20 requests/s per key with 100 ms latency: successful backfill page
+     requests/s over the span from the first to the last of them (the bucket's initial burst
+     is not counted) / the limit, and 429s / all requests
   d  backfill of D SMS, no rate limit: peak RSS, and its ratio to a's
   e  incremental run after 100 changed SMS (50 drafts updated, or as many as the account has,
      30 created, the rest deleted) on the D-row
@@ -373,23 +373,25 @@ def run(args: argparse.Namespace) -> None:
                     ratio <= 3.0 and floor_n == loaded,
                 )
         if "c" in only:
-            rps = 20
-            with EmulatorProcess(c_sms, seed=3, rps=rps, latency_ms=100) as emu:
-                sync(emu.base_url, workdir / "c.duckdb")
-                stats = emu.ask("stats")
-                loaded = rows_in(workdir / "c.duckdb")
-            burst = rps  # the emulator's bucket starts full: its first `rps` tokens are free
-            achieved = (stats["list_ok"] - burst) / stats["list_span"]
-            throttled = int(stats["statuses"].get("429", 0))
-            share = throttled / stats["requests"]
-            table.add(
-                "c",
-                f"backfill {loaded:,} SMS at {rps} req/s/key, 100 ms latency",
-                f"{achieved:.1f} req/s / {rps} = {achieved / rps:.2f}; 429s {throttled} of "
-                f"{stats['requests']:,} = {share:.1%}",
-                ">= 0.90, 429s <= 1%",
-                achieved / rps >= 0.90 and share <= 0.01,
-            )
+            # Low limits are where a pacer that counts requests in flight against the window
+            # starves; 20 is the documented example.
+            for rps in (5, 8, 20):
+                with EmulatorProcess(c_sms, seed=3, rps=rps, latency_ms=100) as emu:
+                    sync(emu.base_url, workdir / f"c{rps}.duckdb")
+                    stats = emu.ask("stats")
+                    loaded = rows_in(workdir / f"c{rps}.duckdb")
+                burst = rps  # the emulator's bucket starts full: its first `rps` tokens are free
+                achieved = (stats["list_ok"] - burst) / stats["list_span"]
+                throttled = int(stats["statuses"].get("429", 0))
+                share = throttled / stats["requests"]
+                table.add(
+                    "c",
+                    f"backfill {loaded:,} SMS at {rps} req/s/key, 100 ms latency",
+                    f"{achieved:.1f} req/s / {rps} = {achieved / rps:.2f}; 429s {throttled} of "
+                    f"{stats['requests']:,} = {share:.1%}",
+                    ">= 0.90, 429s <= 1%",
+                    achieved / rps >= 0.90 and share <= 0.01,
+                )
         if only & {"d", "e", "f"}:
             big = workdir / "d.duckdb"
             with EmulatorProcess(d_sms, seed=4) as emu:

@@ -49,7 +49,7 @@ class _FakeClock:
 
 def test_after_a_window_ends_the_pacer_assumes_the_length_of_the_last_reset():
     clock = _FakeClock()
-    pacer = RateLimitPacer(safety_margin=0, clock=clock)
+    pacer = RateLimitPacer(clock=clock)
     pacer.reserve("sms")
     # A 10-second window with nothing left: the next slot is at its end.
     pacer.observe("sms", {"ratelimit": "limit=4, remaining=0, reset=10"})

@@ -1,4 +1,4 @@
-"""The API key appears nowhere: output, logs, dlt's pipeline folder and trace, the database."""
+"""The API keys appear nowhere: output, logs, dlt's pipeline folder and trace, the database."""
 
 from __future__ import annotations
 
@@ -12,13 +12,21 @@ from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import sync_cli
 from tests.sync.support import mismatches
 
-KEY = "api_ZZsecretRELIABILITYkey9f27c1e04b5d"
+# Three keys, all configured: the requests are spread over them, so each one is sent.
+KEYS = (
+    "api_ZZsecretRELIABILITYkey9f27c1e04b5d",
+    "api_YYsecondPOOLEDkeyQ4m81t0ce3a7",
+    "api_XXthirdPOOLEDkeyW9p52u6bd1e8",
+)
 
 
 def _needles() -> list[bytes]:
-    basic = base64.b64encode(f"{KEY}:".encode())
-    # The key itself, its middle (catches partial echoes), and the Basic auth header value.
-    return [KEY.encode(), KEY[8:-6].encode(), basic, basic[:-4]]
+    needles = []
+    for key in KEYS:
+        basic = base64.b64encode(f"{key}:".encode())
+        # The key itself, its middle (catches partial echoes), and the Basic auth header value.
+        needles += [key.encode(), key[8:-6].encode(), basic, basic[:-4]]
+    return needles
 
 
 def _files_holding_the_key(root: Path) -> list[str]:
@@ -31,18 +39,20 @@ def _files_holding_the_key(root: Path) -> list[str]:
     return found
 
 
-def test_the_key_is_nowhere_and_attachment_urls_carry_no_credentials(emulator, tmp_path):
+def test_the_keys_are_nowhere_and_attachment_urls_carry_no_credentials(emulator, tmp_path):
     running = emulator(sms=400, seed=81)
     emu = running.emu
-    emu.add_api_key(KEY)
+    for key in KEYS:
+        emu.add_api_key(key)
+    configured = ",".join(KEYS)
     try:
         database = tmp_path / "w.duckdb"
         emu.faults.add("503", 2, "/activity/sms/")
         emu.faults.add("429", 3, "/event/", reset=0.1)
         emu.faults.add("html200", 1, "/me/")
         runs = [
-            sync_cli(running, database, api_key=KEY, RUNTIME__LOG_LEVEL="DEBUG"),
-            sync_cli(running, database, "--debug", api_key=KEY),
+            sync_cli(running, database, api_key=configured, RUNTIME__LOG_LEVEL="DEBUG"),
+            sync_cli(running, database, "--debug", api_key=configured),
         ]
         lead = next(iter(emu.snapshot().values()))["lead_id"]
         emu.create_sms(
@@ -55,14 +65,19 @@ def test_the_key_is_nowhere_and_attachment_urls_carry_no_credentials(emulator, t
                 ],
             }
         )
-        runs.append(sync_cli(running, database, "--reconcile", api_key=KEY))
-        # A failing run as well: the key is rejected (error paths must not echo it either).
-        emu.remove_api_key(KEY)
-        runs.append(sync_cli(running, database, api_key=KEY))
+        runs.append(sync_cli(running, database, "--reconcile", api_key=configured))
+        # A failing run as well: a key is rejected (error paths must not echo it either).
+        emu.remove_api_key(KEYS[1])
+        runs.append(sync_cli(running, database, api_key=configured))
     finally:
-        emu.remove_api_key(KEY)
+        for key in KEYS:
+            emu.remove_api_key(key)
 
     assert [r.returncode for r in runs] == [0, 0, 0, 3], runs[-1].stderr
+    assert "key 2 of 3" in runs[-1].stderr
+    log = emu.request_log
+    senders = {r.api_key_id for r in log if r.path == "/api/v1/activity/sms/" and r.status == 200}
+    assert len(senders) == 3  # every key was really sent
     assert mismatches(database, emu.snapshot()) == []
     assert emu.stats.faults["503"] == 2 and emu.stats.faults["html200"] == 1
     for result in runs:
@@ -91,13 +106,14 @@ def test_the_key_is_nowhere_and_attachment_urls_carry_no_credentials(emulator, t
                 ).fetchall()
             ]
             for column in columns:
-                hits = connection.execute(
-                    f'SELECT count(*) FROM "{schema}"."{table}" '
-                    f'WHERE CAST("{column}" AS VARCHAR) LIKE ?',
-                    [f"%{KEY[8:-6]}%"],
-                ).fetchone()[0]
-                if hits:
-                    holding.append(f"{schema}.{table}.{column}")
+                for key in KEYS:
+                    hits = connection.execute(
+                        f'SELECT count(*) FROM "{schema}"."{table}" '
+                        f'WHERE CAST("{column}" AS VARCHAR) LIKE ?',
+                        [f"%{key[8:-6]}%"],
+                    ).fetchone()[0]
+                    if hits:
+                        holding.append(f"{schema}.{table}.{column}")
         urls = [
             url
             for row in connection.execute(

@@ -5,6 +5,7 @@ One re-entrant lock guards all state, so HTTP threads and test code can mix free
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections import Counter, deque
@@ -243,8 +244,13 @@ class Emulator:
 
     @staticmethod
     def add_api_key(api_key: str, like: str = DEMO_API_KEY) -> None:
-        """Accept `api_key` as another key of `like`'s user (e.g. a distinctive secrets-test key)."""
-        PRINCIPALS[api_key] = PRINCIPALS[like]
+        """Accept `api_key` as another key of `like`'s user (e.g. a distinctive secrets-test key).
+
+        The key has its own id, so it has its own rate-limit buckets and its own `api_key_id`
+        in the request log.
+        """
+        key_id = random_like_id("apik_", api_key, 0, length=20)
+        PRINCIPALS[api_key] = dataclasses.replace(PRINCIPALS[like], key_id=key_id)
 
     @staticmethod
     def remove_api_key(api_key: str) -> None:

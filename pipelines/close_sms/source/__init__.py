@@ -29,6 +29,7 @@ from ..errors import ConfigError, MassDeleteRefused
 from .backfill import BackfillReader, Window
 from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
 from .feed import fetch_by_ids, read_events
+from .keys import parse_api_keys
 from .privacy import Privacy
 from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
 from .state import BackfillPlan, SourceState
@@ -83,6 +84,8 @@ def backfill_in_progress(pipeline: dlt.Pipeline) -> bool:
 
 @dlt.source(name=settings.SOURCE_NAME, section=settings.SOURCE_NAME, root_key=True)
 def close_sms_source(
+    # `str`, not a union with a list: dlt 1.31 leaves a union-typed secret unresolved, and hands a
+    # TOML list to a `str` setting as its JSON text (parse_api_keys reads both).
     api_key: str = dlt.secrets.value,
     base_url: str = settings.DEFAULT_BASE_URL,
     start_date: str | None = None,
@@ -105,7 +108,8 @@ def close_sms_source(
     """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
 
     Args:
-        api_key: Close API key (`SOURCES__CLOSE_SMS__API_KEY` or `.dlt/secrets.toml`).
+        api_key: Close API key (`SOURCES__CLOSE_SMS__API_KEY` or `.dlt/secrets.toml`), or
+            several, separated by commas or as a list: requests are spread over all of them.
         base_url: Close's API root.
         start_date: lower bound (YYYY-MM-DD or ISO time) of `date_created` for a new backfill.
         reconcile: start a reconcile backfill, unless one is already in progress, and delete
@@ -127,7 +131,8 @@ def close_sms_source(
         hash_key: the secret key of the hashes (`SOURCES__CLOSE_SMS__HASH_KEY`).
         progress: an object the run fills in as it goes, for callers that report progress.
     """
-    if not api_key or not str(api_key).strip():
+    api_keys = parse_api_keys(api_key)
+    if not api_keys:
         raise ConfigError(MISSING_KEY)
     _check_url(base_url)
     for name, value in (
@@ -149,7 +154,7 @@ def close_sms_source(
     run = _Run(
         client=CloseClient(
             base_url,
-            api_key,
+            api_keys,
             ClientConfig(
                 read_timeout=float(read_timeout),
                 max_retries=int(max_retries),
@@ -215,11 +220,11 @@ class _Run:
         self.progress.requests = self.client.stats
 
     def decide(self) -> SourceState:
-        """Check the key, then read the state and pick this run's work (in a resource only)."""
+        """Check the keys, then read the state and pick this run's work (in a resource only)."""
         if self._state is not None:
             return self._state
         try:
-            self.client.me()
+            self.client.check_keys()
         except RequestRejected as exc:
             if exc.status != 404:
                 raise
