@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.sync.support import mismatches
+from tests.sync.support import backfill_pages, mismatches
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dagster_definitions.py"
 ASSETS = {dg.AssetKey(["close_sms", "sms"]), dg.AssetKey(["close_sms", "sms_events"])}
@@ -57,14 +57,6 @@ def messages(instance, result) -> list[str]:
         e.user_message
         for e in instance.all_logs(result.run_id)
         if e.user_message.startswith("close-sms ")
-    ]
-
-
-def backfill_pages(running, since: int) -> list:
-    return [
-        r
-        for r in running.emu.request_log[since:]
-        if r.path.endswith("/activity/sms/") and "id__in" not in r.params
     ]
 
 

@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from close_sms import settings
 from close_sms.app.runner import SyncOptions, SyncReport, run_sync
 from close_sms.source.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
@@ -106,6 +107,22 @@ def sync(running: Any, where: Target | Path, **options: Any) -> SyncReport:
         ),
         say=lambda message: None,
     )
+
+
+def backfill_pages(running: Any, since: int) -> list[Any]:
+    """The backfill pages among the emulator's requests from `since` on.
+
+    The recent re-read lists SMS created in the last `recent_window_hours`; a backfill starts
+    further back.
+    """
+    recent = running.emu.clock.now() - timedelta(hours=settings.RECENT_WINDOW_HOURS + 1)
+    return [
+        r
+        for r in running.emu.request_log[since:]
+        if r.path.endswith("/activity/sms/")
+        and "date_created__gte" in r.params
+        and parse_timestamp(r.params["date_created__gte"]) < recent
+    ]
 
 
 def _expected_value(name: str, value: Any) -> Any:

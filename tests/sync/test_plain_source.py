@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from close_sms import backfill_in_progress, close_sms_source, settings
+from close_sms import backfill_in_progress, close_sms_source
 from close_sms.source.state import SourceState
-from close_sms.source.timestamps import parse_timestamp
-from tests.sync.support import Target, change_account, cli_env, count, mismatches
+from tests.sync.support import (
+    Target,
+    backfill_pages,
+    change_account,
+    cli_env,
+    count,
+    mismatches,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plain_pipeline.py"
 
@@ -114,16 +119,9 @@ def test_lost_working_folder_is_restored_from_the_destination(
     pipeline = bare_pipeline(target, tmp_path)
     pipeline.run(close_sms_source())
 
-    # The recent re-read lists the last 24 hours; a backfill would list older SMS too.
-    recent = running.emu.clock.now() - timedelta(hours=settings.RECENT_WINDOW_HOURS + 1)
-    backfill_pages = [
-        r
-        for r in running.emu.request_log[requests_before:]
-        if r.path.endswith("/activity/sms/")
-        and "date_created__gte" in r.params
-        and parse_timestamp(r.params["date_created__gte"]) < recent
-    ]
-    assert backfill_pages == []  # the state came back: no new backfill, only the change feed
+    assert (
+        backfill_pages(running, requests_before) == []
+    )  # the state came back: no new backfill, only the change feed
     assert mismatches(target, running.emu.snapshot()) == []
 
 
