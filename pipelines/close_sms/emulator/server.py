@@ -1,4 +1,4 @@
-"""A threaded werkzeug server around an Emulator, and the blocking `serve()` for the CLI."""
+"""A threaded waitress server around an Emulator, and the blocking `serve()` for the CLI."""
 
 from __future__ import annotations
 
@@ -6,37 +6,59 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
+from functools import partial
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from waitress import create_server
+from waitress.server import BaseWSGIServer
+from waitress.wasyncore import close_all
 
 from .app import EmulatorApp
 from .auth import DEMO_API_KEY
 from .config import EmulatorConfig
 from .emulator import Emulator
 
+SERVER_NAME = "close-sms-emulator"
+# More request threads than the sync's 8 workers, so latency and slow faults never queue.
+REQUEST_THREADS = 16
+STOP_TIMEOUT_SECONDS = 5.0
+# The request log keeps werkzeug's logger name and line format (it served before waitress).
+_request_log = logging.getLogger("werkzeug")
 
-def _handler_class(emulator: Emulator, quiet: bool) -> type[WSGIRequestHandler]:
-    class Handler(WSGIRequestHandler):
-        """Dates from the emulator clock; request lines only (never headers) in the log."""
 
-        server_version = "close-sms-emulator"
+def _wsgi(app: EmulatorApp, emulator: Emulator, quiet: bool) -> Callable[..., Iterable[bytes]]:
+    """The app with a Date from the emulator clock and, unless quiet, a request-line log."""
 
-        def date_time_string(self, timestamp: float | None = None) -> str:
+    def dated(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if not quiet:
+                # Request lines only: never headers, which carry the API key.
+                query = environ.get("QUERY_STRING")
+                target = environ["PATH_INFO"] + (f"?{query}" if query else "")
+                _request_log.info(
+                    '%s - - "%s %s %s" %s',
+                    environ.get("REMOTE_ADDR", "-"),
+                    environ["REQUEST_METHOD"],
+                    target,
+                    environ["SERVER_PROTOCOL"],
+                    status.split(None, 1)[0],
+                )
             # The Date header is the client's view of "server now", so time travel shows.
-            return formatdate(emulator.clock.time(), usegmt=True)
+            date = ("Date", formatdate(emulator.clock.time(), usegmt=True))
+            return start_response(status, [*headers, date], *exc_info)
 
-        def log(self, type: str, message: str, *args: Any) -> None:
-            if quiet and type == "info":
-                return
-            super().log(type, message, *args)
+        return app(environ, start)
 
-    return Handler
+    return dated
 
 
 class EmulatorServer:
-    """Serves an Emulator on host:port from a background thread (port 0 = ephemeral)."""
+    """Serves an Emulator on host:port from a background thread (port 0 = ephemeral).
+
+    HTTP/1.1 with keep-alive: each client session reuses its connection, as the sync's do.
+    """
 
     def __init__(
         self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0, quiet: bool = True
@@ -44,14 +66,17 @@ class EmulatorServer:
         self.emulator = emulator
         self.host = host
         self.app = EmulatorApp(emulator)
-        self._server: BaseWSGIServer = make_server(
-            host,
-            port,
-            self.app,
-            threaded=True,
-            request_handler=_handler_class(emulator, quiet),
+        # The sockets the server's loop polls: its listener and its open connections.
+        self._sockets: dict[int, Any] = {}
+        self._server: BaseWSGIServer = create_server(
+            _wsgi(self.app, emulator, quiet),
+            map=self._sockets,
+            host=host,
+            port=port,
+            threads=REQUEST_THREADS,
+            ident=SERVER_NAME,
         )
-        self.port: int = self._server.server_port
+        self.port: int = self._server.effective_port
         self._thread: threading.Thread | None = None
 
     @property
@@ -63,22 +88,23 @@ class EmulatorServer:
         """Start serving in a daemon thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name=f"close-emulator-{self.port}",
-                daemon=True,
+                target=self._server.run, name=f"close-emulator-{self.port}", daemon=True
             )
             self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop promptly: injected hangs are released, the listener closed."""
+        """Stop promptly: injected hangs are released, the listener and open connections closed."""
         self.app.stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        # Request threads first, so that none writes to a connection closed under it.
+        self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_SECONDS)
+        if self._thread is None:
+            close_all(self._sockets)
+            return
+        # The loop's own thread closes the sockets it polls; the trigger wakes it for that.
+        self._server.trigger.pull_trigger(partial(close_all, self._sockets))
+        self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        self._thread = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
