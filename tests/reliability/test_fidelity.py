@@ -47,7 +47,7 @@ class _FakeClock:
         return self.now
 
 
-def test_after_a_window_ends_the_pacer_assumes_the_length_of_the_last_reset():
+def test_after_a_window_ends_the_pacer_assumes_the_window_its_answers_gave_not_a_second():
     clock = _FakeClock()
     pacer = RateLimitPacer(clock=clock)
     pacer.reserve("sms")
