@@ -485,7 +485,8 @@ def run(args: argparse.Namespace) -> None:
                         f"backfill {loaded:,} SMS, {len(keys)} key(s) at 20 req/s each, "
                         "100 ms latency: wall / (list requests / budget)",
                         f"{seconds:.1f} s / ({stats['sms_list_ok']:,} / {budget} req/s = "
-                        f"{ideal:.1f} s) = {seconds / ideal:.3f}; 429s {throttled} of "
+                        f"{ideal:.1f} s) = {seconds / ideal:.3f} (first to last page "
+                        f"{stats['list_span']:.1f} s); 429s {throttled} of "
                         f"{stats['requests']:,} = {share:.1%}",
                         f"<= {target:.2f}, 429s <= 1%",
                         seconds / ideal <= target and share <= 0.01,
