@@ -6,8 +6,15 @@ import threading
 import time
 from collections import Counter
 
-from close_sms import backfill_in_progress, close_sms_source
+import pytest
+
+from close_sms import backfill_in_progress, close_sms_source, settings
+from close_sms.errors import CloseApiError
+from close_sms.source.backfill import BackfillReader, Window
+from close_sms.source.client import ClientConfig, CloseClient
+from close_sms.source.prefetch import Prefetcher
 from close_sms.source.state import SourceState
+from close_sms.source.timestamps import parse_timestamp, to_ms
 from tests.sync.support import Target, backfill_pages, mismatches
 from tests.sync.test_plain_source import bare_pipeline
 
@@ -87,3 +94,44 @@ def test_a_reader_not_adopted_is_closed_and_its_pages_read_again(emulator, tmp_p
     assert _page_keys(backfill_pages(running, second)) & read_ahead
     assert mismatches(target, running.emu.snapshot()) == []
     assert _wait_for(lambda: not _prefetch_threads())
+
+
+def test_the_reader_ends_with_nothing_left_when_its_last_pages_are_empty(emulator):
+    running = emulator(sms=250, seed=53)
+    newest = max(to_ms(parse_timestamp(s["date_created"])) for s in running.emu.snapshot().values())
+    # One worker reads the windows in order: the SMS first, then a window with none, whose
+    # empty page hands nothing out but still ends the window.
+    windows = [Window(0, newest + 1000), Window(-2000, -1000)]
+    reader = BackfillReader(CloseClient(running.base_url, running.api_key), windows, workers=1)
+    prefetcher = Prefetcher(reader, buffer_pages=2)
+
+    pages = list(prefetcher.pages())
+
+    assert sum(len(page.items) for page in pages) == len(running.emu.snapshot())
+    assert pages[-1].pending == (windows[1],)
+    assert prefetcher.finished
+    assert prefetcher.handed == ()
+
+
+def test_a_reader_failure_is_raised_after_the_pages_before_it(emulator):
+    running = emulator(sms=250, seed=54)
+    reader = BackfillReader(
+        CloseClient(
+            running.base_url, running.api_key, ClientConfig(max_retries=1, backoff_max=0.01)
+        ),
+        [Window(0, settings.OPEN_END_MS - 1)],
+        workers=1,
+    )
+    prefetcher = Prefetcher(reader, buffer_pages=1)
+    handed = []
+    pages = prefetcher.pages()
+    handed.append(next(pages))
+    running.emu.faults.add("malformed", 100, "/activity/sms/")
+
+    with pytest.raises(CloseApiError, match="not valid JSON"):
+        handed.extend(pages)
+
+    # The buffer held at most one page when the fault began; nothing read after it is handed.
+    assert 1 <= len(handed) <= 3
+    assert prefetcher.finished
+    assert prefetcher.handed == handed[-1].pending

@@ -23,16 +23,18 @@ from .. import settings
 from .backfill import BackfillReader, Window
 from .client import CloseClient
 
-_END = object()
-
 
 @dataclass(frozen=True)
 class PrefetchedPage:
-    """One page of raw SMS, with what the backfill has left once it is handed out."""
+    """One page of raw SMS, with what the backfill has left once it is handed out.
+
+    The `last` one holds no SMS: the reader has ended, and `pending` is what it left unread.
+    """
 
     items: list[dict]
     pending: tuple[Window, ...]
     windows_done: int
+    last: bool = False
 
 
 class Prefetcher:
@@ -67,14 +69,15 @@ class Prefetcher:
         handed = 0
         while max_items is None or handed < max_items:
             entry = self._buffer.get()
-            if entry is _END:
-                self._finished = True
-                return
             if isinstance(entry, BaseException):
                 self._finished = True
                 raise entry
             assert isinstance(entry, PrefetchedPage)
+            # Windows whose last page was empty end without a page: the last entry says so.
             self.handed = entry.pending
+            if entry.last:
+                self._finished = True
+                return
             handed += len(entry.items)
             yield entry
 
@@ -86,17 +89,18 @@ class Prefetcher:
         pages = self.reader.pages()
         try:
             for items in pages:
-                page = PrefetchedPage(
-                    items, tuple(self.reader.pending), self.reader.progress.windows_done
-                )
-                if not self._put(page):
+                if not self._put(self._page(items)):
                     return
-            self._put(_END)
+            self._put(self._page([], last=True))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(exc)
         finally:
             # Waits for the requests in flight, so none outlives a closed prefetcher's thread.
             pages.close()
+
+    def _page(self, items: list[dict], last: bool = False) -> PrefetchedPage:
+        pending = tuple(self.reader.pending)
+        return PrefetchedPage(items, pending, self.reader.progress.windows_done, last)
 
     def _put(self, entry: object) -> bool:
         """Wait for room in the buffer; False once the prefetcher is closed."""
