@@ -60,10 +60,17 @@ EVENT_LOOKBACK_SECONDS = 300
 # quiet cron runs write no dlt load or state (the next run reads from the older check).
 FEED_CHECKPOINT_SECONDS = 900
 
-# Windows in flight. 8 keeps Close's budget used while the extract thread flushes a buffer
-# (20 req/s + 100 ms latency: 4 workers 0.87 of the budget, 8 workers 0.97; no-limit 100k
-# backfill 31.3 s -> 29.8 s).
+# Windows in flight per API key. 8 keeps a key's budget used through latency and the moments
+# a thread waits for the GIL (20 req/s + 100 ms latency: 4 workers 0.87 of the budget, 8
+# workers 0.97; no-limit 100k backfill 31.3 s -> 29.8 s).
 BACKFILL_WORKERS = 8
+# SMS the backfill reads ahead of dlt, in a bounded buffer, while dlt writes, normalizes and
+# loads: enough for a 50,000-SMS chunk's normalize and load at 3 keys' 6,000 SMS/s.
+PREFETCH_SMS = 25_000
+# A parked read-ahead (a run stopped at max_sms) waits this long for the next run to adopt it.
+PREFETCH_PARK_SECONDS = 600.0
+# How often a read-ahead waiting for room in its buffer checks whether it was closed.
+PREFETCH_STOP_CHECK_SECONDS = 0.25
 # DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
 # sync's memory would grow with the table; merges spill to disk past this instead.
 DUCKDB_MEMORY_LIMIT = "128MB"

@@ -30,6 +30,7 @@ from .backfill import BackfillReader, Window
 from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
 from .feed import fetch_by_ids, read_events
 from .keys import parse_api_keys
+from .prefetch import PrefetchedPage, ReaderSettings, open_prefetcher, park
 from .privacy import Privacy
 from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
 from .state import BackfillPlan, SourceState
@@ -93,6 +94,7 @@ def close_sms_source(
     max_sms: int | None = None,
     max_skip: int = settings.DEFAULT_MAX_SKIP,
     backfill_workers: int = settings.BACKFILL_WORKERS,
+    prefetch_sms: int = settings.PREFETCH_SMS,
     read_timeout: float = settings.READ_TIMEOUT,
     max_retries: int = settings.MAX_RETRIES,
     backoff_max: float = settings.BACKOFF_MAX_SECONDS,
@@ -117,7 +119,8 @@ def close_sms_source(
         max_sms: the most SMS one run backfills (None: the whole backfill in one run); see
             `backfill_in_progress`.
         max_skip: Close's deepest `_skip` for SMS lists.
-        backfill_workers: date windows read concurrently.
+        backfill_workers: date windows read concurrently per API key.
+        prefetch_sms: SMS the backfill reads ahead while dlt writes, normalizes and loads.
         read_timeout, max_retries, backoff_max: HTTP read timeout, retries, longest backoff.
         recent_window_hours: every incremental run re-reads the SMS created this recently and
             loads those that differ from the warehouse (0: off).
@@ -139,6 +142,7 @@ def close_sms_source(
         ("max_sms", max_sms),
         ("max_skip", max_skip),
         ("backfill_workers", backfill_workers),
+        ("prefetch_sms", prefetch_sms),
         ("read_timeout", read_timeout),
         ("max_retries", max_retries),
         ("backoff_max", backoff_max),
@@ -165,8 +169,13 @@ def close_sms_source(
         start_date=_parse_start_date(start_date),
         reconcile=reconcile,
         max_sms=int(max_sms) if max_sms is not None else None,
-        max_skip=int(max_skip),
-        workers=int(backfill_workers),
+        reader_settings=ReaderSettings(
+            base_url=base_url,
+            api_keys=api_keys,
+            workers=int(backfill_workers) * len(api_keys),
+            max_skip=int(max_skip),
+        ),
+        prefetch_pages=-(-int(prefetch_sms) // settings.PAGE_SIZE),
         recent_window=_hours(recent_window_hours),
         reconcile_interval=_hours(float(reconcile_interval_days) * 24),
         max_delete_share=float(max_delete_share),
@@ -204,8 +213,8 @@ class _Run:
     start_date: datetime | None
     reconcile: bool
     max_sms: int | None
-    max_skip: int
-    workers: int
+    reader_settings: ReaderSettings
+    prefetch_pages: int
     recent_window: timedelta | None
     reconcile_interval: timedelta | None
     max_delete_share: float
@@ -270,15 +279,24 @@ class _Run:
         self.progress.backfill_loaded = plan.loaded
         seen: set[str] = set()
         if plan.windows:
-            reader = BackfillReader(
-                self.client, list(plan.windows), workers=self.workers, max_skip=self.max_skip
+            prefetcher = open_prefetcher(
+                self.client, self.reader_settings, plan.windows, self.prefetch_pages
             )
-            for page in reader.pages(max_items=self.max_sms):
-                self._record_page(state, plan, reader, len(page))
-                if plan.reconcile:
-                    seen.update(item["id"] for item in page)
-                yield [normalize_sms(item, self.privacy) for item in page]
-            plan.windows = reader.pending
+            chunk_done = False
+            try:
+                for page in prefetcher.pages(max_items=self.max_sms):
+                    self._record_page(state, plan, page)
+                    if plan.reconcile:
+                        seen.update(item["id"] for item in page.items)
+                    yield [normalize_sms(item, self.privacy) for item in page.items]
+                chunk_done = True
+            finally:
+                if chunk_done and not prefetcher.finished and prefetcher.handed:
+                    # Reads on while dlt loads this chunk; the runner's next chunk adopts it.
+                    park(self.reader_settings, prefetcher)
+                else:
+                    prefetcher.close()
+            plan.windows = list(prefetcher.handed)
             self.progress.windows_left = len(plan.windows)
         if not plan.windows:
             if plan.reconcile:
@@ -290,16 +308,14 @@ class _Run:
             plan.complete = True
         state.write(dlt.current.source_state())
 
-    def _record_page(
-        self, state: SourceState, plan: BackfillPlan, reader: BackfillReader, size: int
-    ) -> None:
-        plan.windows = reader.pending
-        plan.loaded += size
+    def _record_page(self, state: SourceState, plan: BackfillPlan, page: PrefetchedPage) -> None:
+        plan.windows = list(page.pending)
+        plan.loaded += len(page.items)
         state.write(dlt.current.source_state())
-        self.progress.backfill_sms += size
+        self.progress.backfill_sms += len(page.items)
         self.progress.backfill_loaded = plan.loaded
         self.progress.windows_left = len(plan.windows)
-        self.progress.windows_done = reader.progress.windows_done
+        self.progress.windows_done = page.windows_done
         measure_pending(self.progress, plan.windows, plan.made_at)
         if self.progress.on_page:
             self.progress.on_page(self.progress)
@@ -357,7 +373,7 @@ class _Run:
             self.client,
             [Window(to_ms(lower), settings.OPEN_END_MS)],
             workers=1,
-            max_skip=self.max_skip,
+            max_skip=self.reader_settings.max_skip,
         )
         for page in reader.pages():
             changed = [
