@@ -49,17 +49,21 @@ def _wait_for(condition, timeout: float = 30.0) -> bool:
     return condition()
 
 
-def test_chunks_read_ahead_and_read_every_page_once(emulator, tmp_path, monkeypatch):
-    running = emulator(sms=1500, seed=51)
+def _first_chunk(emulator, tmp_path, monkeypatch, seed: int):
+    """A bare pipeline that has loaded one chunk of a 1,500-SMS account, its reader settled."""
+    running = emulator(sms=1500, seed=seed)
     monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
     monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
     target = Target.duckdb(tmp_path / "w.duckdb")
     pipeline = bare_pipeline(target, tmp_path)
-
     pipeline.run(close_sms_source(max_sms=CHUNK))
     assert SourceState.of(pipeline).backfill.loaded < 2 * CHUNK
+    return running, target, pipeline, _settled_page_count(running)
+
+
+def test_chunks_read_ahead_and_read_every_page_once(emulator, tmp_path, monkeypatch):
     # The reader goes on past the chunk while dlt loads it (the account fits its buffer).
-    read_ahead = _settled_page_count(running)
+    running, target, pipeline, read_ahead = _first_chunk(emulator, tmp_path, monkeypatch, 51)
 
     runs = 1
     while backfill_in_progress(pipeline):
@@ -76,13 +80,7 @@ def test_chunks_read_ahead_and_read_every_page_once(emulator, tmp_path, monkeypa
 
 
 def test_a_reader_not_adopted_is_closed_and_its_pages_read_again(emulator, tmp_path, monkeypatch):
-    running = emulator(sms=1500, seed=52)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__API_KEY", running.api_key)
-    monkeypatch.setenv("SOURCES__CLOSE_SMS__BASE_URL", running.base_url)
-    target = Target.duckdb(tmp_path / "w.duckdb")
-    pipeline = bare_pipeline(target, tmp_path)
-    pipeline.run(close_sms_source(max_sms=CHUNK))
-    _settled_page_count(running)
+    running, target, pipeline, _ = _first_chunk(emulator, tmp_path, monkeypatch, 52)
     read_ahead = _page_keys(backfill_pages(running, 0))
 
     # Another max_skip: the parked reader's pages are not this run's, so it is closed and the
