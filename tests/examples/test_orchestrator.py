@@ -111,7 +111,8 @@ def test_materialize_backfills_then_reads_the_change_feed(
 def test_a_chunked_backfill_finishes_in_one_materialization(
     emulator, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running, example = example_on(emulator(sms=300, seed=7), monkeypatch)
+    # A chunk stops once it holds 100 SMS, so it holds at most 199: ~490 SMS take 3 or more.
+    running, example = example_on(emulator(sms=500, seed=7), monkeypatch)
     instance = dg.DagsterInstance.ephemeral()
 
     result = dg.materialize(
