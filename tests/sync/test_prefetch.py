@@ -70,7 +70,8 @@ def test_chunks_read_ahead_and_read_every_page_once(emulator, tmp_path, monkeypa
         pipeline.run(close_sms_source(max_sms=CHUNK))
         runs += 1
 
-    assert runs >= 5
+    # A chunk stops once it holds 300 SMS, so at most 399: ~1,470 SMS take 4 or more.
+    assert runs >= 4
     # Each chunk adopted the reader the previous one left: no page was fetched twice.
     repeated = {key: n for key, n in _page_keys(backfill_pages(running, 0)).items() if n > 1}
     assert repeated == {}
