@@ -67,7 +67,8 @@ def test_bare_pipeline_backfills_then_reads_the_feed(emulator, target, tmp_path,
 
 
 def test_chunked_loop_until_the_backfill_is_done(emulator, target, tmp_path, close_settings):
-    running = emulator(sms=1200, seed=42)
+    # A run stops once it holds 300 SMS, so at most 399: ~1,470 SMS take 4 runs or more.
+    running = emulator(sms=1500, seed=42)
     close_settings(running)
     pipeline = bare_pipeline(target, tmp_path)
 
