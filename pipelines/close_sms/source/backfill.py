@@ -119,11 +119,10 @@ class BackfillReader:
         """Windows (with their progress) still to read, in flight ones included."""
         return list(self._active.values()) + self._queue
 
-    def pages(self, max_items: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Yield pages of raw SMS until every window is read or `max_items` were yielded."""
-        yielded = 0
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Yield pages of raw SMS until every window is read (a caller may stop earlier)."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="close-sms-window") as pool:
-            self._fill(pool, None if max_items is None else -(-max_items // self.page_size))
+            self._fill(pool)
             while self._active:
                 done, _ = wait(self._active, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -146,19 +145,13 @@ class BackfillReader:
                     self.progress.pages += 1
                     self.progress.sms += len(page.items)
                     self.progress.windows_pending = len(self._active) + len(self._queue)
-                    yielded += len(page.items)
                     if page.items:
                         yield page.items
-                if max_items is None:
-                    self._fill(pool)
-                elif yielded < max_items:
-                    # No more pages in flight than the chunk still needs, so a chunk stays near
-                    # `max_items` whatever the number of workers.
-                    self._fill(pool, -(-(max_items - yielded) // self.page_size))
+                self._fill(pool)
             self.progress.windows_pending = len(self._queue)
 
-    def _fill(self, pool: ThreadPoolExecutor, most: int | None = None) -> None:
-        while self._queue and len(self._active) < min(self.workers, most or self.workers):
+    def _fill(self, pool: ThreadPoolExecutor) -> None:
+        while self._queue and len(self._active) < self.workers:
             if len(self._queue) + len(self._active) < self.workers:
                 self._split_for_idle_workers()
             window = self._queue.pop(0)
