@@ -71,6 +71,9 @@ PREFETCH_SMS = 25_000
 PREFETCH_PARK_SECONDS = 600.0
 # How often a read-ahead waiting for room in its buffer checks whether it was closed.
 PREFETCH_STOP_CHECK_SECONDS = 0.25
+# SMS per Arrow table the backfill hands dlt: large enough that dlt's per-table cost vanishes
+# (a table per 100-SMS page extracted slower than row dicts), small enough to stay a few MB.
+ARROW_BATCH_SMS = 5_000
 # DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
 # sync's memory would grow with the table; merges spill to disk past this instead.
 DUCKDB_MEMORY_LIMIT = "128MB"

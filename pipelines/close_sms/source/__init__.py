@@ -28,11 +28,19 @@ from .. import settings
 from ..errors import ConfigError, MassDeleteRefused
 from .backfill import BackfillReader, Window
 from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
+from .columnar import ArrowBatcher
 from .feed import fetch_by_ids, read_events
 from .keys import parse_api_keys
 from .prefetch import PrefetchedPage, ReaderSettings, open_prefetcher, park
 from .privacy import Privacy
-from .schema import event_columns, normalize_event, normalize_sms, sms_hints, tombstone
+from .schema import (
+    declare_attachments,
+    event_columns,
+    normalize_event,
+    normalize_sms,
+    sms_hints,
+    tombstone,
+)
 from .state import BackfillPlan, SourceState
 from .timestamps import parse_timestamp, to_ms
 
@@ -202,6 +210,7 @@ def close_sms_source(
     def sms_changes(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
         yield from run.changes(events)
 
+    declare_attachments(dlt.current.source_schema(), sms_backfill.compute_table_schema())
     return sms_backfill, sms_events, sms_changes
 
 
@@ -282,13 +291,17 @@ class _Run:
             prefetcher = open_prefetcher(
                 self.client, self.reader_settings, plan.windows, self.prefetch_pages
             )
+            batcher = ArrowBatcher(settings.ARROW_BATCH_SMS)
             chunk_done = False
             try:
                 for page in prefetcher.pages(max_items=self.max_sms):
                     self._record_page(state, plan, page)
                     if plan.reconcile:
                         seen.update(item["id"] for item in page.items)
-                    yield [normalize_sms(item, self.privacy) for item in page.items]
+                    yield from batcher.add(
+                        [normalize_sms(item, self.privacy) for item in page.items]
+                    )
+                yield from batcher.flush()
                 chunk_done = True
             finally:
                 if chunk_done and not prefetcher.finished and prefetcher.handed:

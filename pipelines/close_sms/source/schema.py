@@ -10,12 +10,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import dlt
+from dlt.common.schema.typing import TTableSchema
+from dlt.common.schema.utils import new_table
 
 from .privacy import Privacy
 from .timestamps import parse_timestamp
 
 # The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
 DELETED_COLUMN = "_deleted"
+ROW_KEY_COLUMN = "_dlt_id"
+LOAD_ID_COLUMN = "_dlt_load_id"
 
 SMS_TIMESTAMP_FIELDS = (
     "date_created",
@@ -65,6 +69,13 @@ _SMS_HINTS: dict[str, dict[str, Any]] = {
     ),
     DELETED_COLUMN: {"data_type": "bool", "hard_delete": True},
 }
+# dlt adds these to row dicts itself, in this order. Declared because the backfill's Arrow
+# tables carry their own, and an Arrow table loaded first would leave `_dlt_id` without the
+# row-key hints that the merge needs to delete the attachments of replaced rows.
+_DLT_HINTS: dict[str, dict[str, Any]] = {
+    LOAD_ID_COLUMN: {"data_type": "text", "nullable": False},
+    ROW_KEY_COLUMN: {"data_type": "text", "nullable": False, "row_key": True, "unique": True},
+}
 
 _ATTACHMENT_HINTS: dict[str, dict[str, Any]] = {
     **dict.fromkeys(("media_id", "content_type", "filename"), _TEXT),
@@ -90,6 +101,11 @@ def _fresh(hints: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def sms_columns() -> dict[str, dict[str, Any]]:
     """Column hints of the `sms` table."""
     return _fresh(_SMS_HINTS)
+
+
+def sms_dlt_columns() -> dict[str, dict[str, Any]]:
+    """Hints of dlt's own columns in the `sms` table."""
+    return _fresh(_DLT_HINTS)
 
 
 def attachment_columns() -> dict[str, dict[str, Any]]:
@@ -153,6 +169,17 @@ def sms_hints() -> dict[str, Any]:
         "table_name": "sms",
         "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
         "primary_key": "id",
-        "columns": sms_columns(),
-        "nested_hints": {"attachments": dlt.mark.make_nested_hints(columns=attachment_columns())},
+        "columns": sms_columns() | sms_dlt_columns(),
     }
+
+
+def declare_attachments(schema: dlt.Schema, sms_table: TTableSchema) -> None:
+    """Declare `sms__attachments` in the source's schema.
+
+    Not as the resources' `nested_hints`: dlt 1.31 applies an Arrow table's columns to every
+    nested table of the resource that yields it.
+    """
+    schema.update_table(sms_table)
+    columns = [dict(hint, name=name) for name, hint in attachment_columns().items()]
+    name = schema.naming.shorten_fragments(sms_table["name"], "attachments")
+    schema.update_table(new_table(name, parent_table_name=sms_table["name"], columns=columns))

@@ -1,0 +1,130 @@
+"""Backfill rows as Arrow tables: dlt writes them to parquet as they are.
+
+dlt's per-row work on row dicts (extract, then the relational normalizer) cost more CPU than
+everything else in a backfill. An Arrow table skips it, so the backfill hands dlt tables of
+the SMS that come out the same either way:
+
+- no attachments (those are rows of dlt's nested table, made by its normalizer);
+- no field outside the declared columns (dlt would add a column, or a nested table);
+- every value of its column's type (otherwise dlt keeps it in a variant column).
+
+Every other SMS stays a row dict, and so does a whole batch that Arrow refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.configuration.exceptions import ContextDefaultCannotBeCreated
+from dlt.common.destination.capabilities import DestinationCapabilitiesContext
+from dlt.common.json import json
+from dlt.common.libs.pyarrow import columns_to_arrow
+from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
+from dlt.common.typing import TDataItems
+
+from .schema import (
+    DELETED_COLUMN,
+    LOAD_ID_COLUMN,
+    ROW_KEY_COLUMN,
+    SMS_TIMESTAMP_FIELDS,
+    sms_columns,
+    sms_dlt_columns,
+)
+
+_COLUMNS = {
+    name: dict(hint, name=name)
+    for name, hint in (sms_columns() | sms_dlt_columns()).items()
+    if name != DELETED_COLUMN
+}
+# The types dlt's own parquet writer gives these columns: JSON as text, timestamps in UTC.
+ARROW_SCHEMA = columns_to_arrow(
+    _COLUMNS, DestinationCapabilitiesContext.generic_capabilities(), "UTC"
+)
+_FIELDS = frozenset(_COLUMNS) - {ROW_KEY_COLUMN, LOAD_ID_COLUMN}
+_JSON_FIELDS = tuple(name for name, column in _COLUMNS.items() if column["data_type"] == "json")
+# Arrow would take an int for a timestamp (as microseconds) or a decimal; dlt would not.
+_TYPED_FIELDS = (
+    *((name, datetime) for name in SMS_TIMESTAMP_FIELDS),
+    ("cost", Decimal),
+    *((name, (list, dict)) for name in _JSON_FIELDS),
+)
+
+
+class _JsonAsText(logging.Filter):
+    """Drops dlt's warning, once per backfill run, that the tables' JSON column `users` is text.
+
+    dlt's own parquet writer writes JSON columns as text too, so destinations take it as JSON.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_JSON_AS_TEXT_WARNING)
+
+
+_JSON_AS_TEXT_WARNING = "In resource: sms_backfill, when merging arrow schema with dlt schema"
+logging.getLogger("dlt").addFilter(_JsonAsText())
+
+
+class ArrowBatcher:
+    """Collects typed SMS rows into Arrow tables of `batch_rows`; hands back those that can't be."""
+
+    def __init__(self, batch_rows: int) -> None:
+        self.batch_rows = batch_rows
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, rows: list[dict[str, Any]]) -> Iterator[TDataItems]:
+        """Take a page of typed rows: yields the ones that stay dicts, and a table once full."""
+        others = []
+        for row in rows:
+            if _fits(row):
+                row.pop("attachments", None)
+                self._rows.append(row)
+            else:
+                others.append(row)
+        if others:
+            yield others
+        if len(self._rows) >= self.batch_rows:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[TDataItems]:
+        """Hand over what is collected."""
+        rows, self._rows = self._rows, []
+        if rows:
+            yield _table(rows)
+
+
+def _fits(row: dict[str, Any]) -> bool:
+    if row.get("attachments") or not row.keys() - {"attachments"} <= _FIELDS:
+        return False
+    return all(
+        (value := row.get(name)) is None or isinstance(value, kind) for name, kind in _TYPED_FIELDS
+    )
+
+
+def _table(rows: list[dict[str, Any]]) -> TDataItems:
+    try:
+        load_id = dlt.current.load_package_state()["load_id"]
+    except (CurrentLoadPackageStateNotAvailable, ContextDefaultCannotBeCreated):
+        # Read outside a dlt extract (no package, no load id): dlt types the rows itself.
+        return rows
+    encoded = [
+        {
+            **row,
+            **{name: json.dumps(row[name]) for name in _JSON_FIELDS if row.get(name) is not None},
+            ROW_KEY_COLUMN: row_key,
+            LOAD_ID_COLUMN: load_id,
+        }
+        for row, row_key in zip(rows, generate_dlt_ids(len(rows)), strict=True)
+    ]
+    try:
+        return pa.Table.from_pylist(encoded, schema=ARROW_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # A value Arrow refuses (a number where text belongs, a decimal past its scale): dlt's
+        # normalizer types the batch, with variant columns where it must.
+        return rows
