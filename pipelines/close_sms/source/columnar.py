@@ -47,7 +47,9 @@ _COLUMNS = {
 ARROW_SCHEMA = columns_to_arrow(
     _COLUMNS, DestinationCapabilitiesContext.generic_capabilities(), "UTC"
 )
-_FIELDS = frozenset(_COLUMNS) - {ROW_KEY_COLUMN, LOAD_ID_COLUMN}
+_DATA_FIELDS = tuple(name for name in _COLUMNS if name not in (ROW_KEY_COLUMN, LOAD_ID_COLUMN))
+# An empty or missing `attachments` makes no nested rows, so it is left out.
+_ACCEPTED_FIELDS = frozenset((*_DATA_FIELDS, "attachments"))
 _JSON_FIELDS = tuple(name for name, column in _COLUMNS.items() if column["data_type"] == "json")
 # Arrow would take an int for a timestamp (as microseconds) or a decimal; dlt would not.
 _TYPED_FIELDS = (
@@ -83,7 +85,6 @@ class ArrowBatcher:
         others = []
         for row in rows:
             if _fits(row):
-                row.pop("attachments", None)
                 self._rows.append(row)
             else:
                 others.append(row)
@@ -100,7 +101,7 @@ class ArrowBatcher:
 
 
 def _fits(row: dict[str, Any]) -> bool:
-    if row.get("attachments") or not row.keys() - {"attachments"} <= _FIELDS:
+    if row.get("attachments") or not row.keys() <= _ACCEPTED_FIELDS:
         return False
     return all(
         (value := row.get(name)) is None or isinstance(value, kind) for name, kind in _TYPED_FIELDS
@@ -113,17 +114,13 @@ def _table(rows: list[dict[str, Any]]) -> TDataItems:
     except (CurrentLoadPackageStateNotAvailable, ContextDefaultCannotBeCreated):
         # Read outside a dlt extract (no package, no load id): dlt types the rows itself.
         return rows
-    encoded = [
-        {
-            **row,
-            **{name: json.dumps(row[name]) for name in _JSON_FIELDS if row.get(name) is not None},
-            ROW_KEY_COLUMN: row_key,
-            LOAD_ID_COLUMN: load_id,
-        }
-        for row, row_key in zip(rows, generate_dlt_ids(len(rows)), strict=True)
-    ]
+    columns = {name: [row.get(name) for row in rows] for name in _DATA_FIELDS}
+    for name in _JSON_FIELDS:
+        columns[name] = [None if value is None else json.dumps(value) for value in columns[name]]
+    columns[ROW_KEY_COLUMN] = generate_dlt_ids(len(rows))
+    columns[LOAD_ID_COLUMN] = [load_id] * len(rows)
     try:
-        return pa.Table.from_pylist(encoded, schema=ARROW_SCHEMA)
+        return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         # A value Arrow refuses (a number where text belongs, a decimal past its scale): dlt's
         # normalizer types the batch, with variant columns where it must.
