@@ -17,14 +17,13 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import dlt
-import pyarrow as pa
 from dlt.common.configuration.exceptions import ContextDefaultCannotBeCreated
 from dlt.common.destination.capabilities import DestinationCapabilitiesContext
 from dlt.common.json import json
-from dlt.common.libs.pyarrow import columns_to_arrow
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
@@ -38,15 +37,14 @@ from .schema import (
     sms_dlt_columns,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 _COLUMNS = {
     name: dict(hint, name=name)
     for name, hint in (sms_columns() | sms_dlt_columns()).items()
     if name != DELETED_COLUMN
 }
-# The types dlt's own parquet writer gives these columns: JSON as text, timestamps in UTC.
-ARROW_SCHEMA = columns_to_arrow(
-    _COLUMNS, DestinationCapabilitiesContext.generic_capabilities(), "UTC"
-)
 _DATA_FIELDS = tuple(name for name in _COLUMNS if name not in (ROW_KEY_COLUMN, LOAD_ID_COLUMN))
 # An empty or missing `attachments` makes no nested rows, so it is left out.
 _ACCEPTED_FIELDS = frozenset((*_DATA_FIELDS, "attachments"))
@@ -57,6 +55,15 @@ _TYPED_FIELDS = (
     ("cost", Decimal),
     *((name, (list, dict)) for name in _JSON_FIELDS),
 )
+
+
+# pyarrow is imported on first use: 0.05 s that a cron run with nothing to backfill saves.
+@cache
+def arrow_schema() -> pa.Schema:
+    """The types dlt's own parquet writer gives these columns: JSON as text, timestamps in UTC."""
+    from dlt.common.libs.pyarrow import columns_to_arrow
+
+    return columns_to_arrow(_COLUMNS, DestinationCapabilitiesContext.generic_capabilities(), "UTC")
 
 
 class _JsonAsText(logging.Filter):
@@ -119,8 +126,10 @@ def _table(rows: list[dict[str, Any]]) -> TDataItems:
         columns[name] = [None if value is None else json.dumps(value) for value in columns[name]]
     columns[ROW_KEY_COLUMN] = generate_dlt_ids(len(rows))
     columns[LOAD_ID_COLUMN] = [load_id] * len(rows)
+    import pyarrow as pa
+
     try:
-        return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
+        return pa.Table.from_pydict(columns, schema=arrow_schema())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         # A value Arrow refuses (a number where text belongs, a decimal past its scale): dlt's
         # normalizer types the batch, with variant columns where it must.
