@@ -6,14 +6,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from typing import TYPE_CHECKING, TextIO
 
 from .. import settings
 from ..source import SyncProgress
 from .alerts import format_duration
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 Clock = Callable[[], float]
 OnPage = Callable[[SyncProgress], None]
@@ -128,6 +128,10 @@ class TerminalProgress:
     """A live progress bar (rich's), for a person watching a terminal."""
 
     def __init__(self, stream: TextIO, clock: Clock = time.monotonic) -> None:
+        # Imported here: cron runs, which have no terminal, start faster without it.
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
         self.estimate = BackfillEstimate(clock)
         # rich also shows lines printed to stderr meanwhile above the bar.
         self._bar = Progress(

@@ -21,15 +21,21 @@ def parse_timestamp(value: Any) -> datetime | None:
         except ValueError:
             pass
         else:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
+            return _in_utc(parsed)
     if isinstance(value, datetime):
-        return pendulum.instance(value, tz="UTC").in_timezone("UTC")
+        # Rows read back from the warehouse: every incremental run compares thousands.
+        return _in_utc(value)
     parsed = pendulum.parse(str(value), tz="UTC")
     if not isinstance(parsed, datetime):
         raise ValueError(f"not a timestamp: {value!r}")
     return parsed.in_timezone("UTC")
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A naive time is UTC, as Close's are."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def to_ms(moment: datetime) -> int:
