@@ -74,6 +74,9 @@ PREFETCH_STOP_CHECK_SECONDS = 0.25
 # SMS per Arrow table the backfill hands dlt: large enough that dlt's per-table cost vanishes
 # (a table per 100-SMS page extracted slower than row dicts), small enough to stay a few MB.
 ARROW_BATCH_SMS = 5_000
+# Destinations whose loads of those tables the tests prove equal to loads of row dicts. Others
+# get row dicts: loaded from another file format than parquet's, JSON could differ in form.
+ARROW_DESTINATIONS = ("dlt.destinations.duckdb", "dlt.destinations.postgres")
 # DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
 # sync's memory would grow with the table; merges spill to disk past this instead.
 DUCKDB_MEMORY_LIMIT = "128MB"

@@ -8,7 +8,8 @@ the SMS that come out the same either way:
 - no field outside the declared columns (dlt would add a column, or a nested table);
 - every value of its column's type (otherwise dlt keeps it in a variant column).
 
-Every other SMS stays a row dict, and so does a whole batch that Arrow refuses.
+Every other SMS stays a row dict, and so does a whole batch that Arrow refuses, and every
+SMS bound for a destination outside `settings.ARROW_DESTINATIONS`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 
+from .. import settings
 from .schema import (
     DELETED_COLUMN,
     LOAD_ID_COLUMN,
@@ -46,8 +48,9 @@ _COLUMNS = {
     if name != DELETED_COLUMN
 }
 _DATA_FIELDS = tuple(name for name in _COLUMNS if name not in (ROW_KEY_COLUMN, LOAD_ID_COLUMN))
-# An empty or missing `attachments` makes no nested rows, so it is left out.
+# An empty or missing `attachments` makes nothing in dlt's rows, so it is left out.
 _ACCEPTED_FIELDS = frozenset((*_DATA_FIELDS, "attachments"))
+_NO_ATTACHMENTS = (None, [], {})
 _JSON_FIELDS = tuple(name for name, column in _COLUMNS.items() if column["data_type"] == "json")
 # Arrow would take an int for a timestamp (as microseconds) or a decimal; dlt would not.
 _TYPED_FIELDS = (
@@ -108,7 +111,7 @@ class ArrowBatcher:
 
 
 def _fits(row: dict[str, Any]) -> bool:
-    if row.get("attachments") or not row.keys() <= _ACCEPTED_FIELDS:
+    if row.get("attachments") not in _NO_ATTACHMENTS or not row.keys() <= _ACCEPTED_FIELDS:
         return False
     return all(
         (value := row.get(name)) is None or isinstance(value, kind) for name, kind in _TYPED_FIELDS
@@ -121,6 +124,9 @@ def _table(rows: list[dict[str, Any]]) -> TDataItems:
     except (CurrentLoadPackageStateNotAvailable, ContextDefaultCannotBeCreated):
         # Read outside a dlt extract (no package, no load id): dlt types the rows itself.
         return rows
+    destination = dlt.current.pipeline().destination
+    if destination is None or destination.destination_type not in settings.ARROW_DESTINATIONS:
+        return rows
     columns = {name: [row.get(name) for row in rows] for name in _DATA_FIELDS}
     for name in _JSON_FIELDS:
         columns[name] = [None if value is None else json.dumps(value) for value in columns[name]]
@@ -131,6 +137,6 @@ def _table(rows: list[dict[str, Any]]) -> TDataItems:
     try:
         return pa.Table.from_pydict(columns, schema=arrow_schema())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        # A value Arrow refuses (a number where text belongs, a decimal past its scale): dlt's
-        # normalizer types the batch, with variant columns where it must.
+        # A value Arrow refuses (a number where text belongs): dlt's normalizer types the
+        # batch as it types every row dict.
         return rows

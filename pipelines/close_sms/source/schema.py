@@ -181,5 +181,9 @@ def declare_attachments(schema: dlt.Schema, sms_table: TTableSchema) -> None:
     """
     schema.update_table(sms_table)
     columns = [dict(hint, name=name) for name, hint in attachment_columns().items()]
-    name = schema.naming.shorten_fragments(sms_table["name"], "attachments")
-    schema.update_table(new_table(name, parent_table_name=sms_table["name"], columns=columns))
+    # dlt checks the parent's name before it normalizes the table's names.
+    parent = schema.naming.normalize_table_identifier(sms_table["name"])
+    name = schema.naming.shorten_fragments(
+        parent, schema.naming.normalize_identifier("attachments")
+    )
+    schema.update_table(new_table(name, parent_table_name=parent, columns=columns))
