@@ -89,9 +89,13 @@ class ArrowBatcher:
     def __init__(self, batch_rows: int) -> None:
         self.batch_rows = batch_rows
         self._rows: list[dict[str, Any]] = []
+        self._load_id = _arrow_load_id()
 
     def add(self, rows: list[dict[str, Any]]) -> Iterator[TDataItems]:
         """Take a page of typed rows: yields the ones that stay dicts, and a table once full."""
+        if self._load_id is None:
+            yield rows
+            return
         others = []
         for row in rows:
             if _fits(row):
@@ -107,7 +111,8 @@ class ArrowBatcher:
         """Hand over what is collected."""
         rows, self._rows = self._rows, []
         if rows:
-            yield _table(rows)
+            assert self._load_id is not None
+            yield _table(rows, self._load_id)
 
 
 def _fits(row: dict[str, Any]) -> bool:
@@ -118,15 +123,20 @@ def _fits(row: dict[str, Any]) -> bool:
     )
 
 
-def _table(rows: list[dict[str, Any]]) -> TDataItems:
+def _arrow_load_id() -> str | None:
+    """The load id Arrow rows carry, or None where the rows stay dicts."""
     try:
         load_id = dlt.current.load_package_state()["load_id"]
     except (CurrentLoadPackageStateNotAvailable, ContextDefaultCannotBeCreated):
         # Read outside a dlt extract (no package, no load id): dlt types the rows itself.
-        return rows
+        return None
     destination = dlt.current.pipeline().destination
     if destination is None or destination.destination_type not in settings.ARROW_DESTINATIONS:
-        return rows
+        return None
+    return str(load_id)
+
+
+def _table(rows: list[dict[str, Any]], load_id: str) -> TDataItems:
     columns = {name: [row.get(name) for row in rows] for name in _DATA_FIELDS}
     for name in _JSON_FIELDS:
         columns[name] = [None if value is None else json.dumps(value) for value in columns[name]]
