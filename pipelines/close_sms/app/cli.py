@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import settings
 from ..errors import EXIT_OK, EXIT_STALE, exit_status, one_line
@@ -307,5 +308,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_status(exc)
 
 
+def entry() -> NoReturn:
+    """The console script: `main` in a process whose garbage collector is tuned for the sync.
+
+    A backfill keeps tens of thousands of rows in flight, which Python's default (a collection
+    every 700 allocations) scans over and over (see settings.GC_THRESHOLD). At exit,
+    the interpreter's last collection walks every object dlt's imports made (0.1 s of a 0.9 s
+    cron run that found nothing new), which the operating system frees anyway. Not in `main`,
+    which may run in a process that goes on.
+    """
+    gc.set_threshold(settings.GC_THRESHOLD, 20, 20)
+    status = main()
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
