@@ -9,8 +9,9 @@ from collections import Counter
 
 import dlt
 import pytest
+from dlt.extract.resource import DltResource
 
-from close_sms import close_sms_source, settings
+from close_sms import backfill_in_progress, close_sms_source, settings
 from tests.sync.support import Target, count, mismatches
 from tests.sync.test_plain_source import bare_pipeline
 
@@ -101,6 +102,48 @@ def test_attachments_go_when_their_sms_comes_back_as_an_arrow_row(
     assert mismatches(target, emu.snapshot()) == []
 
 
+def _limited_backfill(limit: int):
+    source = close_sms_source()
+    # dlt closes the backfill's generator right after the item that reaches the limit.
+    source.resources["sms_backfill"].add_limit(limit)
+    return source
+
+
+def test_a_backfill_cut_short_by_add_limit_goes_on_and_loses_no_sms(
+    emulator, target, tmp_path, monkeypatch, small_batches
+):
+    running = emulator(sms=1500, seed=65)
+    _point_at(monkeypatch, running)
+    pipeline = bare_pipeline(target, tmp_path)
+    runs = 0
+    while runs == 0 or backfill_in_progress(pipeline):
+        pipeline.run(_limited_backfill(3)).raise_on_failed_jobs()
+        runs += 1
+        assert runs < 40
+
+    assert runs > 2
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
+def test_rows_held_for_a_table_stay_out_of_the_state_until_dlt_has_them(
+    emulator, target, tmp_path, monkeypatch, small_batches
+):
+    # Without the row-dict path for limited resources, the state alone must keep every SMS:
+    # the limit closes the generator while rows wait for their table.
+    monkeypatch.setattr(DltResource, "limit", property(lambda resource: None))
+    running = emulator(sms=1500, seed=66)
+    _point_at(monkeypatch, running)
+    pipeline = bare_pipeline(target, tmp_path)
+    pipeline.run(_limited_backfill(3)).raise_on_failed_jobs()
+    assert backfill_in_progress(pipeline)
+    assert 0 < _sms_items_by_format(pipeline)["dicts"] < len(running.emu.snapshot())
+
+    pipeline.run(close_sms_source()).raise_on_failed_jobs()
+
+    assert not backfill_in_progress(pipeline)
+    assert mismatches(target, running.emu.snapshot()) == []
+
+
 def test_arrow_rows_carry_their_load_id_and_unique_row_keys(
     emulator, tmp_path, monkeypatch, small_batches
 ):
@@ -123,6 +166,23 @@ def test_arrow_rows_carry_their_load_id_and_unique_row_keys(
     assert target.query(
         "SELECT id, attachments FROM close_sms.sms WHERE attachments IS NOT NULL"
     ) == [(plain[5], "")]
+
+
+def test_dlt_adding_row_keys_to_arrow_tables_changes_nothing(
+    emulator, tmp_path, monkeypatch, small_batches
+):
+    monkeypatch.setenv("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
+    running = emulator(sms=600, seed=67)
+    _point_at(monkeypatch, running)
+    target = Target.duckdb(tmp_path / "w.duckdb")
+    pipeline = bare_pipeline(target, tmp_path)
+
+    pipeline.run(close_sms_source()).raise_on_failed_jobs()
+
+    assert count(target, "SELECT count(DISTINCT _dlt_id) FROM close_sms.sms") == len(
+        running.emu.snapshot()
+    )
+    assert mismatches(target, running.emu.snapshot()) == []
 
 
 def test_other_destinations_get_row_dicts(emulator, tmp_path, monkeypatch, small_batches):

@@ -292,16 +292,21 @@ class _Run:
                 self.client, self.reader_settings, plan.windows, self.prefetch_pages
             )
             batcher = ArrowBatcher(settings.ARROW_BATCH_SMS)
+            # Pages whose rows are not all with dlt yet, so not in the state either.
+            unrecorded: list[PrefetchedPage] = []
             chunk_done = False
             try:
                 for page in prefetcher.pages(max_items=self.max_sms):
-                    self._record_page(state, plan, page)
+                    self._show_page(plan, page)
+                    unrecorded.append(page)
                     if plan.reconcile:
                         seen.update(item["id"] for item in page.items)
-                    yield from batcher.add(
-                        [normalize_sms(item, self.privacy) for item in page.items]
-                    )
-                yield from batcher.flush()
+                    items = batcher.add([normalize_sms(item, self.privacy) for item in page.items])
+                    if batcher.holding:
+                        yield from items
+                    else:
+                        yield from self._hand_over(state, plan, unrecorded, items)
+                yield from self._hand_over(state, plan, unrecorded, batcher.flush())
                 chunk_done = True
             finally:
                 if chunk_done and not prefetcher.finished and prefetcher.handed:
@@ -321,15 +326,33 @@ class _Run:
             plan.complete = True
         state.write(dlt.current.source_state())
 
-    def _record_page(self, state: SourceState, plan: BackfillPlan, page: PrefetchedPage) -> None:
-        plan.windows = list(page.pending)
-        plan.loaded += len(page.items)
-        state.write(dlt.current.source_state())
+    def _hand_over(
+        self,
+        state: SourceState,
+        plan: BackfillPlan,
+        pages: list[PrefetchedPage],
+        items: list[TDataItems],
+    ) -> Iterator[TDataItems]:
+        """Yield `items`, which hold the last rows of `pages`, and record `pages` in the state.
+
+        The state is written just before the last item: dlt's `add_limit` passes an item on and
+        then closes this generator, so the state never counts rows dlt did not get. A close at
+        an earlier item leaves the pages to be read again, and the merge on `id` absorbs that.
+        """
+        yield from items[:-1]
+        if pages:
+            plan.windows = list(pages[-1].pending)
+            plan.loaded += sum(len(page.items) for page in pages)
+            pages.clear()
+            state.write(dlt.current.source_state())
+        yield from items[-1:]
+
+    def _show_page(self, plan: BackfillPlan, page: PrefetchedPage) -> None:
         self.progress.backfill_sms += len(page.items)
-        self.progress.backfill_loaded = plan.loaded
-        self.progress.windows_left = len(plan.windows)
+        self.progress.backfill_loaded += len(page.items)
+        self.progress.windows_left = len(page.pending)
         self.progress.windows_done = page.windows_done
-        measure_pending(self.progress, plan.windows, plan.made_at)
+        measure_pending(self.progress, page.pending, plan.made_at)
         if self.progress.on_page:
             self.progress.on_page(self.progress)
 

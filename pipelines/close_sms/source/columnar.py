@@ -8,14 +8,14 @@ the SMS that come out the same either way:
 - no field outside the declared columns (dlt would add a column, or a nested table);
 - every value of its column's type (otherwise dlt keeps it in a variant column).
 
-Every other SMS stays a row dict, and so does a whole batch that Arrow refuses, and every
-SMS bound for a destination outside `settings.ARROW_DESTINATIONS`.
+Every other SMS stays a row dict, and so does a whole batch that Arrow refuses, every SMS
+bound for a destination outside `settings.ARROW_DESTINATIONS`, every SMS of a backfill
+resource with dlt's `add_limit`, and every SMS where dlt's parquet normalizer adds row keys.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -70,9 +70,11 @@ def arrow_schema() -> pa.Schema:
 
 
 class _JsonAsText(logging.Filter):
-    """Drops dlt's warning, once per backfill run, that the tables' JSON column `users` is text.
+    """Drops dlt's summary warning, for each table, that its column hints differ from the schema's.
 
-    dlt's own parquet writer writes JSON columns as text too, so destinations take it as JSON.
+    The tables are typed by the schema's own columns (`arrow_schema`), so the one difference is
+    the JSON column `users` as text, which dlt's own parquet writer writes too; destinations take
+    it as JSON. dlt logs each differing hint at INFO, and that stays.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -91,28 +93,28 @@ class ArrowBatcher:
         self._rows: list[dict[str, Any]] = []
         self._load_id = _arrow_load_id()
 
-    def add(self, rows: list[dict[str, Any]]) -> Iterator[TDataItems]:
-        """Take a page of typed rows: yields the ones that stay dicts, and a table once full."""
+    @property
+    def holding(self) -> int:
+        """Rows taken and not handed back yet."""
+        return len(self._rows)
+
+    def add(self, rows: list[dict[str, Any]]) -> list[TDataItems]:
+        """Take a page of typed rows: the items for dlt now (the rows that stay dicts, and a
+        table once one is full)."""
         if self._load_id is None:
-            yield rows
-            return
+            return [rows] if rows else []
         others = []
         for row in rows:
-            if _fits(row):
-                self._rows.append(row)
-            else:
-                others.append(row)
-        if others:
-            yield others
+            (self._rows if _fits(row) else others).append(row)
+        items: list[TDataItems] = [others] if others else []
         if len(self._rows) >= self.batch_rows:
-            yield from self.flush()
+            items += self.flush()
+        return items
 
-    def flush(self) -> Iterator[TDataItems]:
-        """Hand over what is collected."""
+    def flush(self) -> list[TDataItems]:
+        """A table of every row still held (none if none is)."""
         rows, self._rows = self._rows, []
-        if rows:
-            assert self._load_id is not None
-            yield _table(rows, self._load_id)
+        return [_table(rows, self._load_id)] if rows and self._load_id else []
 
 
 def _fits(row: dict[str, Any]) -> bool:
@@ -132,6 +134,13 @@ def _arrow_load_id() -> str | None:
         return None
     destination = dlt.current.pipeline().destination
     if destination is None or destination.destination_type not in settings.ARROW_DESTINATIONS:
+        return None
+    if dlt.config.get("normalize.parquet_normalizer.add_dlt_id"):
+        # dlt would add a second `_dlt_id` to tables that carry one.
+        return None
+    if dlt.current.get_resource().limit is not None:
+        # dlt's add_limit closes the generator after an item: rows held for a table would keep
+        # their pages out of the state run after run, so every page goes to dlt whole.
         return None
     return str(load_id)
 
