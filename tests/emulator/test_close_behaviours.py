@@ -110,11 +110,22 @@ def test_override_body_read_or_ignored(emulator, readable):
     assert malformed.status_code == (200 if not readable else 400)
 
 
+def test_an_ignored_event_filter_answers_as_if_unfiltered(emulator):
+    run = emulator(sms=300, ignored_event_filters={"object_type"})
+    run.emu.delete_lead(run.emu.lead_ids()[-1])
+    body = run.get(
+        "/event/", params={"object_type": "activity.sms", "action": "deleted", "_limit": 50}
+    ).json()
+    assert {e["object_type"] for e in body["data"]} >= {"lead", "activity.sms"}
+
+
 def test_bad_switch_values_are_refused():
     with pytest.raises(ValueError, match="date_updated__gt"):
         EmulatorConfig(ignored_filters={"date_updated__gt"})
     with pytest.raises(ValueError, match="set, list or tuple"):
         EmulatorConfig(ignored_filters="id__in")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="date_created__gte not a filter of /event/"):
+        EmulatorConfig(ignored_event_filters={"date_created__gte"})
     with pytest.raises(ValueError, match="between 0 and 1"):
         EmulatorConfig(silent_delivery_failure_rate=1.5)
     with pytest.raises(ValueError, match="not be negative"):

@@ -266,6 +266,29 @@ def test_an_ignored_id_filter_stops_the_feed_and_commits_nothing(emulator, tmp_p
     assert status(database)["feed_checked_at"] == checked
 
 
+@pytest.mark.parametrize("ignored", ["object_type", "action", "date_updated__gte"])
+def test_an_ignored_event_filter_stops_the_feed_and_commits_nothing(emulator, tmp_path, ignored):
+    running = emulator(sms=400, seed=52, ignored_event_filters={ignored})
+    emu = running.emu
+    database = tmp_path / "w.duckdb"
+    first = sync_cli(running, database)
+    # The backfill loads either way; the feed after it sees no recent event but, with its date
+    # filter ignored, the older ones of the log.
+    if ignored == "date_updated__gte":
+        _stops_loudly(first, "a filter was not applied")
+    else:
+        assert first.returncode == 0, first.stderr
+    assert mismatches(database, emu.snapshot()) == []
+    before, checked = fingerprint(database), status(database)["feed_checked_at"]
+    change_account(emu)
+    emu.delete_lead(emu.lead_ids()[-1])  # an event of another object type
+
+    _stops_loudly(sync_cli(running, database), "a filter was not applied")
+
+    assert fingerprint(database) == before
+    assert status(database)["feed_checked_at"] == checked
+
+
 def test_an_unread_post_override_stops_the_feed_and_commits_nothing(emulator, tmp_path):
     running = emulator(sms=400, seed=48, override_params_readable=False)
     emu = running.emu

@@ -168,10 +168,12 @@ def test_arrow_rows_carry_their_load_id_and_unique_row_keys(
     ) == [(plain[5], "")]
 
 
+@pytest.mark.parametrize("scope", ["", "PLAIN__"])
 def test_dlt_adding_row_keys_to_arrow_tables_changes_nothing(
-    emulator, tmp_path, monkeypatch, small_batches
+    emulator, tmp_path, monkeypatch, small_batches, scope
 ):
-    monkeypatch.setenv("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
+    # Set for every pipeline, or for the pipeline `bare_pipeline` names.
+    monkeypatch.setenv(f"{scope}NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
     running = emulator(sms=600, seed=67)
     _point_at(monkeypatch, running)
     target = Target.duckdb(tmp_path / "w.duckdb")

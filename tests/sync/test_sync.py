@@ -432,6 +432,33 @@ def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
     assert len(read) == len(set(read))  # the overlap's repeats are not handed out twice
 
 
+def test_an_empty_page_past_sms_deleted_between_two_requests_stops_the_backfill(emulator):
+    from close_sms.errors import ApiContractError
+    from close_sms.source.backfill import BackfillReader, Window
+    from close_sms.source.client import CloseClient
+    from close_sms.source.timestamps import to_ms
+
+    running = emulator(sms=5, seed=31)
+    emu = running.emu
+    _burst_within_one_second(emu, 250, same_instant=True)
+    burst = {i for i, sms in emu.snapshot().items() if sms["text"].startswith("burst")}
+    now = emu.clock.now()
+    reader = BackfillReader(
+        CloseClient(running.base_url, running.api_key),
+        [Window(to_ms(now - timedelta(days=400)), to_ms(now))],
+        workers=1,
+    )
+    pages = reader.pages()
+    read = {sms["id"] for sms in next(pages)}
+    # All but 10 of the burst's SMS read, and all but 50 of those not read yet, are deleted
+    # before the next page: the next page's offset then lies past every SMS left.
+    for sms_id in sorted(read & burst)[10:] + sorted(burst - read)[50:]:
+        emu.delete_sms(sms_id)
+
+    with pytest.raises(ApiContractError, match="came back empty"):
+        list(pages)
+
+
 def test_a_broken_view_file_is_a_database_error_and_the_data_stays_loaded(
     emulator, target, tmp_path, monkeypatch
 ):

@@ -525,6 +525,10 @@ class EmulatorApp:
                 "Unsupported combination of filters: "
                 f"{', '.join(sorted(filters))}. See the list of supported combinations.",
             )
+        # Checked as asked, then not applied: the answer looks unfiltered by them.
+        ignored = self.config.ignored_event_filters
+        filters = {name: value for name, value in filters.items() if name not in ignored}
+        params = {name: value for name, value in params.items() if name not in ignored}
         # Close honours date_updated to the millisecond (Singer observed sub-second precision).
         bounds = self._date_bounds(params, "date_updated", request, "millisecond")
         with self.emu.lock:

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from .events import FILTER_NAMES
+
 UnknownParams = Literal["ignore", "reject"]
 FilterPrecision = Literal["millisecond", "second"]
 
@@ -16,6 +18,8 @@ SMS_LIST_FILTERS = frozenset(
     | {f"date_created__{op}" for op in _DATE_OPS}
     | {f"activity_at__{op}" for op in _DATE_OPS}
 )
+# The filters of GET /event/; `ignored_event_filters` may name any of them.
+EVENT_LIST_FILTERS = frozenset({*FILTER_NAMES} | {f"date_updated__{op}" for op in _DATE_OPS})
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class EmulatorConfig:
     # /activity/sms/ filters accepted but silently not applied, as Close's framework does with
     # filters it does not apply (no error: the answer looks unfiltered).
     ignored_filters: frozenset[str] = frozenset()
+    # The same for /event/ filters (none of Close's sources shows it there; the sync checks).
+    ignored_event_filters: frozenset[str] = frozenset()
     # False: a POST with x-http-method-override: GET to /activity/sms/ ignores its _params body
     # and answers like an unfiltered GET.
     override_params_readable: bool = True
@@ -81,7 +87,13 @@ class EmulatorConfig:
 
     def __post_init__(self) -> None:
         # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
-        object.__setattr__(self, "ignored_filters", _filter_names(self.ignored_filters))
+        for name, endpoint, known in (
+            ("ignored_filters", "/activity/sms/", SMS_LIST_FILTERS),
+            ("ignored_event_filters", "/event/", EVENT_LIST_FILTERS),
+        ):
+            object.__setattr__(
+                self, name, _filter_names(getattr(self, name), name, endpoint, known)
+            )
         if self.unknown_params not in ("ignore", "reject"):
             raise ValueError(
                 f"unknown_params must be 'ignore' or 'reject', not {self.unknown_params!r}"
@@ -114,14 +126,16 @@ class EmulatorConfig:
         return max(1.0, self.burst if self.burst is not None else self.rps)
 
 
-def _filter_names(names: Iterable[str]) -> frozenset[str]:
-    """`names` as a frozenset of /activity/sms/ filter names; ValueError for anything else."""
+def _filter_names(
+    names: Iterable[str], setting: str, endpoint: str, known: frozenset[str]
+) -> frozenset[str]:
+    """`names` as a frozenset of `endpoint`'s filter names; ValueError for anything else."""
     if isinstance(names, str) or not isinstance(names, (set, frozenset, list, tuple)):
-        raise ValueError("ignored_filters must be a set, list or tuple of filter names")
-    unknown = sorted(str(name) for name in names if name not in SMS_LIST_FILTERS)
+        raise ValueError(f"{setting} must be a set, list or tuple of filter names")
+    unknown = sorted(str(name) for name in names if name not in known)
     if unknown:
         raise ValueError(
-            f"ignored_filters: {', '.join(unknown)} not a filter of /activity/sms/ "
-            f"(one of {', '.join(sorted(SMS_LIST_FILTERS))})"
+            f"{setting}: {', '.join(unknown)} not a filter of {endpoint} "
+            f"(one of {', '.join(sorted(known))})"
         )
     return frozenset(names)

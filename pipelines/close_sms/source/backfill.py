@@ -276,6 +276,12 @@ class BackfillReader:
             # The page before promised more SMS in this millisecond range: Close ignored the
             # fraction of the filter, and reading on would silently skip SMS.
             raise MaxSkipExceeded(window, self.max_skip, millisecond_filters=False)
+        if page.offset and not page.items:
+            raise ApiContractError(
+                f"the page at offset {page.offset} of the second before {_upper_text(window)} "
+                f"came back empty: more than {self.overlap - 1} of the SMS read before it were "
+                "deleted between two requests, so SMS not read yet may lie before that offset"
+            )
         if not page.has_more or not page.items:
             return []
         precision = self._precision(window)

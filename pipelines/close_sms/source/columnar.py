@@ -22,12 +22,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import dlt
+from dlt.common.configuration import known_sections, resolve_configuration
 from dlt.common.configuration.exceptions import ContextDefaultCannotBeCreated
 from dlt.common.destination.capabilities import DestinationCapabilitiesContext
 from dlt.common.json import json
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
+from dlt.normalize.configuration import ItemsNormalizerConfiguration
 
 from .. import settings
 from .schema import (
@@ -135,7 +137,7 @@ def _arrow_load_id() -> str | None:
     destination = dlt.current.pipeline().destination
     if destination is None or destination.destination_type not in settings.ARROW_DESTINATIONS:
         return None
-    if dlt.config.get("normalize.parquet_normalizer.add_dlt_id"):
+    if _parquet_normalizer().add_dlt_id:
         # dlt would add a second `_dlt_id` to tables that carry one.
         return None
     if dlt.current.get_resource().limit is not None:
@@ -143,6 +145,13 @@ def _arrow_load_id() -> str | None:
         # their pages out of the state run after run, so every page goes to dlt whole.
         return None
     return str(load_id)
+
+
+def _parquet_normalizer() -> ItemsNormalizerConfiguration:
+    # Resolved as dlt's extractor resolves it, so a pipeline-scoped setting counts too.
+    return resolve_configuration(
+        ItemsNormalizerConfiguration(), sections=(known_sections.NORMALIZE, "parquet_normalizer")
+    )
 
 
 def _table(rows: list[dict[str, Any]], load_id: str) -> TDataItems:

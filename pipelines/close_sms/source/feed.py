@@ -10,6 +10,7 @@ from typing import Any
 from .. import settings
 from ..errors import ApiContractError
 from .client import CloseClient, RequestRejected
+from .timestamps import parse_timestamp
 
 
 def read_events(
@@ -20,17 +21,19 @@ def read_events(
     Pages are followed while `cursor_next` is set, empty ones included: Close's own scripts
     page on the cursor alone, and a filtered scan may return an empty page before more events.
     """
+    since_text = since.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     for action in actions:
         params: dict[str, Any] = {
             "object_type": settings.EVENT_OBJECT_TYPE,
             "action": action,
-            "date_updated__gte": since.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+            "date_updated__gte": since_text,
             "_limit": settings.EVENT_PAGE_SIZE,
         }
         cursors: set[str] = set()
         while True:
             body = client.get(settings.EVENT_ENDPOINT, params)
             page = list(body.get("data") or [])
+            _check_events(page, params)
             if page:
                 yield page
             cursor = body.get("cursor_next")
@@ -43,6 +46,22 @@ def read_events(
                 )
             cursors.add(cursor)
             params = {**params, "_cursor": cursor}
+
+
+def _check_events(page: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """Every event must match the query: an ignored filter would bring in other objects' ids,
+    each then probed and counted as a removal without proof."""
+    since = parse_timestamp(params["date_updated__gte"])
+    for event in page:
+        updated = parse_timestamp(event.get("date_updated"))
+        kind = (event.get("object_type"), event.get("action"))
+        if kind != (params["object_type"], params["action"]) or updated is None or updated < since:
+            raise ApiContractError(
+                f"Close answered {settings.EVENT_ENDPOINT} for {params['object_type']} "
+                f"{params['action']} events updated since {params['date_updated__gte']} with "
+                f"another event ({event.get('id')}: {kind[0]} {kind[1]}, date_updated "
+                f"{event.get('date_updated')}): a filter was not applied"
+            )
 
 
 @dataclass
