@@ -158,3 +158,15 @@ def test_start_date_not_a_date(synced):
     assert "not a date" in result.stderr
     assert "Traceback" not in result.stderr
     _unchanged(database, before)
+
+
+@pytest.mark.parametrize("value", ["1.9", "0.5", "inf"])
+def test_a_chunk_size_that_is_not_a_whole_number(synced, value):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    result = sync_cli(running, database, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE=value)
+    assert result.returncode == 2, result.stderr
+    assert f"setting backfill_chunk_size = {float(value):g} is not a whole number" in (
+        one_line_error(result.stderr)
+    )
+    _unchanged(database, before)

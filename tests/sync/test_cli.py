@@ -298,3 +298,35 @@ def test_status_and_report_read_through_the_destination(emulator, target, tmp_pa
     assert facts["feed_checked_at"] is not None
     assert report.returncode == 0, report.stderr
     assert "plotly" in out.read_text(encoding="utf-8")
+
+    unwritable = run_cli(
+        "report", *target.cli_args, "--out", str(tmp_path), api_key=None, **target.env
+    )
+    assert unwritable.returncode == 2, unwritable.stderr
+    assert f"--out: cannot write {tmp_path}" in unwritable.stderr
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_status(tmp_path):
+    result = run_cli("--debug", "status", "--database", str(tmp_path / "none.duckdb"), api_key=None)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.rstrip().endswith("does not exist; run `close-sms sync` first")
+
+
+def test_status_of_a_dataset_close_sms_never_loaded(tmp_path):
+    database = str(tmp_path / "w.duckdb")
+    assert run_cli("views", "--database", database, api_key=None).returncode == 0
+
+    result = run_cli("status", "--database", database, "--max-lag", "1h", api_key=None)
+
+    assert result.returncode == 8, result.stderr
+    assert "backfill:             not started" in result.stdout
+    assert (
+        result.stdout.strip().splitlines()[-1].startswith("STALE: the change feed was never read")
+    )
+
+
+def test_demo_refuses_an_account_without_sms(tmp_path):
+    result = run_cli("demo", "--sms", "0", api_key=None, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'0' is not a positive whole number" in result.stderr

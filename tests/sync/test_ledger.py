@@ -7,19 +7,30 @@ Runs go into real DuckDB files and PostgreSQL databases; alerts go to a real HTT
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 
 import duckdb
+import filelock
 import pytest
 
 from close_sms.app.alerts import INCIDENT_FILE, Alerts, parse_duration
 from close_sms.errors import UnreachableError
 from close_sms.warehouse.ledger import JOURNAL, ledger_columns
-from tests.sync.support import Target, change_account, count, run_cli, sync
+from tests.sync.support import (
+    Target,
+    change_account,
+    cli_command,
+    cli_env,
+    count,
+    run_cli,
+    sync,
+)
 
 RUNS = (
     "SELECT outcome, exit_status, mode, error, sms_upserted, sms_deleted, events_read, requests,"
@@ -201,6 +212,41 @@ def test_status_max_lag_exits_8_when_stale_or_failed(emulator, target):
     assert check("--max-lag", "30m").returncode == 0
 
 
+def test_a_run_refused_the_lock_does_not_hide_the_failure_of_the_run_holding_it(emulator, tmp_path):
+    running = emulator(sms=50, seed=88)
+    database = tmp_path / "w.duckdb"
+    sync(running, database)
+    running.emu.faults.add("hang", times=4, path_prefix="/me/", seconds=3.0)
+    args = ("sync", "--base-url", running.base_url, "--database", str(database))
+    # It waits for the lock (the probe below holds it for an instant), then fails reading /me/.
+    env = cli_env(
+        running.api_key, SOURCES__CLOSE_SMS__READ_TIMEOUT="1", SOURCES__CLOSE_SMS__MAX_RETRIES="1"
+    )
+    holder = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = filelock.FileLock(f"{database}.lock")
+        while holder.poll() is None and _free(lock):
+            time.sleep(0.05)
+        refused = run_cli(*args, api_key=running.api_key, SOURCES__CLOSE_SMS__LOCK_WAIT="0")
+    finally:
+        holder.communicate(timeout=120)
+    assert (refused.returncode, holder.returncode) == (5, 4), refused.stderr
+
+    check = run_cli("status", "--database", str(database), "--max-lag", "1d", api_key=None)
+
+    assert check.returncode == 8, check.stdout
+    assert check.stdout.strip().splitlines()[-1].startswith("STALE: the last sync failed (exit 4")
+
+
+def _free(lock: filelock.FileLock) -> bool:
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    lock.release()
+    return True
+
+
 class Receiver:
     """A webhook receiver on 127.0.0.1 that keeps the JSON bodies it is sent."""
 
@@ -277,6 +323,10 @@ def test_one_alert_per_incident_and_one_when_recovered(emulator, tmp_path, recei
     assert "T0KEN" not in unsent.stderr and "s3cr3t" not in unsent.stderr
     # Still open and not sent: the next run of the incident tries again.
     assert json.loads(incident.read_text())["sent"] is False
+    # The webhook's token is kept out of dlt's trace and every other file beside the database.
+    files = [p for p in incident.parent.rglob("*") if p.is_file()]
+    assert any(p.name == "trace.pickle" for p in files)
+    assert [p for p in files if b"s3cr3t" in p.read_bytes()] == []
 
 
 def test_a_lag_past_max_lag_alerts_once(emulator, target, receiver):

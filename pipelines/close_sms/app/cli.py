@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +23,18 @@ def _config_value(key: str) -> Any:
     return dlt.config.get(f"sources.{settings.SOURCE_NAME}.{key}")
 
 
+def _secret_value(key: str) -> Any:
+    """A setting that may hold a token: read as a secret, so dlt's trace masks it.
+
+    dlt reads secrets from the environment and `.dlt/secrets.toml` only; one in
+    `.dlt/config.toml` is still honoured, as a plain setting.
+    """
+    import dlt
+
+    value = dlt.secrets.get(f"sources.{settings.SOURCE_NAME}.{key}")
+    return _config_value(key) if value is None else value
+
+
 def _number_setting(key: str, default: float, allow_zero: bool = False) -> float:
     """A positive (or, with `allow_zero`, non-negative) setting of `[sources.close_sms]`."""
     from ..source import check_positive
@@ -30,6 +43,19 @@ def _number_setting(key: str, default: float, allow_zero: bool = False) -> float
     value = default if value is None else value
     check_positive(key, value, allow_zero=allow_zero)
     return float(value)
+
+
+def _count_setting(key: str, default: int) -> int:
+    """A positive whole-number setting of `[sources.close_sms]`."""
+    from ..errors import ConfigError
+
+    value = _number_setting(key, default)
+    if not value.is_integer():
+        raise ConfigError(
+            f"setting {key} = {value:g} is not a whole number "
+            f"(SOURCES__CLOSE_SMS__{key.upper()} or [sources.close_sms] in .dlt/config.toml)"
+        )
+    return int(value)
 
 
 def _warehouse(
@@ -61,17 +87,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         source_args["start_date"] = args.start_date
     if args.allow_mass_delete:
         source_args["allow_mass_delete"] = True
-    chunk_size = _number_setting("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE)
+    chunk_size = _count_setting("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE)
     interval = _number_setting("progress_interval", settings.PROGRESS_INTERVAL_SECONDS)
     say = stderr_printer(args.quiet)
     warehouse = _warehouse(args, say, reader_copy=_config_value("reader_copy"))
-    alerts = Alerts.configure(_config_value("notify_url"), _config_value("max_lag"))
+    alerts = Alerts.configure(_secret_value("notify_url"), _config_value("max_lag"))
     with backfill_progress(args.quiet, interval) as on_page:
         options = SyncOptions(
             warehouse=warehouse,
             full_refresh=args.full_refresh,
             reconcile=args.reconcile,
-            chunk_size=int(chunk_size),
+            chunk_size=chunk_size,
             source_args=source_args,
             alerts=alerts,
             on_page=on_page,
@@ -152,6 +178,8 @@ def _print_status(status: dict[str, Any]) -> None:
             f"backfill:             in progress, {status['backfill_windows_left']} windows left, "
             f"{status['backfill_sms_loaded'] or 0:,} SMS loaded"
         )
+    elif status["backfill_start"] is None:
+        print("backfill:             not started")
     else:
         print("backfill:             complete")
     for label, key in (("last run:", "last_run"), ("last success:", "last_successful_run")):
@@ -262,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "Sync a seeded local emulator account, change it, sync again.")
     demo.add_argument("--database", default=settings.DEMO_DATABASE)
-    demo.add_argument("--sms", type=int, default=10_000)
+    demo.add_argument("--sms", type=_positive_int, default=10_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--quiet", action="store_true")
 
@@ -282,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `close-sms` console script."""
     args = build_parser().parse_args(argv)
@@ -294,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_status(exc)
     except Exception as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         from ..errors import SyncError
 
         if not isinstance(exc, SyncError):

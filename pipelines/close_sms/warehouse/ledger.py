@@ -160,21 +160,24 @@ def last_success(warehouse: Warehouse) -> SyncRun | None:
 
 
 def latest_runs(warehouse: Warehouse, sql: SqlClientBase[Any]) -> tuple[SyncRun | None, ...]:
-    """The last run and the last successful run, from the ledger and the local journal."""
+    """The last run to end and the last successful one, from the ledger and the local journal.
+
+    By end, not start: a cron run refused the lock (exit 5) ends before the run holding it.
+    """
     runs = _read_journal(warehouse.working_dir / JOURNAL)
     table = sql.make_qualified_table_name(LEDGER_TABLE)
     names = ", ".join(sql.escape_column_name(name) for name in _names())
     for where in ("", f"WHERE outcome = '{SUCCESS}'"):
         try:
             rows = sql.execute_sql(
-                f"SELECT {names} FROM {table} {where} ORDER BY started_at DESC LIMIT 1"
+                f"SELECT {names} FROM {table} {where} ORDER BY ended_at DESC LIMIT 1"
             )
         except DatabaseUndefinedRelation:
             break
         runs += [SyncRun.from_row(dict(zip(_names(), row, strict=True))) for row in rows or ()]
-    last = max(runs, key=lambda r: r.started_at, default=None)
+    last = max(runs, key=lambda r: r.ended_at, default=None)
     succeeded = [run for run in runs if run.outcome == SUCCESS]
-    return last, max(succeeded, key=lambda r: r.started_at, default=None)
+    return last, max(succeeded, key=lambda r: r.ended_at, default=None)
 
 
 def _names() -> list[str]:

@@ -39,10 +39,9 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
     last_run = last_success = None
     with pipeline.sql_client() as sql:
         last_run, last_success = latest_runs(warehouse, sql)
-        if sql.has_dataset():
-            for name in (
-                pipeline.default_schema.data_table_names() if pipeline.default_schema_name else []
-            ):
+        # A dataset without close-sms's schema (views only, or another pipeline's) has no loads.
+        if sql.has_dataset() and pipeline.default_schema_name:
+            for name in pipeline.default_schema.data_table_names():
                 try:
                     ((rows,),) = sql.execute_sql(
                         f"SELECT count(*) FROM {sql.make_qualified_table_name(name)}"
