@@ -160,13 +160,30 @@ def test_start_date_not_a_date(synced):
     _unchanged(database, before)
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("backfill_chunk_size", "is not a positive whole number"),
+        # The source's own settings are typed: dlt refuses them first.
+        ("backfill_workers", "is not a valid int"),
+        ("max_retries", "is not a valid int"),
+    ],
+)
 @pytest.mark.parametrize("value", ["1.9", "0.5", "inf"])
-def test_a_chunk_size_that_is_not_a_whole_number(synced, value):
+def test_a_count_that_is_not_a_whole_number(synced, name, says, value):
     running, database = synced
     before = (file_digest(database), fingerprint(database))
-    result = sync_cli(running, database, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE=value)
+    result = sync_cli(running, database, **{f"SOURCES__CLOSE_SMS__{name.upper()}": value})
     assert result.returncode == 2, result.stderr
-    assert f"setting backfill_chunk_size = {float(value):g} is not a whole number" in (
-        one_line_error(result.stderr)
-    )
+    assert f"setting {name} = " in one_line_error(result.stderr)
+    assert says in one_line_error(result.stderr)
     _unchanged(database, before)
+
+
+@pytest.mark.parametrize("name", ["max_sms", "max_skip", "backfill_workers", "prefetch_sms"])
+def test_the_source_called_from_python_refuses_a_count_that_is_not_whole(name):
+    from close_sms import close_sms_source
+    from close_sms.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{name} = 1.5 is not a positive whole number"):
+        close_sms_source(api_key="api_some_key", **{name: 1.5})

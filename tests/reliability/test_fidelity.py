@@ -280,6 +280,7 @@ def test_an_ignored_event_filter_stops_the_feed_and_commits_nothing(emulator, tm
         assert first.returncode == 0, first.stderr
     assert mismatches(database, emu.snapshot()) == []
     before, checked = fingerprint(database), status(database)["feed_checked_at"]
+    assert (checked is None) == (ignored == "date_updated__gte")
     change_account(emu)
     emu.delete_lead(emu.lead_ids()[-1])  # an event of another object type
 

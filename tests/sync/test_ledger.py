@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 
 import duckdb
-import filelock
 import pytest
 
 from close_sms.app.alerts import INCIDENT_FILE, Alerts, parse_duration
@@ -216,18 +215,18 @@ def test_a_run_refused_the_lock_does_not_hide_the_failure_of_the_run_holding_it(
     running = emulator(sms=50, seed=88)
     database = tmp_path / "w.duckdb"
     sync(running, database)
-    running.emu.faults.add("hang", times=4, path_prefix="/me/", seconds=3.0)
+    # The holder's two tries at /me/ each time out after 4 s: it holds the lock for 8 s or more.
+    running.emu.faults.add("hang", times=2, path_prefix="/me/", seconds=6.0)
     args = ("sync", "--base-url", running.base_url, "--database", str(database))
-    # It waits for the lock (the probe below holds it for an instant), then fails reading /me/.
     env = cli_env(
-        running.api_key, SOURCES__CLOSE_SMS__READ_TIMEOUT="1", SOURCES__CLOSE_SMS__MAX_RETRIES="1"
+        running.api_key, SOURCES__CLOSE_SMS__READ_TIMEOUT="4", SOURCES__CLOSE_SMS__MAX_RETRIES="1"
     )
     holder = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     try:
-        lock = filelock.FileLock(f"{database}.lock")
-        while holder.poll() is None and _free(lock):
+        # /me/ is asked once the lock is held.
+        while holder.poll() is None and not running.emu.faults.injected["hang"]:
             time.sleep(0.05)
-        refused = run_cli(*args, api_key=running.api_key, SOURCES__CLOSE_SMS__LOCK_WAIT="0")
+        refused = run_cli(*args, api_key=running.api_key)
     finally:
         holder.communicate(timeout=120)
     assert (refused.returncode, holder.returncode) == (5, 4), refused.stderr
@@ -236,15 +235,6 @@ def test_a_run_refused_the_lock_does_not_hide_the_failure_of_the_run_holding_it(
 
     assert check.returncode == 8, check.stdout
     assert check.stdout.strip().splitlines()[-1].startswith("STALE: the last sync failed (exit 4")
-
-
-def _free(lock: filelock.FileLock) -> bool:
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        return False
-    lock.release()
-    return True
 
 
 class Receiver:

@@ -35,27 +35,16 @@ def _secret_value(key: str) -> Any:
     return _config_value(key) if value is None else value
 
 
-def _number_setting(key: str, default: float, allow_zero: bool = False) -> float:
+def _number_setting(
+    key: str, default: float, allow_zero: bool = False, whole: bool = False
+) -> float:
     """A positive (or, with `allow_zero`, non-negative) setting of `[sources.close_sms]`."""
     from ..source import check_positive
 
     value = _config_value(key)
     value = default if value is None else value
-    check_positive(key, value, allow_zero=allow_zero)
+    check_positive(key, value, allow_zero=allow_zero, whole=whole)
     return float(value)
-
-
-def _count_setting(key: str, default: int) -> int:
-    """A positive whole-number setting of `[sources.close_sms]`."""
-    from ..errors import ConfigError
-
-    value = _number_setting(key, default)
-    if not value.is_integer():
-        raise ConfigError(
-            f"setting {key} = {value:g} is not a whole number "
-            f"(SOURCES__CLOSE_SMS__{key.upper()} or [sources.close_sms] in .dlt/config.toml)"
-        )
-    return int(value)
 
 
 def _warehouse(
@@ -87,7 +76,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         source_args["start_date"] = args.start_date
     if args.allow_mass_delete:
         source_args["allow_mass_delete"] = True
-    chunk_size = _count_setting("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE)
+    chunk_size = _number_setting("backfill_chunk_size", settings.BACKFILL_CHUNK_SIZE, whole=True)
     interval = _number_setting("progress_interval", settings.PROGRESS_INTERVAL_SECONDS)
     say = stderr_printer(args.quiet)
     warehouse = _warehouse(args, say, reader_copy=_config_value("reader_copy"))
@@ -97,7 +86,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             warehouse=warehouse,
             full_refresh=args.full_refresh,
             reconcile=args.reconcile,
-            chunk_size=chunk_size,
+            chunk_size=int(chunk_size),
             source_args=source_args,
             alerts=alerts,
             on_page=on_page,
@@ -337,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(exc, SyncError):
             print(
-                f"close-sms: error: unexpected {type(exc).__name__}: {one_line(exc)} "
-                "(rerun with --debug for details)",
+                f"close-sms: error: unexpected {type(exc).__name__}: {one_line(exc)}"
+                + ("" if args.debug else " (rerun with --debug for details)"),
                 file=sys.stderr,
             )
         else:

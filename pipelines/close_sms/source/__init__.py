@@ -151,11 +151,11 @@ def close_sms_source(
         ("max_skip", max_skip),
         ("backfill_workers", backfill_workers),
         ("prefetch_sms", prefetch_sms),
-        ("read_timeout", read_timeout),
         ("max_retries", max_retries),
-        ("backoff_max", backoff_max),
     ):
-        check_positive(name, value, optional=name == "max_sms")
+        check_positive(name, value, optional=name == "max_sms", whole=True)
+    for name, value in (("read_timeout", read_timeout), ("backoff_max", backoff_max)):
+        check_positive(name, value)
     for name, value in (
         ("recent_window_hours", recent_window_hours),
         ("reconcile_interval_days", reconcile_interval_days),
@@ -518,17 +518,21 @@ def check_positive(
     optional: bool = False,
     allow_zero: bool = False,
     at_most: float | None = None,
+    whole: bool = False,
 ) -> None:
-    """Refuse a numeric setting out of its range, naming the setting."""
+    """Refuse a numeric setting out of its range (or, with `whole`, not a count), naming it."""
     if value is None and optional:
         return
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    too_small = not (number >= 0 if allow_zero else number > 0)
-    if too_small or isinstance(value, bool) or (at_most is not None and number > at_most):
-        wanted = "a number >= 0" if allow_zero else "a positive number"
+    out_of_range = not (number >= 0 if allow_zero else number > 0) or (
+        at_most is not None and number > at_most
+    )
+    if out_of_range or isinstance(value, bool) or (whole and not number.is_integer()):
+        kind = "whole number" if whole else "number"
+        wanted = f"a {kind} >= 0" if allow_zero else f"a positive {kind}"
         if at_most is not None:
             wanted += f" no larger than {at_most:g}"
         raise ConfigError(
