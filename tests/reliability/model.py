@@ -319,9 +319,9 @@ class Scenario:
                 f"a run meant to be killed exited {process.returncode}"
             )
 
-    def completed_run(self, overlap: bool) -> set[str]:
+    def completed_run(self, overlap: bool, rerun: bool = False) -> set[str]:
         """Run a sync to completion (with API changes during it if `overlap`); returns the ids
-        those concurrent changes touched."""
+        those concurrent changes touched. A `rerun` follows a stop, with no fault armed."""
         touched: set[str] = set()
         stop = threading.Event()
 
@@ -352,15 +352,22 @@ class Scenario:
                 # The emulator keeps every assumption the sync checks: a stop naming one is a
                 # false alarm, not a fault outlasting the retries.
                 self.counts.unexpected_failures.append(f"a check of Close's answers failed: {last}")
+            if rerun:
+                # No fault was armed: the stop would repeat on every rerun.
+                self.counts.unexpected_failures.append(f"exit 4 without faults: {last}")
+                self.log(f"    UNEXPECTED exit 4 without faults: {last}")
+                return touched
             self.log(f"    stopped by faults: {last}")
             self.emu.faults.clear()
-            return touched | self.completed_run(overlap=False)
+            return touched | self.completed_run(overlap=False, rerun=True)
         if process.returncode != 0:
             last = "\n".join(err.strip().splitlines()[-3:])
             self.counts.unexpected_failures.append(f"exit {process.returncode}: {last}")
             self.log(f"    UNEXPECTED exit {process.returncode}: {last}")
+            if rerun:
+                return touched
             self.emu.faults.clear()
-            return touched | self.completed_run(overlap=False)
+            return touched | self.completed_run(overlap=False, rerun=True)
         self.counts.syncs_completed += 1
         if overlap:
             self.counts.overlapping_syncs += 1

@@ -130,9 +130,9 @@ class BackfillReader:
                     try:
                         page = future.result()
                     except MaxSkipExceeded as exc:
-                        # Close's limit is lower than configured: remember it, read finer.
+                        # Close's limit is lower than configured: remember it, read on.
                         self.max_skip = min(self.max_skip, exc.max_skip)
-                        self._queue[:0] = self._refine(window)
+                        self._queue[:0] = self._past_max_skip(window)
                         continue
                     seen = self._seen.pop(window, None) or list(window.tail)
                     self._check(page, seen)
@@ -187,6 +187,13 @@ class BackfillReader:
             self._seen[upper_half] = self._seen.pop(widest)
         self._queue[index : index + 1] = [upper_half, Window(widest.lower, middle)]
 
+    def _past_max_skip(self, window: Window) -> list[Window]:
+        """`window`, whose next offset Close refused: read again at `max_skip` itself while a
+        page there still reaches SMS not read yet (`_fetch` caps the offset), else finer."""
+        if window.skip < self.max_skip + self.page_size:
+            return [window]
+        return self._refine(window)
+
     def _refine(self, window: Window) -> list[Window]:
         """Re-read the newest slice of `window` by millisecond; the rest stays by second."""
         if window.fine:
@@ -198,7 +205,8 @@ class BackfillReader:
     def _fetch(self, window: Window) -> _Page:
         # Re-read the last few SMS of the slice: an SMS deleted meanwhile among those already
         # read shifts Close's offsets, and without the overlap the next one would be skipped.
-        offset = max(0, window.skip - self.overlap)
+        # Close's `max_skip` caps it: a page there re-reads more, and still reaches new SMS.
+        offset = min(max(0, window.skip - self.overlap), self.max_skip)
         params: dict[str, Any] = {"date_created__gte": format_filter(window.lower)}
         if window.upper < settings.OPEN_END_MS:
             params["date_created__lt"] = format_filter(window.upper)
@@ -307,7 +315,7 @@ class BackfillReader:
             window.fine,
             tuple(ids[-self.overlap :]),
         )
-        if skip > self.max_skip:
+        if skip >= self.max_skip + self.page_size:
             return self._refine(successor)
         self._seen[successor] = ids
         return [successor]
