@@ -188,11 +188,12 @@ class BackfillReader:
         self._queue[index : index + 1] = [upper_half, Window(widest.lower, middle)]
 
     def _past_max_skip(self, window: Window) -> list[Window]:
-        """`window`, whose next offset Close refused: read again at `max_skip` itself while a
-        page there still reaches SMS not read yet (`_fetch` caps the offset), else finer."""
-        if window.skip < self.max_skip + self.page_size:
-            return [window]
-        return self._refine(window)
+        """`window`, whose next offset Close refused: read again, or finer if out of reach."""
+        return [window] if self._within_reach(window.skip) else self._refine(window)
+
+    def _within_reach(self, skip: int) -> bool:
+        # A page at `max_skip` itself (`_fetch` caps the offset) still reaches SMS not read yet.
+        return skip < self.max_skip + self.page_size
 
     def _refine(self, window: Window) -> list[Window]:
         """Re-read the newest slice of `window` by millisecond; the rest stays by second."""
@@ -315,7 +316,7 @@ class BackfillReader:
             window.fine,
             tuple(ids[-self.overlap :]),
         )
-        if skip >= self.max_skip + self.page_size:
+        if not self._within_reach(skip):
             return self._refine(successor)
         self._seen[successor] = ids
         return [successor]
