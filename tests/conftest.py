@@ -94,7 +94,7 @@ def postgres(postgres_server: str) -> Iterator[str]:
 def target(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The warehouse a sync test loads, once as a DuckDB file and once as a PostgreSQL database."""
     from close_sms.warehouse.destination import Warehouse
-    from tests.sync.support import Target
+    from tests.support import Target
 
     if request.param == "duckdb":
         return Target.duckdb(tmp_path / "warehouse.duckdb")

@@ -12,6 +12,12 @@ EXIT_STALE = 8
 EXIT_INTERRUPTED = 130
 
 
+def where_to_set(name: str, secret: bool = False) -> str:
+    """Where a user sets the setting `name`: the one wording of every message's hint."""
+    file = "secrets.toml" if secret else "config.toml"
+    return f"SOURCES__CLOSE_SMS__{name.upper()} or {name} under [sources.close_sms] in .dlt/{file}"
+
+
 class SyncError(Exception):
     """A failure with a one-line cause; exit 1 unless a subclass says otherwise."""
 

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.sync.support import backfill_pages, mismatches
+from tests.support import backfill_pages, mismatches
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dagster_definitions.py"
 ASSETS = {dg.AssetKey(["close_sms", "sms"]), dg.AssetKey(["close_sms", "sms_events"])}

@@ -1,4 +1,4 @@
-"""Small helpers of the reliability tests, on top of `tests.sync.support`."""
+"""Small helpers of the reliability tests, on top of `tests.support`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from tests.sync.support import run_cli
+from tests.support import run_cli
 
 # Fast failure in bad-input runs: few retries, short waits.
 FAST_FAIL = {

@@ -1,7 +1,7 @@
 """A seeded, model-based randomized run: API changes, faults and (killed) sync processes.
 
 The emulator is the model of Close: after every completed sync the warehouse must equal
-`emu.snapshot()` field by field (`tests.sync.support.mismatches`). Each scenario applies random
+`emu.snapshot()` field by field (`tests.support.mismatches`). Each scenario applies random
 API changes, arms random faults, may SIGKILL one or two sync processes at a chosen moment
 (extract, normalize, load, or the view step, recognised from dlt's INFO log lines on stderr),
 then runs a sync to completion and compares (SMS changed while that sync ran are checked after
@@ -29,7 +29,7 @@ from close_sms.emulator.store import ValidationError
 from close_sms.errors import ApiContractError
 from close_sms.source.timestamps import parse_timestamp
 from tests.reliability.helpers import status
-from tests.sync.support import cli_command, cli_env, mismatches, warehouse_rows
+from tests.support import cli_command, cli_env, mismatches, warehouse_rows
 
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.

@@ -16,7 +16,7 @@ import pytest
 
 from close_sms.emulator.hooks import MISSING
 from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
-from tests.sync.support import mismatches
+from tests.support import mismatches
 
 
 def _template(emu) -> dict:

@@ -1,6 +1,6 @@
 """Bad input from the user: a clear one-line message, a non-zero exit, the database unchanged.
 
-Covered elsewhere and not repeated: a corrupt DuckDB file (tests/sync/test_cli.py
+Covered elsewhere and not repeated: a corrupt DuckDB file (tests/app/test_cli.py
 `test_corrupt_database_exits_6_and_is_left_alone`, bytes unchanged) and a file named like the
 dataset.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
-from tests.sync.support import cli_command, cli_env, mismatches
+from tests.support import cli_command, cli_env, mismatches
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ behaviour, tested here:
 - `reader_copy`: notebooks keep the copy open across syncs; each sync that wrote publishes a
   new copy, equal to Close, views included; a sync that wrote nothing leaves it alone.
 
-(Two syncs at once are covered by tests/sync/test_cli.py: one exits 5, the data is intact.)
+(Two syncs at once are covered by tests/app/test_cli.py: one exits 5, the data is intact.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import duckdb
 
 from close_sms import settings
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
-from tests.sync.support import (
+from tests.support import (
     change_account,
     cli_command,
     cli_env,

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from close_sms import settings
-from close_sms.source.client import RateLimitPacer, retry_wait_from_429
+from close_sms.source.api.client import RateLimitPacer, retry_wait_from_429
 from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
-from tests.sync.support import change_account, count, mismatches, sync
+from tests.support import change_account, count, mismatches, sync
 
 # --- rate limits ---------------------------------------------------------------------------
 
@@ -365,14 +365,14 @@ def test_generated_imports_and_empty_event_pages_sync_exactly(emulator, tmp_path
 
 
 def _reader(running, windows, **options):
-    from close_sms.source.backfill import BackfillReader
-    from close_sms.source.client import CloseClient
+    from close_sms.source.api.client import CloseClient
+    from close_sms.source.sms.backfill import BackfillReader
 
     return BackfillReader(CloseClient(running.base_url, running.api_key), windows, **options)
 
 
 def test_deleting_the_last_sms_read_before_the_next_page_is_no_alarm(emulator):
-    from close_sms.source.backfill import Window
+    from close_sms.source.sms.backfill import Window
 
     running = emulator(sms=250, seed=52)
     emu = running.emu
@@ -389,7 +389,7 @@ def test_deleting_the_last_sms_read_before_the_next_page_is_no_alarm(emulator):
 
 def test_a_resumed_window_still_checks_and_drops_its_re_read_overlap(emulator):
     from close_sms.errors import ApiContractError
-    from close_sms.source.backfill import Window
+    from close_sms.source.sms.backfill import Window
 
     running = emulator(sms=5, seed=53, unstable_tie_order=True)
     _burst(running.emu, 260)

@@ -6,7 +6,7 @@ import signal
 import subprocess
 
 from tests.reliability.helpers import status, sync_cli
-from tests.sync.support import cli_command, cli_env, mismatches
+from tests.support import cli_command, cli_env, mismatches
 
 
 def test_resumed_after_45_days_reconciles_and_catches_deletes_the_log_forgot(emulator, tmp_path):

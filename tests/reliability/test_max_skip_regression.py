@@ -5,7 +5,7 @@ max_skip itself, so a second can hold max_skip + one page before the millisecond
 from __future__ import annotations
 
 from tests.reliability.helpers import sync_cli
-from tests.sync.support import mismatches
+from tests.support import mismatches
 
 
 def test_one_second_with_more_sms_than_the_configured_max_skip_is_read_completely(

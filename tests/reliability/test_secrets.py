@@ -10,7 +10,7 @@ import duckdb
 
 from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import sync_cli
-from tests.sync.support import mismatches
+from tests.support import mismatches
 
 # Three keys, all configured: the requests are spread over them, so each one is sent.
 KEYS = (

@@ -26,14 +26,14 @@ from dlt.extract.resource import DltResource
 
 from .. import settings
 from ..errors import ConfigError, MassDeleteRefused
-from .backfill import BackfillReader, Window
-from .client import ClientConfig, CloseClient, RequestRejected, RequestStats
-from .columnar import ArrowBatcher
-from .feed import fetch_by_ids, read_events
-from .keys import parse_api_keys
-from .prefetch import PrefetchedPage, ReaderSettings, open_prefetcher, park
+from .api.client import ClientConfig, CloseClient, RequestRejected, RequestStats
+from .api.keys import parse_api_keys
 from .privacy import Privacy
-from .schema import (
+from .sms.backfill import BackfillReader, Window
+from .sms.columnar import ArrowBatcher
+from .sms.feed import fetch_by_ids, read_events
+from .sms.prefetch import PrefetchedPage, ReaderSettings, open_prefetcher, park
+from .sms.schema import (
     declare_attachments,
     event_columns,
     normalize_event,

@@ -26,7 +26,7 @@ from sqlglot.errors import SqlglotError
 
 from ..errors import DatabaseError
 from ..settings import DATASET_NAME
-from ..source.schema import attachment_columns, event_columns, sms_columns
+from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
 from .ledger import LEDGER_TABLE, ledger_columns
 from .tables import create_table

@@ -12,8 +12,8 @@ import pytest
 from dlt.extract.resource import DltResource
 
 from close_sms import backfill_in_progress, close_sms_source, settings
-from tests.sync.support import Target, count, mismatches
-from tests.sync.test_plain_source import bare_pipeline
+from tests.source.test_plain_source import bare_pipeline
+from tests.support import Target, count, mismatches
 
 
 @pytest.fixture

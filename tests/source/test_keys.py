@@ -11,9 +11,9 @@ import pytest
 
 from close_sms.emulator.auth import DEMO_API_KEY, PRINCIPALS
 from close_sms.errors import ConfigError
-from close_sms.source.keys import parse_api_keys
+from close_sms.source.api.keys import parse_api_keys
 from tests.reliability.helpers import one_line_error, sync_cli
-from tests.sync.support import cli_env, mismatches, run_cli
+from tests.support import cli_env, mismatches, run_cli
 
 EXTRA_KEYS = ("api_2ndKEYforTHEpoolQx81mZt", "api_3rdKEYforTHEpoolVb27nLw")
 SMS_LIST = "/api/v1/activity/sms/"

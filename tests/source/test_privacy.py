@@ -19,8 +19,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from close_sms import close_sms_source
 from close_sms.errors import ConfigError
 from close_sms.source.privacy import PHONE_FIELDS, Privacy
-from close_sms.source.schema import normalize_sms
-from tests.sync.support import Target, change_account, count, mismatches, run_cli
+from close_sms.source.sms.schema import normalize_sms
+from tests.support import Target, change_account, count, mismatches, run_cli
 
 KEY = "privacy-test-key-5f0c9a7e1d2b4c83"
 OTHER_KEY = "another-test-key-0b6e2f9d4a7c1e58"

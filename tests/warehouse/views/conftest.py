@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.postgres import postgres_database
-from tests.views.dataset import DESTINATIONS, Loader
+from tests.warehouse.views.dataset import DESTINATIONS, Loader
 
 
 @pytest.fixture(scope="module")

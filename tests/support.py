@@ -14,7 +14,7 @@ from typing import Any
 
 from close_sms import settings
 from close_sms.app.runner import SyncOptions, SyncReport, run_sync
-from close_sms.source.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
+from close_sms.source.sms.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
 from close_sms.warehouse.destination import Warehouse
 

@@ -19,9 +19,9 @@ from close_sms.errors import ConfigError
 from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
 from close_sms.warehouse.views import apply_views
-from tests.views import expected
-from tests.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
-from tests.views.fixture_data import sync_runs
+from tests.warehouse.views import expected
+from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
+from tests.warehouse.views.fixture_data import sync_runs
 
 
 def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:

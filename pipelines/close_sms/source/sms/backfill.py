@@ -9,10 +9,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import settings
-from ..errors import ApiContractError, CloseApiError
-from .client import CloseClient, RequestRejected
-from .timestamps import format_filter, parse_timestamp, to_ms
+from ... import settings
+from ...errors import ApiContractError, CloseApiError
+from ..api.client import CloseClient, RequestRejected
+from ..timestamps import format_filter, parse_timestamp, to_ms
 
 _MAX_SKIP_MESSAGE = re.compile(r"max_skip\s*=\s*(\d+)")
 

@@ -13,8 +13,8 @@ import dlt
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
 
-from .privacy import Privacy
-from .timestamps import parse_timestamp
+from ..privacy import Privacy
+from ..timestamps import parse_timestamp
 
 # The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
 DELETED_COLUMN = "_deleted"

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import settings
-from ..errors import ApiContractError
-from .client import CloseClient, RequestRejected
-from .timestamps import parse_timestamp
+from ... import settings
+from ...errors import ApiContractError
+from ..api.client import CloseClient, RequestRejected
+from ..timestamps import parse_timestamp
 
 
 def read_events(

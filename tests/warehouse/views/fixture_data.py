@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 
 from close_sms.warehouse.ledger import SyncRun
-from tests.views.dataset import UTC, attachment, event_row, sms_row
+from tests.warehouse.views.dataset import UTC, attachment, event_row, sms_row
 
 T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 DAY2 = dt.datetime(2024, 3, 2, 9, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.sql_client import SqlClientBase
 
 from close_sms.settings import DATASET_NAME
-from close_sms.source.schema import attachment_columns, event_columns, sms_columns
+from close_sms.source.sms.schema import attachment_columns, event_columns, sms_columns
 
 UTC = dt.timezone.utc
 DESTINATIONS = ("duckdb", "postgres")

@@ -20,8 +20,8 @@ from urllib.parse import urlencode
 import orjson
 import requests
 
-from .. import settings
-from ..errors import AuthError, CloseApiError, UnreachableError
+from ... import settings
+from ...errors import AuthError, CloseApiError, UnreachableError
 
 _RATELIMIT = re.compile(
     r"limit=(?P<limit>[\d.]+)\s*[,;]\s*remaining=(?P<remaining>[\d.]+)\s*[,;]\s*reset=(?P<reset>[\d.]+)"

@@ -7,9 +7,9 @@ import pytest
 from close_sms.errors import DatabaseError
 from close_sms.warehouse import views
 from close_sms.warehouse.views import apply_views, missing_views, sql_dir, view_files
-from tests.views.dataset import DESTINATIONS, Loader, column_names
-from tests.views.fixture_data import DELETED, event_rows, sms_rows
-from tests.views.test_views import VIEWS
+from tests.warehouse.views.dataset import DESTINATIONS, Loader, column_names
+from tests.warehouse.views.fixture_data import DELETED, event_rows, sms_rows
+from tests.warehouse.views.test_views import VIEWS
 
 BASE_TABLES = ("sms", "sms__attachments", "sms_events")
 COLUMNS_SQL = """

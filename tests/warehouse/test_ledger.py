@@ -21,7 +21,7 @@ import pytest
 from close_sms.app.alerts import INCIDENT_FILE, Alerts, parse_duration
 from close_sms.errors import UnreachableError
 from close_sms.warehouse.ledger import JOURNAL, ledger_columns
-from tests.sync.support import (
+from tests.support import (
     Target,
     change_account,
     cli_command,

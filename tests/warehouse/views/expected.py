@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from close_sms.warehouse.ledger import SyncRun
-from tests.views.dataset import UTC, message_at
+from tests.warehouse.views.dataset import UTC, message_at
 
 UNSENT = ("draft", "scheduled")
 

@@ -10,13 +10,13 @@ import pytest
 
 from close_sms import backfill_in_progress, close_sms_source, settings
 from close_sms.errors import CloseApiError
-from close_sms.source.backfill import BackfillReader, Window
-from close_sms.source.client import ClientConfig, CloseClient
-from close_sms.source.prefetch import Prefetcher
+from close_sms.source.api.client import ClientConfig, CloseClient
+from close_sms.source.sms.backfill import BackfillReader, Window
+from close_sms.source.sms.prefetch import Prefetcher
 from close_sms.source.state import SourceState
 from close_sms.source.timestamps import parse_timestamp, to_ms
-from tests.sync.support import Target, backfill_pages, mismatches
-from tests.sync.test_plain_source import bare_pipeline
+from tests.source.test_plain_source import bare_pipeline
+from tests.support import Target, backfill_pages, mismatches
 
 CHUNK = 300
 

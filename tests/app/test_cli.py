@@ -8,7 +8,7 @@ import subprocess
 
 import filelock
 
-from tests.sync.support import cli_command, cli_env, count, mismatches, run_cli
+from tests.support import cli_command, cli_env, count, mismatches, run_cli
 
 
 def test_sync_from_home_directory_and_status(emulator, tmp_path):

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .. import settings
+from ... import settings
+from ..api.client import CloseClient
 from .backfill import BackfillReader, Window
-from .client import CloseClient
 
 
 @dataclass(frozen=True)

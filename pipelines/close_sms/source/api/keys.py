@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 _SETTING = "SOURCES__CLOSE_SMS__API_KEY / CLOSE_API_KEY, or api_key in .dlt/secrets.toml"
 

@@ -9,7 +9,7 @@ import pytest
 
 from close_sms.errors import ConfigError
 from close_sms.warehouse.status import read_status
-from tests.sync.support import Target, as_target, change_account, count, mismatches, sync
+from tests.support import Target, as_target, change_account, count, mismatches, sync
 
 
 def _template(emu) -> dict:
@@ -188,7 +188,7 @@ def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
     """Actions are read one after another: a later action's newer events must not move the
     next run's start past changes the earlier actions' queries could not see yet."""
     from close_sms import settings
-    from close_sms.source.client import CloseClient
+    from close_sms.source.api.client import CloseClient
 
     running = emulator(sms=200, seed=26)
     emu = running.emu
@@ -367,7 +367,7 @@ def test_second_with_more_sms_than_max_skip_is_read_by_millisecond(
 
 
 def test_more_sms_than_max_skip_in_one_millisecond_is_a_clear_error(emulator, tmp_path):
-    from close_sms.source.backfill import MaxSkipExceeded
+    from close_sms.source.sms.backfill import MaxSkipExceeded
 
     running = emulator(sms=20, seed=26, max_skip=150, filter_precision="millisecond")
     _burst_within_one_second(running.emu, 260, same_instant=True)
@@ -397,7 +397,7 @@ def test_many_changes_are_fetched_by_id_in_batches_with_the_post_override(emulat
 
 
 def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(emulator, tmp_path):
-    from close_sms.source.backfill import MaxSkipExceeded
+    from close_sms.source.sms.backfill import MaxSkipExceeded
 
     running = emulator(sms=20, seed=28, max_skip=150, filter_precision="second")
     _burst_within_one_second(running.emu, 420, same_instant=False)
@@ -407,8 +407,8 @@ def test_server_ignoring_millisecond_filters_fails_loudly_instead_of_losing_sms(
 
 
 def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
-    from close_sms.source.backfill import BackfillReader, Window
-    from close_sms.source.client import CloseClient
+    from close_sms.source.api.client import CloseClient
+    from close_sms.source.sms.backfill import BackfillReader, Window
     from close_sms.source.timestamps import to_ms
 
     running = emulator(sms=5, seed=29)
@@ -434,8 +434,8 @@ def test_deletes_between_pages_do_not_push_unread_sms_past_the_offset(emulator):
 
 def test_an_empty_page_past_sms_deleted_between_two_requests_stops_the_backfill(emulator):
     from close_sms.errors import ApiContractError
-    from close_sms.source.backfill import BackfillReader, Window
-    from close_sms.source.client import CloseClient
+    from close_sms.source.api.client import CloseClient
+    from close_sms.source.sms.backfill import BackfillReader, Window
     from close_sms.source.timestamps import to_ms
 
     running = emulator(sms=5, seed=31)

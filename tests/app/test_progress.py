@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from close_sms import settings
 from close_sms.app.progress import BackfillEstimate, LogProgress
 from close_sms.source import SyncProgress, measure_pending
-from close_sms.source.backfill import Window
+from close_sms.source.sms.backfill import Window
 from tests.reliability.helpers import sync_cli
-from tests.sync.support import cli_command, cli_env, mismatches
+from tests.support import cli_command, cli_env, mismatches
 
 DAY_MS = 86_400_000
 PAGE = 100

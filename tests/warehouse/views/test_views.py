@@ -11,13 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from close_sms.source.schema import event_columns, sms_columns
+from close_sms.source.sms.schema import event_columns, sms_columns
 from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.views import apply_views
-from tests.views import expected
-from tests.views.dataset import DESTINATIONS, UTC, Loader, column_names
-from tests.views.dataset import rows_as_dicts as query
-from tests.views.fixture_data import DELETED, event_rows, minutes, sms_rows, sync_runs
+from tests.warehouse.views import expected
+from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, column_names
+from tests.warehouse.views.dataset import rows_as_dicts as query
+from tests.warehouse.views.fixture_data import DELETED, event_rows, minutes, sms_rows, sync_runs
 
 VIEWS = [
     "sms_messages",

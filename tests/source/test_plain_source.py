@@ -12,7 +12,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from close_sms import backfill_in_progress, close_sms_source
 from close_sms.source.state import SourceState
-from tests.sync.support import (
+from tests.support import (
     Target,
     backfill_pages,
     change_account,
