@@ -13,8 +13,8 @@ the source's state what to do:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -26,9 +26,10 @@ from dlt.extract.resource import DltResource
 
 from .. import settings
 from ..errors import ConfigError, MassDeleteRefused
-from .api.client import ClientConfig, CloseClient, RequestRejected, RequestStats
+from .api.client import ClientConfig, CloseClient, RequestRejected
 from .api.keys import parse_api_keys
 from .privacy import Privacy
+from .progress import RunMode, SyncProgress, measure_pending
 from .sms.backfill import BackfillReader, Window
 from .sms.columnar import ArrowBatcher
 from .sms.feed import fetch_by_ids, read_events
@@ -44,43 +45,20 @@ from .sms.schema import (
 from .state import BackfillPlan, SourceState
 from .timestamps import parse_timestamp, to_ms
 
-__all__ = ["SyncProgress", "backfill_in_progress", "check_positive", "close_sms_source"]
+__all__ = [
+    "RunMode",
+    "SyncProgress",
+    "backfill_in_progress",
+    "check_positive",
+    "close_sms_source",
+    "measure_pending",
+]
 
 
 MISSING_KEY = (
     "no Close API key: set SOURCES__CLOSE_SMS__API_KEY or CLOSE_API_KEY, "
     "or api_key under [sources.close_sms] in .dlt/secrets.toml"
 )
-
-
-@dataclass
-class SyncProgress:
-    """What one run of the source did, filled in as it runs: pass one in to watch a run."""
-
-    mode: str = ""
-    reason: str = ""
-    backfill_range: tuple[datetime, datetime] | None = None
-    backfill_sms: int = 0
-    backfill_loaded: int = 0
-    windows_left: int = 0
-    windows_done: int = 0
-    # The milliseconds of `date_created` the backfill has left to read, for estimates of the rest.
-    backfill_pending_ms: int = 0
-    removed: int = 0
-    feed_since: datetime | None = None
-    # When this run read the change feed to its end (Close's clock), recorded in state or not.
-    feed_read_at: datetime | None = None
-    events: int = 0
-    upserted: int = 0
-    deleted: int = 0
-    # SMS of the recent re-read that differed from the warehouse (changes without an event).
-    recent_changed: int = 0
-    requests: RequestStats = field(default_factory=RequestStats)
-    # Called once the run knows what it does, after every backfill page, and with
-    # (reason, seconds) before long waits.
-    on_start: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
-    on_page: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
-    on_wait: Callable[[str, float], None] | None = field(default=None, repr=False)
 
 
 def backfill_in_progress(pipeline: dlt.Pipeline) -> bool:
@@ -266,11 +244,11 @@ class _Run:
         if plan is not None:
             state.backfill = plan
             state.write(dlt.current.source_state())
-            self.progress.mode = "reconcile" if plan.reconcile else "backfill"
+            self.progress.mode = RunMode.RECONCILE if plan.reconcile else RunMode.BACKFILL
         elif state.backfill_in_progress:
-            self.progress.mode = "backfill (resumed)"
+            self.progress.mode = RunMode.RESUMED
         else:
-            self.progress.mode = "incremental"
+            self.progress.mode = RunMode.INCREMENTAL
         self.progress.reason = reason
         if state.backfill is not None:
             self.progress.backfill_range = (state.backfill.start, state.backfill.made_at)
@@ -361,7 +339,7 @@ class _Run:
             # The feed's check would move on while the SMS its events name are never fetched.
             raise ConfigError("sms_events is selected without sms_changes: select both, or neither")
         state = self.decide()
-        if self.progress.mode != "incremental":
+        if self.progress.mode is not RunMode.INCREMENTAL:
             # Not the live plan: with dlt's `fifo` item mode the backfill has finished by now,
             # and a feed read into its package could lose a delete to a row read before it.
             return
@@ -394,7 +372,11 @@ class _Run:
         Close changes some SMS without an event (delivery outcomes set a status); they all
         change `date_updated` or `status`, so SMS equal in both are not loaded again.
         """
-        if self.recent_window is None or self._now is None or self.progress.mode != "incremental":
+        if (
+            self.recent_window is None
+            or self._now is None
+            or self.progress.mode is not RunMode.INCREMENTAL
+        ):
             # A backfill that ended in this run has just read everything.
             return
         now = self._now.replace(microsecond=0)
@@ -462,18 +444,6 @@ def _warehouse_rows(query: str, *args: Any) -> list[tuple[Any, ...]]:
         except DatabaseUndefinedRelation:
             return []
     return [tuple(row) for row in rows or []]
-
-
-def measure_pending(progress: SyncProgress, windows: Sequence[Window], until: datetime) -> None:
-    """Record the `date_created` range `windows` leave to read, for estimates of what is left.
-
-    Only the range before `until` (when the plan was made) counts: the open-ended pass after it
-    holds the few future-dated SMS, and its span up to year 9999 would swamp any estimate.
-    """
-    end = to_ms(until)
-    progress.backfill_pending_ms = sum(
-        max(0, min(window.upper, end) - window.lower) for window in windows
-    )
 
 
 def _ids_loaded_before(plan: BackfillPlan) -> list[str]:
