@@ -17,8 +17,16 @@ from .config import SMS_LIST_FILTERS
 from .emulator import Emulator, RequestRecord
 from .events import ALLOWED_COMBINATIONS, FILTER_NAMES, CursorError
 from .faults import Fault
-from .ratelimit import RateDecision, legacy_body
-from .store import Forbidden, NotFound, RequestContext, SmsQuery, SmsStore, ValidationError
+from .ratelimit import RateDecision, RateLimiter, WindowRateLimiter, legacy_body
+from .store import (
+    DELETED_MID_QUERY_MESSAGE,
+    Forbidden,
+    NotFound,
+    RequestContext,
+    SmsQuery,
+    SmsStore,
+    ValidationError,
+)
 from .timefmt import dt_to_ms, format_ms, parse_datetime
 
 try:  # orjson ships with dlt and is several times faster; json is the fallback.
@@ -66,9 +74,10 @@ _RESOURCE = {
     "lead_item": "lead",
 }
 EVENT_MAX_LIMIT = 50
-# flask-mongorest's answer when a record at the offset was deleted mid-query (tap-closeio).
-DELETED_MID_QUERY_MESSAGE = "Empty query: Document has been deleted."
 HANG_DEFAULT_SECONDS = 120.0
+METHOD_OVERRIDE_REFUSED_MESSAGE = (
+    "The x-http-method-override header is not supported for this endpoint."
+)
 
 
 class ApiError(Exception):
@@ -175,19 +184,16 @@ class EmulatorApp:
                 method == "POST"
                 and request.headers.get("x-http-method-override", "").upper() == "GET"
             ):
+                refused = self.config.refuse_method_override
+                if refused is not None and endpoint == "sms_list":
+                    raise _error(refused, METHOD_OVERRIDE_REFUSED_MESSAGE)
                 # Unreadable _params: the body is never looked at, the answer is unfiltered.
                 if endpoint != "sms_list" or self.config.override_params_readable:
                     params = {**params, **_params_from_body(self._json_body(request))}
                 method = "GET"
-            if self.emu.ratelimiter is not None:
-                group = f"{_RESOURCE[endpoint]}:{'read' if method == 'GET' else 'write'}"
-                decision = self.emu.ratelimiter.check(principal.key_id, group)
-                if not decision.allowed:
-                    with self.emu.lock:
-                        self.emu.stats.rate_limited += 1
-                    response = self._json(429, legacy_body(decision, group))
-                    response.headers["retry-after"] = str(decision.retry_after)
-                    raise _Done(response)
+            limiter = self.emu.ratelimiter
+            if limiter is not None:
+                decision = self._rate_limit(limiter, endpoint, request.method, method, principal)
             handler = self._handlers[endpoint]
             response = handler(request, method, params, principal, **args)
         except _Done as done:
@@ -211,13 +217,51 @@ class EmulatorApp:
         except HTTPException as exc:
             response = self._json(exc.code or 500, {"error": exc.description or "error"})
         if decision is not None:
-            response.headers["ratelimit"] = decision.header(self.config.ratelimit_separator)
+            response.headers.update(self._rate_headers(decision))
         if fault is not None:
             response = self._late_fault(fault, response)
         status = response.status_code
         return response, self._record(
             request, params, status, principal.key_id if principal else None, fault
         )
+
+    def _rate_limit(
+        self,
+        limiter: RateLimiter | WindowRateLimiter,
+        endpoint: str,
+        sent_method: str,
+        method: str,
+        principal: Principal,
+    ) -> RateDecision:
+        """Count the request in its group; _Done with a 429 when the group has no room."""
+        resource = _RESOURCE[endpoint]
+        share = 1.0
+        if self.config.ratelimit_group_by_method:
+            group = f"{resource}:{sent_method}"
+            if sent_method == "POST":
+                share = self.config.ratelimit_override_share
+        else:
+            group = f"{resource}:{'read' if method == 'GET' else 'write'}"
+        decision = limiter.check(principal.key_id, group, share)
+        if not decision.allowed:
+            with self.emu.lock:
+                self.emu.stats.rate_limited += 1
+            response = self._json(429, legacy_body(decision, group))
+            response.headers.update(self._rate_headers(decision))
+            raise _Done(response)
+        return decision
+
+    def _rate_headers(self, decision: RateDecision) -> dict[str, str]:
+        """The configured rate-limit headers; a 429 always carries retry-after."""
+        config = self.config
+        headers = decision.headers(
+            config.ratelimit_header_form,
+            config.ratelimit_separator,
+            config.ratelimit_reset_rounding,
+        )
+        if not decision.allowed:
+            headers["retry-after"] = str(decision.retry_after)
+        return headers
 
     def _record(
         self,
@@ -248,8 +292,7 @@ class EmulatorApp:
             reset = float(fault.params.get("reset", 1.0))
             decision = RateDecision(False, int(self.config.bucket_size or 1), 0, reset)
             response = self._json(429, legacy_body(decision, "fault"))
-            response.headers["ratelimit"] = decision.header(self.config.ratelimit_separator)
-            response.headers["retry-after"] = str(decision.retry_after)
+            response.headers.update(self._rate_headers(decision))
             return response
         if kind == "slow":
             self.stopping.wait(float(fault.params.get("seconds", 2.0)))
@@ -396,7 +439,7 @@ class EmulatorApp:
                 return None
         ids = _split(params.get("id__in"))
         if ids is not None:
-            query.rows = [r for r in (store.row_of(i) for i in ids) if r is not None]
+            query.rows = [r for r in (store.listed_row_of(i) for i in ids) if r is not None]
         leads = (_split(params.get("lead_id")) or []) + (_split(params.get("lead_id__in")) or [])
         if params.get("lead_id") is not None or params.get("lead_id__in") is not None:
             query.leads = [store.leads.index[x] for x in leads if x in store.leads.index]
@@ -459,6 +502,8 @@ class EmulatorApp:
                 row = store.row_of(sms_id)
                 if row is None:
                     raise NotFound()
+                if row in store.forbidden:
+                    raise Forbidden()
                 item = self._project([store.render(row)], _split(params.get("_fields")))[0]
                 return self._json(200, item)
             if method == "PUT":

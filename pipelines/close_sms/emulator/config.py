@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .events import FILTER_NAMES
+from .ratelimit import HEADER_FORMS, RESET_ROUNDINGS, HeaderForm, ResetRounding
 
 UnknownParams = Literal["ignore", "reject"]
 FilterPrecision = Literal["millisecond", "second"]
@@ -18,6 +19,8 @@ SMS_LIST_FILTERS = frozenset(
     | {f"date_created__{op}" for op in _DATE_OPS}
     | {f"activity_at__{op}" for op in _DATE_OPS}
 )
+# Enough for any test of undeclared fields; a bound keeps a typo from bloating every SMS.
+MAX_UNDECLARED_FIELDS = 50
 # The filters of GET /event/; `ignored_event_filters` may name any of them.
 EVENT_LIST_FILTERS = frozenset({*FILTER_NAMES} | {f"date_updated__{op}" for op in _DATE_OPS})
 
@@ -85,6 +88,42 @@ class EmulatorConfig:
     page_order: Literal["newest_first", "oldest_first_pages"] = "newest_first"
     unstable_tie_order: bool = False
 
+    # Recorded answers of the real API (README of the Close facts, sections 5 and 12). Each is
+    # off by default; tests switch them on.
+    # Fixed windows of this many seconds instead of the token bucket: round(rps * window)
+    # requests per window and (key, group). Windows of 8 s (2017) and 15 s were recorded.
+    ratelimit_window: float | None = None
+    # How `reset` is written: 3 decimals (the docs: "as a decimal"), or whole seconds rounded
+    # down or up (2025 logs show `reset=8`, `reset=1`).
+    ratelimit_reset_rounding: ResetRounding = "fraction"
+    # Close groups "by endpoint URL paths and methods": a POST with x-http-method-override: GET
+    # then counts in the POST group, whose limit is `ratelimit_override_share` of the GET
+    # group's (2025 logs: a POST group's limit was a tenth of a GET group's).
+    ratelimit_group_by_method: bool = False
+    ratelimit_override_share: float = 1.0
+    # "ratelimit": `RateLimit: limit=.., remaining=.., reset=..` (the docs); "x-rate-limit": the
+    # deprecated X-Rate-Limit-Limit/-Remaining/-Reset (2017-2019 cassettes); "ratelimit-separate":
+    # RateLimit-Limit/-Remaining/-Reset (Close's client read RateLimit-Reset in 2022); "ietf":
+    # draft-ietf-httpapi-ratelimit-headers' RateLimit and RateLimit-Policy; "none": no header on
+    # successful answers ("only the rate_reset values and retry-after header may be set").
+    ratelimit_header_form: HeaderForm = "ratelimit"
+    # 400 or 405: a POST with x-http-method-override: GET to /activity/sms/ is refused (the
+    # docs recommend the override, no recording shows it used on /activity/sms/).
+    refuse_method_override: int | None = None
+    # Generated SMS also carry the fields recorded in 2026 answers (caller_id_mode,
+    # caller_id_reason) and, for SMS an AI agent sent, agent_action_reason/agent_config_id;
+    # all within Close's spec, which lets objects carry properties it does not list.
+    recorded_sms_fields: bool = False
+    # Some generated SMS have a `source` recorded in real answers but outside the spec's enum
+    # (Close.io/External): "ai", "whatsapp", "webform".
+    recorded_sources: bool = False
+    # Every SMS carries this many fields the spec does not list: `import_id` (recorded on
+    # activities by Nango 2026 and Airbyte 2021), then x_extra_1, x_extra_2, ... of mixed types.
+    undeclared_fields: int = 0
+    # The generator also makes hard texts: empty, with NUL bytes, emoji sequences, combining
+    # marks, right-to-left text, CR LF, tabs, quotes, backslashes and very long text.
+    hostile_texts: bool = False
+
     def __post_init__(self) -> None:
         # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
         for name, endpoint, known in (
@@ -117,6 +156,43 @@ class EmulatorConfig:
             raise ValueError("silent_delivery_failure_rate must be between 0 and 1")
         if self.delivery_outcome_delay_seconds < 0:
             raise ValueError("delivery_outcome_delay_seconds must not be negative")
+        self._check_ratelimit_settings()
+        if self.refuse_method_override not in (None, 400, 405):
+            raise ValueError(
+                f"refuse_method_override must be None, 400 or 405, not {self.refuse_method_override!r}"
+            )
+        if (
+            isinstance(self.undeclared_fields, bool)
+            or not isinstance(self.undeclared_fields, int)
+            or not 0 <= self.undeclared_fields <= MAX_UNDECLARED_FIELDS
+        ):
+            raise ValueError(
+                f"undeclared_fields must be a whole number from 0 to {MAX_UNDECLARED_FIELDS}"
+            )
+
+    def _check_ratelimit_settings(self) -> None:
+        window = self.ratelimit_window
+        if window is not None:
+            if not 1 <= window <= 15:
+                raise ValueError(f"ratelimit_window must be 1 to 15 seconds, not {window!r}")
+            if self.rps is None:
+                raise ValueError("ratelimit_window needs rps (the rate) to be set")
+            if round(self.rps * window * min(1.0, self.ratelimit_override_share)) < 1:
+                raise ValueError("rps * ratelimit_window must allow at least one request")
+        if self.ratelimit_reset_rounding not in RESET_ROUNDINGS:
+            raise ValueError(
+                f"ratelimit_reset_rounding must be one of {', '.join(RESET_ROUNDINGS)}, "
+                f"not {self.ratelimit_reset_rounding!r}"
+            )
+        if self.ratelimit_header_form not in HEADER_FORMS:
+            raise ValueError(
+                f"ratelimit_header_form must be one of {', '.join(HEADER_FORMS)}, "
+                f"not {self.ratelimit_header_form!r}"
+            )
+        if not 0 < self.ratelimit_override_share <= 1:
+            raise ValueError("ratelimit_override_share must be above 0 and at most 1")
+        if self.ratelimit_override_share != 1.0 and not self.ratelimit_group_by_method:
+            raise ValueError("ratelimit_override_share needs ratelimit_group_by_method=True")
 
     @property
     def bucket_size(self) -> float:

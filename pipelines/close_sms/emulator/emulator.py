@@ -19,7 +19,7 @@ from .clock import Clock
 from .config import EmulatorConfig
 from .faults import FaultInjector
 from .ids import random_like_id
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, WindowRateLimiter
 from .store import SILENT_FAILURE_MESSAGE, RequestContext, SmsStore
 from .timefmt import dt_to_ms
 
@@ -74,9 +74,11 @@ class Emulator:
         self.stores: dict[str, SmsStore] = {
             org: SmsStore(org, self.config, self.clock) for org in (ORG_ID, OTHER_ORG_ID)
         }
-        self.ratelimiter = (
-            RateLimiter(self.config.rps, self.config.bucket_size) if self.config.rps else None
-        )
+        self.ratelimiter: RateLimiter | WindowRateLimiter | None = None
+        if self.config.rps and self.config.ratelimit_window:
+            self.ratelimiter = WindowRateLimiter(self.config.rps, self.config.ratelimit_window)
+        elif self.config.rps:
+            self.ratelimiter = RateLimiter(self.config.rps, self.config.bucket_size)
         self.clock.subscribe(self._on_clock_jump)
 
     # ---- plumbing ---------------------------------------------------------------------
@@ -148,6 +150,7 @@ class Emulator:
                 horizon_ms=store.horizon_ms(),
                 consolidation_ms=int(self.config.consolidation_seconds * 1000),
                 imported_history=self.config.imported_history,
+                hostile_texts=self.config.hostile_texts,
                 now_ms=self.clock.now_ms(),
             )
             self.stores[ORG_ID] = store
@@ -167,11 +170,31 @@ class Emulator:
         with self.lock:
             return self.store_for(ctx.principal).update(sms_id, payload, ctx)
 
-    def delete_sms(self, sms_id: str, api_key: str = DEMO_API_KEY) -> None:
-        """Same as DELETE /activity/sms/{id}/."""
+    def delete_sms(
+        self, sms_id: str, api_key: str = DEMO_API_KEY, keep_in_index: bool = False
+    ) -> None:
+        """Same as DELETE /activity/sms/{id}/.
+
+        With `keep_in_index`, the SMS is deleted (404 on GET, a `deleted` event) but keeps its
+        place in Close's list index: every /activity/sms/ list page whose `_skip`..`_skip+_limit`
+        slice includes it answers 404 "Empty query: Document has been deleted.", on every
+        request (tap-closeio met this while paging); a smaller `_limit` can read around it.
+        """
         ctx = self.context(api_key, "DELETE", f"/api/v1/activity/sms/{sms_id}/")
         with self.lock:
-            self.store_for(ctx.principal).delete(sms_id, ctx)
+            self.store_for(ctx.principal).delete(sms_id, ctx, keep_in_index=keep_in_index)
+
+    def forbid_sms(self, sms_id: str) -> None:
+        """Make SMS `sms_id` a record the keys may not read: GET /activity/sms/{id}/ answers
+        403 and list pages (id__in included) leave it out; every other request works.
+
+        KeyError when no such SMS exists.
+        """
+        with self.lock:
+            row = self.store.row_of(sms_id)
+            if row is None:
+                raise KeyError(sms_id)
+            self.store.forbidden.add(row)
 
     def delete_lead(self, lead_id: str, api_key: str = DEMO_API_KEY) -> list[str]:
         """Delete a lead: its SMS go, each with a `deleted` event; returns their ids."""

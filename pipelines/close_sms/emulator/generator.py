@@ -102,6 +102,31 @@ _PHRASES = [
     "Line one\nLine two\n\tIndented line three",
     'Quote "{name}" said: it\'s 100% <fine> & done',
 ]
+# Texts that break careless code: empty, NUL bytes, emoji sequences, combining marks,
+# right-to-left and bidi controls, CR LF, tabs, quotes, backslashes, invisible characters.
+_HOSTILE_TEXTS = [
+    "",
+    "\x00",
+    "before\x00after",
+    "NUL at the end\x00",
+    "👩🏽‍💻👨‍👩‍👧‍👦🏳️‍🌈 🇩🇪🇯🇵 1️⃣",
+    "Z\u0351\u0357a\u0310\u036clg\u0306\u0352o\u0308\u0301 e\u0301 n\u0303",
+    "שלום, מה שלומך? مرحبا بك 123",
+    "\u202eevil.exe\u202c txt \u2066isolated\u2069",
+    "line one\r\nline two\r\n\r\nline four",
+    "col1\tcol2\t\tcol4\t",
+    "She said \"hi\" and 'bye' `ok`",
+    "C:\\Users\\temp\\new \\n is not a newline \\",
+    '{"data": [], "has_more": false}',
+    "'); DROP TABLE sms; --",
+    "\ufeffBOM first, zero\u200bwidth, line\u2028separator\u2029end",
+    "   leading and trailing spaces   ",
+]
+# Very long hostile text: mixed multi-byte characters far beyond any SMS segment count.
+_HOSTILE_LONG_CHARS = 100_000
+# Share of the SMS given a hostile text when the switch is on.
+_HOSTILE_SHARE = 0.05
+
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "2026-07-01", "01/02"]
 _ERRORS = [
     "Message blocked by carrier.",
@@ -155,6 +180,15 @@ def _text_pool(rng: random.Random, size: int) -> tuple[list[str], list[str]]:
     return normal, long_texts
 
 
+def _hostile_pool(rng: random.Random) -> list[str]:
+    """The hostile texts plus one very long text of them, shuffled by the seed."""
+    pieces = [t for t in _HOSTILE_TEXTS if t] + ["ü€𝄞"]
+    long_text = ""
+    while len(long_text) < _HOSTILE_LONG_CHARS:
+        long_text += rng.choice(pieces)
+    return [*_HOSTILE_TEXTS, long_text[:_HOSTILE_LONG_CHARS]]
+
+
 def _delay(rng: random.Random, shape: tuple[int, float, int, int]) -> int:
     """A log-normal delay in ms, clamped to the shape's shortest and longest."""
     median, sigma, shortest, longest = shape
@@ -186,12 +220,14 @@ def generate(
     consolidation_ms: int,
     imported_history: bool = False,
     now_ms: int | None = None,
+    hostile_texts: bool = False,
 ) -> None:
     """Fill an empty store with `n` SMS created in [start_ms, end_ms] and their recent events.
 
     Events exist only for actions at or after `horizon_ms` (older ones fell out of retention).
     With `imported_history`, some SMS are dated outside that range (see `_imported_dates`);
     they were imported at a time inside it. `now_ms` (default `end_ms`) anchors future dates.
+    With `hostile_texts`, about 5% of the SMS that are not bulk sends get a hard text.
     """
     if end_ms < start_ms:
         raise ValueError("end must not be before start")
@@ -260,6 +296,9 @@ def generate(
     mms_cost = store.costs.add(MMS_COST_CENTS)
     cost_of_text: dict[int, int] = {}  # text pool index -> cost pool index
     tmpl_idx = [store.templates.add(t) for t in _TEMPLATES]
+    # Its own generator, so that the switch leaves every other value of the account as it is.
+    hostile_rng = random.Random(f"hostile:{seed}") if hostile_texts else None
+    hostile_idx = [store.texts.add(t) for t in _hostile_pool(hostile_rng)] if hostile_rng else []
     seq_idx = [store.sequences.add(s) for s in _SEQUENCES]
 
     # The plan: date_created, kind and `who` of every SMS (a burst's or conversation's index).
@@ -435,6 +474,8 @@ def generate(
             text = 0
         else:
             text = normal_idx[randrange(n_normal)]
+        if hostile_rng is not None and burst_text < 0 and hostile_rng.random() < _HOSTILE_SHARE:
+            text = hostile_idx[hostile_rng.randrange(len(hostile_idx))]
         dsent = dsched = NO_TS
         err = cost = 0
         aa = du = dc

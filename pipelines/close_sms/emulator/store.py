@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
+import itertools
 import random
 import re
 from array import array
@@ -21,6 +22,7 @@ from .auth import Principal
 from .clock import Clock
 from .config import EmulatorConfig
 from .events import Event, EventLog
+from .extras import extra_fields_renderer
 from .hooks import apply_raw_overrides
 from .ids import IdCodec, random_like_id
 from .schema import (
@@ -46,6 +48,8 @@ FAILING_NUMBER_SUFFIX = "0000"
 SEND_ERROR_MESSAGE = "Message delivery failed: the carrier rejected the destination number."
 SILENT_FAILURE_MESSAGE = "Carrier rejected the message"
 INVALID_NUMBER_MESSAGE = "The 'To' number is not a valid phone number."
+# flask-mongorest's answer when a record at the offset was deleted mid-query (tap-closeio).
+DELETED_MID_QUERY_MESSAGE = "Empty query: Document has been deleted."
 
 
 class ValidationError(Exception):
@@ -70,6 +74,14 @@ class NotFound(Exception):
 
 class Forbidden(Exception):
     """403: the key may not do this."""
+
+
+class DeletedInPage(NotFound):
+    """404 `Empty query: Document has been deleted.`: a list page holds a deleted SMS that
+    Close's list index still has (flask-mongorest's answer, met by tap-closeio)."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, DELETED_MID_QUERY_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,12 @@ class SmsStore:
         self.raw_overrides: dict[int, dict[str, Any]] = {}
         # 404s "deleted mid-query" waiting for offset list requests (empty_query_on_delete).
         self.armed_empty_queries = 0
+        # Deleted rows the list index still holds: a page including one answers 404.
+        self.ghosts: set[int] = set()
+        # Rows GET /activity/sms/{id}/ answers 403 for, and lists leave out.
+        self.forbidden: set[int] = set()
+        # Fields added to every rendered SMS (recorded and undeclared fields), or None.
+        self._extra_fields = extra_fields_renderer(config)
         self._init_columns()
 
     def _init_columns(self) -> None:
@@ -242,6 +260,14 @@ class SmsStore:
         row = self.ids.decode(sms_id)
         if row is None or row >= len(self.dc) or self.deleted[row]:
             return None
+        return row
+
+    def listed_row_of(self, sms_id: str) -> int | None:
+        """The row of an SMS id the list index holds: live, or deleted but kept (a ghost)."""
+        row = self.row_of(sms_id)
+        if row is None and self.ghosts:
+            row = self.ids.decode(sms_id)
+            return row if row in self.ghosts else None
         return row
 
     def append_row(
@@ -417,6 +443,8 @@ class SmsStore:
             "user_name": user[1] if user else None,
             "users": [],
         }
+        if self._extra_fields is not None:
+            rendered.update(self._extra_fields(self.seed, row, rendered))
         return apply_raw_overrides(rendered, self.raw_overrides.get(row))
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
@@ -464,14 +492,24 @@ class SmsStore:
             candidates = [r for lead in q.leads for r in self.by_lead.get(lead, ())]
         elif q.contacts is not None:
             candidates = [r for c in q.contacts for r in self.by_contact.get(c, ())]
-        if candidates is not None or q.order_field != "date_created" or tie_order:
+        ghosts, hidden = self.ghosts, self.forbidden
+        if (
+            candidates is not None
+            or q.order_field != "date_created"
+            or tie_order
+            or ghosts
+            or hidden
+        ):
             if candidates is None:
                 candidates = self.order
+            if ghosts and q.rows is None:
+                candidates = itertools.chain(candidates, ghosts)
             rows = sorted(
                 {
                     r
                     for r in candidates
-                    if not self.deleted[r]
+                    if (not self.deleted[r] or r in ghosts)
+                    and r not in hidden
                     and (dc_test is None or dc_test(self.dc[r]))
                     and extra_ok(r)
                 },
@@ -479,6 +517,8 @@ class SmsStore:
                 reverse=not q.descending,
             )
             page = rows[q.skip : q.skip + q.limit + 1]
+            if ghosts and not ghosts.isdisjoint(page[: q.limit]):
+                raise DeletedInPage()
             return page[: q.limit], len(page) > q.limit
 
         # date_created window -> position range in the sorted index (binary search).
@@ -901,8 +941,11 @@ class SmsStore:
         )
         return after
 
-    def delete(self, sms_id: str, ctx: RequestContext) -> None:
-        """DELETE /activity/sms/{id}/: emits `deleted` with data null."""
+    def delete(self, sms_id: str, ctx: RequestContext, keep_in_index: bool = False) -> None:
+        """DELETE /activity/sms/{id}/: emits `deleted` with data null.
+
+        With `keep_in_index`, the SMS stays in the list ordering as a ghost (see DeletedInPage).
+        """
         self.tick()
         row = self.row_of(sms_id)
         if row is None:
@@ -913,6 +956,8 @@ class SmsStore:
             if owner is None or owner[0] != principal.user_id:
                 raise Forbidden()
         self._delete_row(row, ctx)
+        if keep_in_index:
+            self.ghosts.add(row)
 
     def _delete_row(self, row: int, ctx: RequestContext | None) -> None:
         now = self.clock.now_ms()
