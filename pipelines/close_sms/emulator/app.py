@@ -20,6 +20,7 @@ from .faults import Fault
 from .ratelimit import RateDecision, RateLimiter, WindowRateLimiter, legacy_body
 from .store import (
     DELETED_MID_QUERY_MESSAGE,
+    DeletedInPage,
     Forbidden,
     NotFound,
     RequestContext,
@@ -204,6 +205,8 @@ class EmulatorApp:
             response = self._json(400, exc.body())
         except NotFound as exc:
             response = self._json(404, {"error": str(exc)})
+        except DeletedInPage:
+            response = self._json(404, {"error": DELETED_MID_QUERY_MESSAGE})
         except Forbidden:
             response = self._json(403, {"error": FORBIDDEN_MESSAGE})
         except RequestRedirect as exc:

@@ -76,12 +76,9 @@ class Forbidden(Exception):
     """403: the key may not do this."""
 
 
-class DeletedInPage(NotFound):
-    """404 `Empty query: Document has been deleted.`: a list page holds a deleted SMS that
-    Close's list index still has (flask-mongorest's answer, met by tap-closeio)."""
-
-    def __init__(self) -> None:
-        Exception.__init__(self, DELETED_MID_QUERY_MESSAGE)
+class DeletedInPage(Exception):
+    """A list page holds a deleted SMS that Close's list index still has: 404 with
+    DELETED_MID_QUERY_MESSAGE (flask-mongorest's answer, met by tap-closeio)."""
 
 
 @dataclass(frozen=True)
