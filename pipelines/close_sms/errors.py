@@ -92,10 +92,11 @@ def needs_cli_extra(feature: str) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in CLI_EXTRA_MODULES:
+        package = (exc.name or "").split(".")[0]
+        if package not in CLI_EXTRA_MODULES:
             raise
         raise ConfigError(
-            f"{feature} needs {exc.name}, which is not installed: pip install 'close-sms[cli]'"
+            f"{feature} needs {package}, which is not installed: pip install 'close-sms[cli]'"
         ) from None
 
 
