@@ -6,6 +6,9 @@ Messages never hold a secret.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 EXIT_OK = 0
 # `close-sms status --max-lag`: the change feed was read too long ago, or the last run failed.
 EXIT_STALE = 8
@@ -16,6 +19,11 @@ def where_to_set(name: str, secret: bool = False) -> str:
     """Where a user sets the setting `name`: the one wording of every message's hint."""
     file = "secrets.toml" if secret else "config.toml"
     return f"SOURCES__CLOSE_SMS__{name.upper()} or {name} under [sources.close_sms] in .dlt/{file}"
+
+
+# What `pip install 'close-sms[cli]'` adds to the bare package: the emulator's server, the
+# report's charts and the progress bar.
+CLI_EXTRA_MODULES = frozenset({"waitress", "werkzeug", "plotly", "rich"})
 
 
 class SyncError(Exception):
@@ -76,6 +84,20 @@ class DatabaseError(SyncError):
     """The destination cannot be opened, read or written."""
 
     exit_code = 6
+
+
+@contextmanager
+def needs_cli_extra(feature: str) -> Iterator[None]:
+    """Imports in the block that miss a module of the `[cli]` extra raise one `ConfigError`."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package not in CLI_EXTRA_MODULES:
+            raise
+        raise ConfigError(
+            f"{feature} needs {package}, which is not installed: pip install 'close-sms[cli]'"
+        ) from None
 
 
 def exit_status(exc: BaseException | None) -> int:

@@ -1,7 +1,9 @@
-"""Defaults of close-sms, kept in one place.
+"""Close's facts and the source's defaults.
 
 Defaults live in code so that the sync behaves the same from any working directory
-(cron starts jobs in $HOME, where no project `.dlt/` folder is found).
+(cron starts jobs in $HOME, where no project `.dlt/` folder is found). The command's and the
+warehouse's own defaults live beside the code that uses them (`app/config.py`,
+`warehouse/destination.py`, `warehouse/duckdb_wait.py`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ DATASET_NAME = "close_sms"
 PIPELINE_NAME = "close_sms"
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1"
-DEFAULT_DATABASE = "warehouse.duckdb"
-DEMO_DATABASE = "close_sms_demo.duckdb"
 # A new backfill reads every date_created from the epoch: imports can date SMS before Close
 # existed (2013), and empty ranges cost one request each.
 DEFAULT_START_DATE = "1970-01-01"
@@ -77,24 +77,6 @@ ARROW_BATCH_SMS = 5_000
 # Destinations whose loads of those tables the tests prove equal to loads of row dicts. Others
 # get row dicts: loaded from another file format than parquet's, JSON could differ in form.
 ARROW_DESTINATIONS = ("dlt.destinations.duckdb", "dlt.destinations.postgres")
-# The garbage collector's thresholds in `close-sms` processes (Python's default: 700, 10, 10):
-# a young-generation pass every 50,000 allocations instead of 700, and the older generations a
-# little less often, since a backfill's rows in flight survive pass after pass. 100k backfill
-# 10.2 s -> 9.1 s (9.0 s with the collector off), peak RSS unchanged; 100,000 gave the same.
-GC_THRESHOLDS = (50_000, 20, 20)
-# DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
-# sync's memory would grow with the table; merges spill to disk past this instead.
-DUCKDB_MEMORY_LIMIT = "128MB"
-# SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
-BACKFILL_CHUNK_SIZE = 50_000
-# How long a sync waits for another process (a notebook) to close the DuckDB file before it
-# gives up with exit 6; a cron run every 5 minutes still finishes before the next one starts.
-LOCK_WAIT_SECONDS = 120.0
-# How often a waiting sync tries the file again.
-LOCK_RETRY_SECONDS = 0.25
-# Seconds between two backfill progress lines when stderr is a log, not a terminal.
-PROGRESS_INTERVAL_SECONDS = 5.0
-
 # A request waiting for its key's next answer looks again this often, in case none comes.
 KEY_POOL_RECHECK_SECONDS = 1.0
 
@@ -109,8 +91,3 @@ SMS_TEXT_MODES = ("keep", "drop", "hash")
 DEFAULT_SMS_TEXT = "keep"
 # 16 random characters are beyond enumeration; shorter keys are usually words.
 MIN_HASH_KEY_LENGTH = 16
-
-# Runs append to the local ledger journal in milliseconds; one writing it out waits this long.
-JOURNAL_LOCK_TIMEOUT_SECONDS = 30.0
-# An alert is one short POST: a receiver slower than this is skipped (logged), not waited for.
-NOTIFY_TIMEOUT_SECONDS = 5.0

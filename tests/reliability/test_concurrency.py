@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from close_sms import settings
+from close_sms.warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.support import (
     change_account,
@@ -85,7 +86,7 @@ def test_sync_waits_for_a_reader_and_goes_on_when_it_closes(emulator, tmp_path):
     rest = process.stderr.read()
     process.wait(timeout=300)
 
-    assert f"Waiting up to {settings.LOCK_WAIT_SECONDS:g} s for another process" in waiting
+    assert f"Waiting up to {LOCK_WAIT_SECONDS:g} s for another process" in waiting
     assert str(database) in waiting
     assert still_readable == len(running.emu.snapshot()) - 1
     assert unchanged

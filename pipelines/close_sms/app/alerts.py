@@ -16,19 +16,18 @@ import json
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import pendulum
 import requests
 
-from .. import settings
-from ..errors import ConfigError
 from ..warehouse.destination import Warehouse
 from ..warehouse.ledger import FAILED, SUCCESS, SyncRun
 
 INCIDENT_FILE = "incident.json"
+# An alert is one short POST: a receiver slower than this is skipped (logged), not waited for.
+NOTIFY_TIMEOUT_SECONDS = 5.0
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -65,34 +64,13 @@ def format_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Alerts:
-    """Where to send alerts (it may hold a token: never print it) and the longest lag allowed."""
+    """Where to send alerts (it may hold a token: never printed) and the longest lag allowed.
 
-    notify_url: str
+    Made from the checked settings by `app.config.CommandSettings.alerts`.
+    """
+
+    notify_url: str = field(repr=False)
     max_lag_seconds: float | None = None
-
-    @classmethod
-    def configure(cls, notify_url: Any, max_lag: Any) -> Alerts | None:
-        """The alert settings, checked; None when no `notify_url` is set."""
-        max_lag_seconds = None
-        if max_lag not in (None, ""):
-            try:
-                max_lag_seconds = parse_duration(max_lag)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"setting max_lag: {exc} (SOURCES__CLOSE_SMS__MAX_LAG or "
-                    "[sources.close_sms] in .dlt/config.toml)"
-                ) from None
-        if not notify_url or not str(notify_url).strip():
-            return None
-        url = str(notify_url).strip()
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            # The value is not shown: a webhook URL carries its token.
-            raise ConfigError(
-                "setting notify_url is not an http(s) URL (SOURCES__CLOSE_SMS__NOTIFY_URL or "
-                "[sources.close_sms] in .dlt/secrets.toml)"
-            )
-        return cls(url, max_lag_seconds)
 
 
 def find_problem(
@@ -150,7 +128,7 @@ def _post(alerts: Alerts, text: str, warn: Callable[[str], None]) -> bool:
     """POST one message; True if the receiver took it. A failure is one warning, never raised."""
     try:
         response = requests.post(
-            alerts.notify_url, json={"text": text}, timeout=settings.NOTIFY_TIMEOUT_SECONDS
+            alerts.notify_url, json={"text": text}, timeout=NOTIFY_TIMEOUT_SECONDS
         )
     except requests.RequestException as exc:
         # Only the type: requests' messages name the URL, which may carry a token.

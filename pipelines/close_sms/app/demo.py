@@ -9,8 +9,9 @@ import requests
 
 from ..emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from ..warehouse.destination import Warehouse
+from .outcome import SyncReport
 from .progress import backfill_progress
-from .runner import SyncOptions, SyncReport, run_sync, stderr_printer
+from .runner import SyncOptions, run_sync, stderr_printer
 
 EXAMPLE_QUERY = """\
 SELECT message_date, direction, status, message_count, attachment_count, total_cost_cents

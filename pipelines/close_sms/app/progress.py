@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from .. import settings
+from ..errors import needs_cli_extra
 from ..source import SyncProgress
 from .alerts import format_duration
+from .config import PROGRESS_INTERVAL_SECONDS
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -128,9 +129,11 @@ class TerminalProgress:
     """A live progress bar (rich's), for a person watching a terminal."""
 
     def __init__(self, stream: TextIO, clock: Clock = time.monotonic) -> None:
-        # Imported here: cron runs, which have no terminal, start faster without it.
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+        # Imported here: cron runs, which have no terminal, start faster without it, and the
+        # bare package (no [cli] extra) may lack it.
+        with needs_cli_extra("the progress bar"):
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         self.estimate = BackfillEstimate(clock)
         # rich also shows lines printed to stderr meanwhile above the bar.
@@ -164,7 +167,7 @@ class TerminalProgress:
 @contextmanager
 def backfill_progress(
     quiet: bool,
-    interval: float = settings.PROGRESS_INTERVAL_SECONDS,
+    interval: float = PROGRESS_INTERVAL_SECONDS,
     stream: TextIO | None = None,
 ) -> Iterator[OnPage | None]:
     """A backfill page callback that shows progress on `stream` (stderr); None when `quiet`."""

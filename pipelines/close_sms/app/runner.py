@@ -19,15 +19,16 @@ from dlt.common.configuration.exceptions import (
 )
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .. import settings
 from ..errors import ConfigError, SyncError
-from ..source import MISSING_KEY, SyncProgress, close_sms_source
+from ..source import MISSING_KEY, RunMode, SyncProgress, close_sms_source
 from ..warehouse.destination import Warehouse, database_error
 from ..warehouse.lock import writer_lock
-from ..warehouse.readers import publish_reader_copy
+from ..warehouse.reader_copy import publish_reader_copy
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
+from .config import BACKFILL_CHUNK_SIZE, not_coercible
 from .health import recorded_run
+from .outcome import SyncReport
 
 Say = Callable[[str], None]
 
@@ -46,38 +47,17 @@ def stderr_printer(quiet: bool) -> Say:
 class SyncOptions:
     """One run's choices; `source_args` go to `close_sms_source`, which reads the rest from config.
 
-    `on_page` hears after every backfill page (see `app.progress`).
+    `source_args` may hold the API key, so the repr leaves them out. `on_page` hears after every
+    backfill page (see `app.progress`).
     """
 
     warehouse: Warehouse
     full_refresh: bool = False
     reconcile: bool = False
-    chunk_size: int = settings.BACKFILL_CHUNK_SIZE
-    source_args: dict[str, Any] = field(default_factory=dict)
+    chunk_size: int = BACKFILL_CHUNK_SIZE
+    source_args: dict[str, Any] = field(default_factory=dict, repr=False)
     alerts: Alerts | None = None
     on_page: Callable[[SyncProgress], None] | None = None
-
-
-@dataclass
-class SyncReport:
-    """What a run did, for the progress line and for tests."""
-
-    mode: str = "incremental"
-    backfill_sms: int = 0
-    backfill_chunks: int = 0
-    events: int = 0
-    upserted: int = 0
-    # Of `upserted`: SMS the recent re-read found changed without an event.
-    recent_changed: int = 0
-    deleted: int = 0
-    removed: int = 0
-    requests: int = 0
-    rate_limit_waits: int = 0
-    seconds: float = 0.0
-    wrote: bool = False
-    views: list[str] = field(default_factory=list)
-    # Every source run's progress, the last one unfinished if the sync failed: the ledger's figures.
-    chunks: list[SyncProgress] = field(default_factory=list)
 
 
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
@@ -98,15 +78,16 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
     warehouse = options.warehouse
 
     def next_source() -> tuple[Any, SyncProgress]:
+        first = not report.chunks
         progress = SyncProgress(
             # Later chunks continue what the first one announced.
-            on_start=_start_printer(say) if report.backfill_chunks == 0 else None,
+            on_start=_start_printer(say) if first else None,
             on_page=options.on_page,
             on_wait=_wait_printer(say),
         )
         source = close_sms_source(
             **options.source_args,
-            reconcile=options.reconcile and report.backfill_chunks == 0,
+            reconcile=options.reconcile and first,
             max_sms=options.chunk_size,
             progress=progress,
         )
@@ -145,15 +126,8 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
             pipeline.normalize()
             pipeline.load()
             report.wrote = True
-        report.requests += progress.requests.requests
-        report.rate_limit_waits += progress.requests.rate_limit_waits
-        if progress.mode == "incremental":
+        if progress.mode is RunMode.INCREMENTAL:
             break
-        if report.mode == "incremental":
-            report.mode = progress.mode
-        report.backfill_chunks += 1
-        report.backfill_sms += progress.backfill_sms
-        report.removed += progress.removed
         say(
             f"  chunk {report.backfill_chunks} loaded: {progress.backfill_loaded:,} SMS so far, "
             f"{progress.windows_left} windows left, {report.requests:,} requests, "
@@ -164,12 +138,6 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         source, progress = next_source()
 
     say(f"Change feed: read events updated since {progress.feed_since.isoformat()}")
-    report.events, report.upserted, report.recent_changed, report.deleted = (
-        progress.events,
-        progress.upserted,
-        progress.recent_changed,
-        progress.deleted,
-    )
     with warehouse.sql_client() as sql:
         if report.wrote or missing_views(sql):
             report.views = apply_views(sql)
@@ -194,9 +162,9 @@ def _keep_extracted_packages(pipeline: dlt.Pipeline) -> bool:
 
 def _start_printer(say: Say) -> Callable[[SyncProgress], None]:
     def on_start(progress: SyncProgress) -> None:
-        if progress.mode == "backfill (resumed)":
+        if progress.mode is RunMode.RESUMED:
             say(f"Resuming backfill: {progress.windows_left} windows left")
-        elif progress.mode != "incremental" and progress.backfill_range:
+        elif progress.mode is not RunMode.INCREMENTAL and progress.backfill_range:
             start, made_at = progress.backfill_range
             say(
                 f"{progress.mode.capitalize()} ({progress.reason}): SMS created from "
@@ -246,12 +214,7 @@ def _cause(exc: BaseException, step: str) -> BaseException:
 
 def _config_error(exc: Exception) -> ConfigError:
     if isinstance(exc, ConfigValueCannotBeCoercedException):
-        name = exc.field_name
-        return ConfigError(
-            f"setting {name} = {exc.field_value!r} is not a valid "
-            f"{getattr(exc.hint, '__name__', exc.hint)} "
-            f"(SOURCES__CLOSE_SMS__{name.upper()} or [sources.close_sms] in .dlt/config.toml)"
-        )
+        return not_coercible(exc)
     fields = getattr(exc, "fields", [])
     if "api_key" in fields:
         return ConfigError(MISSING_KEY)

@@ -24,16 +24,20 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from .. import settings
 from ..errors import ConfigError, DatabaseError
-from .readers import is_lock_conflict, lock_waiting_duckdb
+from . import DEFAULT_DATABASE
+from .duckdb_wait import LOCK_WAIT_SECONDS, is_lock_conflict, lock_waiting_duckdb
 
 DUCKDB = "duckdb"
+# DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
+# sync's memory would grow with the table; merges spill to disk past this instead.
+DUCKDB_MEMORY_LIMIT = "128MB"
 
 # dlt settings that matter for speed, applied unless .dlt/config.toml or the environment sets
 # them, so a cron job started outside the project behaves the same.
 DLT_DEFAULTS = {
     # Extract's intermediate jsonl files are read once and deleted; gzip only costs CPU
     # (100k-SMS backfill 35.7 s -> 31.3 s; parquet files are not affected).
-    "data_writer.disable_compression": "true",
+    "data_writer.disable_compression": True,
 }
 
 # The loader file format per destination: parquet loads DuckDB in a third of insert_values' time
@@ -53,7 +57,7 @@ class Warehouse:
     destination: str
     database: Path | None
     working_dir: Path
-    lock_wait: float = settings.LOCK_WAIT_SECONDS
+    lock_wait: float = LOCK_WAIT_SECONDS
     reader_copy: Path | None = None
     on_lock_wait: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
@@ -63,13 +67,13 @@ class Warehouse:
         destination: str = DUCKDB,
         database: str | Path | None = None,
         *,
-        lock_wait: float = settings.LOCK_WAIT_SECONDS,
+        lock_wait: float = LOCK_WAIT_SECONDS,
         reader_copy: str | Path | None = None,
         on_lock_wait: Callable[[str], None] | None = None,
     ) -> Warehouse:
         """Check the destination's settings and place its working folder; nothing is written."""
         if destination == DUCKDB:
-            path = check_database_path(Path(database or settings.DEFAULT_DATABASE))
+            path = check_database_path(Path(database or DEFAULT_DATABASE))
             copy = None
             if reader_copy:
                 copy = check_database_path(Path(reader_copy), "reader_copy")
@@ -113,7 +117,7 @@ class Warehouse:
         """The dlt pipeline of this warehouse; `read_only` opens a DuckDB file read-only."""
         for key, value in DLT_DEFAULTS.items():
             if dlt.config.get(key) is None:
-                os.environ.setdefault(key.upper().replace(".", "__"), value)
+                dlt.config[key] = value
         return dlt.pipeline(
             pipeline_name=settings.PIPELINE_NAME,
             pipelines_dir=str(self.working_dir),
@@ -135,7 +139,7 @@ class Warehouse:
             read_only=read_only,
             lock_wait=self.lock_wait,
             on_lock_wait=self.on_lock_wait,
-            global_config={"memory_limit": settings.DUCKDB_MEMORY_LIMIT},
+            global_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
         )
 
 

@@ -27,7 +27,6 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .. import settings
 from .destination import Warehouse
 from .lock import writer_lock
 from .tables import create_table
@@ -35,6 +34,8 @@ from .tables import create_table
 LEDGER_TABLE = "sync_runs"
 JOURNAL = f"{LEDGER_TABLE}.jsonl"
 LAST_SUCCESS = f"{LEDGER_TABLE}.last_success.json"
+# Runs append to the journal in milliseconds; one writing it out waits this long.
+JOURNAL_LOCK_TIMEOUT_SECONDS = 30.0
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -208,7 +209,7 @@ def write_runs(sql: SqlClientBase[Any], runs: list[SyncRun]) -> None:
 def _journal(warehouse: Warehouse) -> Iterator[Path]:
     """The journal's path, held against other runs appending or writing it out meanwhile."""
     path = warehouse.working_dir / JOURNAL
-    with filelock.FileLock(f"{path}.lock", timeout=settings.JOURNAL_LOCK_TIMEOUT_SECONDS):
+    with filelock.FileLock(f"{path}.lock", timeout=JOURNAL_LOCK_TIMEOUT_SECONDS):
         yield path
 
 

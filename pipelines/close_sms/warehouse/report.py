@@ -18,15 +18,17 @@ import html
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from dlt.destinations.sql_client import SqlClientBase
 
-from ..errors import ConfigError
+from ..errors import ConfigError, needs_cli_extra
 from ..settings import DATASET_NAME
 from .dialect import translate
 from .views import missing_views
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 # The response-time buckets of the distribution chart: (label, upper bound in seconds).
 RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
@@ -133,8 +135,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _daily_volume_figure(rows: list[dict[str, Any]]) -> go.Figure:
-    figure = go.Figure()
+def _daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     for direction in sorted({str(row["direction"]) for row in rows}):
         series = [row for row in rows if str(row["direction"]) == direction]
         figure.add_bar(
@@ -151,8 +152,7 @@ def _daily_volume_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
-def _delivery_figure(rows: list[dict[str, Any]]) -> go.Figure:
-    figure = go.Figure()
+def _delivery_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     figure.add_scatter(
         name="failure rate",
         mode="lines+markers",
@@ -174,8 +174,9 @@ def _delivery_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
-def _response_figure(rows: list[dict[str, Any]], summary: dict[str, Any]) -> go.Figure:
-    figure = go.Figure()
+def _response_figure(
+    figure: go.Figure, rows: list[dict[str, Any]], summary: dict[str, Any]
+) -> go.Figure:
     figure.add_bar(
         x=[row["bucket"] for row in rows],
         y=[row["inbound_count"] for row in rows],
@@ -191,9 +192,8 @@ def _response_figure(rows: list[dict[str, Any]], summary: dict[str, Any]) -> go.
     return figure
 
 
-def _users_figure(rows: list[dict[str, Any]]) -> go.Figure:
+def _users_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     labels = [row["user_name"] or row["user_id"] for row in rows]
-    figure = go.Figure()
     for key, name in (("sent_count", "sent"), ("received_count", "received")):
         figure.add_bar(name=name, orientation="h", y=labels, x=[row[key] for row in rows])
     figure.update_layout(
@@ -205,8 +205,7 @@ def _users_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
-def _sync_health_figure(rows: list[dict[str, Any]]) -> go.Figure:
-    figure = go.Figure()
+def _sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     days = [row["run_date"] for row in rows]
     for key, name, color in (
         ("successful_runs", "succeeded", "#2ca02c"),
@@ -290,19 +289,26 @@ def write_report(sql: SqlClientBase[Any], out: Path) -> Path:
 
     Nothing is written to the database: only SELECTs run.
     """
+    with needs_cli_extra("close-sms report"):
+        # Imported here: the bare package (no [cli] extra) has no plotly.
+        from plotly.graph_objects import Figure
     _check_views(sql)
     data = collect(sql)
 
     charts = [
-        ("daily_volume", _daily_volume_figure(data["daily_volume"]), data["daily_volume"]),
-        ("delivery", _delivery_figure(data["delivery"]), data["delivery"]),
+        (
+            "daily_volume",
+            _daily_volume_figure(Figure(), data["daily_volume"]),
+            data["daily_volume"],
+        ),
+        ("delivery", _delivery_figure(Figure(), data["delivery"]), data["delivery"]),
         (
             "response_times",
-            _response_figure(data["response_times"], data["response_summary"]),
+            _response_figure(Figure(), data["response_times"], data["response_summary"]),
             {"buckets": data["response_times"], "summary": data["response_summary"]},
         ),
-        ("busiest_users", _users_figure(data["busiest_users"]), data["busiest_users"]),
-        ("sync_health", _sync_health_figure(data["sync_health"]), data["sync_health"]),
+        ("busiest_users", _users_figure(Figure(), data["busiest_users"]), data["busiest_users"]),
+        ("sync_health", _sync_health_figure(Figure(), data["sync_health"]), data["sync_health"]),
     ]
     sections = []
     for index, (name, figure, payload) in enumerate(charts):

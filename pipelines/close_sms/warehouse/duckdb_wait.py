@@ -1,18 +1,16 @@
-"""Readers beside the sync on one DuckDB file.
+"""dlt's duckdb destination that waits for another process to close the file.
 
-DuckDB lets one process write a file, or any number read it, never both at once. The sync
-therefore waits for a reader that holds the file (up to `lock_wait`) rather than failing at
-once, and it can publish a copy of the file that notebooks keep open as long as they like.
+DuckDB lets one process write a file, or any number read it, never both at once, and refuses a
+held file at once. The sync therefore waits for a reader that holds the file (up to
+`lock_wait`) rather than failing at once.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dlt
 from dlt.common.configuration import configspec
@@ -25,13 +23,13 @@ from dlt.destinations.impl.duckdb.configuration import (
     DuckDbCredentials,
 )
 
-from .. import settings
-from ..errors import DatabaseError
-
-if TYPE_CHECKING:
-    from .destination import Warehouse
-
 Say = Callable[[str], None]
+
+# How long a sync waits for another process (a notebook) to close the DuckDB file before it
+# gives up with exit 6; a cron run every 5 minutes still finishes before the next one starts.
+LOCK_WAIT_SECONDS = 120.0
+# How often a waiting sync tries the file again.
+LOCK_RETRY_SECONDS = 0.25
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
@@ -72,13 +70,13 @@ class _LockWaitingPool(DuckDbConnectionPool):
                         f"{self.credentials.database} (DuckDB allows one writer, or readers)"
                     )
                 announced = True
-                time.sleep(min(settings.LOCK_RETRY_SECONDS, left))
+                time.sleep(min(LOCK_RETRY_SECONDS, left))
 
 
 @configspec(init=False)
 class _LockWaitingCredentials(DuckDbCredentials):
     # Copied from the instance given to the destination, never read from config.
-    lock_wait: Annotated[float, NotResolved()] = settings.LOCK_WAIT_SECONDS
+    lock_wait: Annotated[float, NotResolved()] = LOCK_WAIT_SECONDS
     on_lock_wait: Annotated[Say | None, NotResolved()] = None
 
     def on_resolved(self) -> None:
@@ -117,30 +115,3 @@ def lock_waiting_duckdb(
     credentials.lock_wait = lock_wait
     credentials.on_lock_wait = on_lock_wait
     return _LockWaitingDuckDb(credentials)
-
-
-def publish_reader_copy(warehouse: Warehouse, changed: bool) -> bool:
-    """Replace `warehouse.reader_copy` with a consistent copy of the DuckDB file; True if done.
-
-    Call it while holding the writer lock. A run that `changed` nothing republishes only a
-    missing copy. The copy is written beside its final name and renamed over it, so a reader
-    opening it sees the old file or the new one, and one holding the old file keeps it.
-    """
-    copy = warehouse.reader_copy
-    if warehouse.database is None or copy is None or (copy.exists() and not changed):
-        return False
-    partial = copy.with_name(f".{copy.name}.partial")
-    try:
-        with warehouse.sql_client() as sql:
-            # Everything into the file itself, so the file alone is the database; a byte copy
-            # is 50 times faster than COPY FROM DATABASE and equal to what the sync wrote. The
-            # open connection keeps any other writer out while the file is read.
-            sql.execute_sql("CHECKPOINT")
-            shutil.copyfile(warehouse.database, partial)
-        with open(partial, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(partial, copy)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise DatabaseError(f"reader_copy {copy}: {exc.strerror or exc}") from None
-    return True

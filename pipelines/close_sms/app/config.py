@@ -1,0 +1,107 @@
+"""The `close-sms` command's own settings, resolved the dlt way and checked in one place.
+
+They sit beside the source's settings under `[sources.close_sms]` (environment variables
+`SOURCES__CLOSE_SMS__*`, `.dlt/config.toml`, `.dlt/secrets.toml`); the source resolves its own.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import dlt
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.exceptions import (
+    ConfigValueCannotBeCoercedException,
+    ValueNotSecretException,
+)
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+
+from .. import settings
+from ..errors import ConfigError, where_to_set
+from ..source import check_positive
+from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
+from .alerts import Alerts, parse_duration
+
+SECTIONS = ("sources", settings.SOURCE_NAME)
+
+# SMS per extract/normalize/load chunk of a backfill; bounds memory and is the resume granularity.
+BACKFILL_CHUNK_SIZE = 50_000
+# Seconds between two backfill progress lines when stderr is a log, not a terminal.
+PROGRESS_INTERVAL_SECONDS = 5.0
+# The numbers' rules, also used to word a value dlt could not even read as a number.
+NUMBER_RULES: dict[str, dict[str, bool]] = {
+    "backfill_chunk_size": {"whole": True},
+    "progress_interval": {},
+    "lock_wait": {"allow_zero": True},
+}
+
+
+@configspec
+class CommandSettings(BaseConfiguration):
+    """What `close-sms` itself reads from `[sources.close_sms]`; the rest is the source's."""
+
+    backfill_chunk_size: int = BACKFILL_CHUNK_SIZE
+    """SMS per extract/normalize/load step of a backfill."""
+    progress_interval: float = PROGRESS_INTERVAL_SECONDS
+    """Seconds between backfill progress lines in a log."""
+    lock_wait: float = LOCK_WAIT_SECONDS
+    """Seconds to wait for a reader to close the DuckDB file."""
+    reader_copy: str | None = None
+    """Where a sync publishes a copy of the DuckDB file for readers."""
+    notify_url: TSecretStrValue | None = None
+    """A webhook for alerts; it may hold a token, so it is a secret."""
+    max_lag: str | None = None
+    """Alert when the change feed was read longer ago than this (90s, 30m, 2h, 1d, PT30M)."""
+
+    @classmethod
+    def read(cls) -> CommandSettings:
+        """The settings from the environment and `.dlt/`, checked; raises `ConfigError`."""
+        try:
+            return resolve_configuration(cls(), sections=SECTIONS)
+        except ValueNotSecretException:
+            # dlt takes no secret from config.toml; a notify_url there was always honoured.
+            notify_url = dlt.config.get(".".join((*SECTIONS, "notify_url")))
+            return resolve_configuration(
+                cls(), sections=SECTIONS, explicit_value={"notify_url": notify_url}
+            )
+        except ConfigValueCannotBeCoercedException as exc:
+            rules = NUMBER_RULES.get(exc.field_name)
+            if rules is not None:
+                check_positive(exc.field_name, exc.field_value, **rules)
+            raise not_coercible(exc) from None
+
+    def on_resolved(self) -> None:
+        """Refuse values that cannot work, each in one line naming where to set it."""
+        for name, rules in NUMBER_RULES.items():
+            check_positive(name, getattr(self, name), **rules)
+        if self.max_lag not in (None, ""):
+            try:
+                parse_duration(self.max_lag)
+            except ValueError as exc:
+                raise ConfigError(f"setting max_lag: {exc} ({where_to_set('max_lag')})") from None
+        if self.notify_url is not None and not str(self.notify_url).strip():
+            self.notify_url = None
+        if self.notify_url is not None:
+            parsed = urlparse(str(self.notify_url).strip())
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                # The value is not shown: a webhook URL carries its token.
+                raise ConfigError(
+                    "setting notify_url is not an http(s) URL "
+                    f"({where_to_set('notify_url', secret=True)})"
+                )
+
+    def alerts(self) -> Alerts | None:
+        """Where and when to alert; None when no `notify_url` is set."""
+        if self.notify_url is None:
+            return None
+        max_lag = parse_duration(self.max_lag) if self.max_lag not in (None, "") else None
+        return Alerts(str(self.notify_url).strip(), max_lag)
+
+
+def not_coercible(exc: ConfigValueCannotBeCoercedException) -> ConfigError:
+    """dlt's failure to read a setting as its type, in one line naming where to set it."""
+    return ConfigError(
+        f"setting {exc.field_name} = {exc.field_value!r} is not a valid "
+        f"{getattr(exc.hint, '__name__', exc.hint)} ({where_to_set(exc.field_name)})"
+    )
