@@ -65,8 +65,7 @@ class Privacy:
         what = "hash_phones = true" if hash_phones else "sms_text = hash"
         if not key:
             raise ConfigError(
-                f"{what} needs the secret hash_key "
-                f"({where_to_set('hash_key', secret=True)})"
+                f"{what} needs the secret hash_key ({where_to_set('hash_key', secret=True)})"
             )
         if len(key) < settings.MIN_HASH_KEY_LENGTH:
             raise ConfigError(
