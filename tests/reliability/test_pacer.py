@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from close_sms.source.api.client import KeyPool, retry_wait_from_429
+from close_sms.source.api.pacing import KeyPool, retry_wait_from_429
 
 GROUP = "/activity/sms/"
 LATENCY = 0.05

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
+from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from close_sms import backfill_in_progress, close_sms_source
+from close_sms.source import RunMode, SyncProgress
 from close_sms.source.state import SourceState
 from tests.support import (
     Target,
@@ -174,3 +178,46 @@ def test_events_without_the_sms_they_name_are_refused(emulator, target, tmp_path
 
     assert running.emu.request_log == []
     assert SourceState.of(pipeline).feed_checked_at == checked
+
+
+def test_a_renamed_sms_table_is_the_one_read_back(emulator, tmp_path, close_settings):
+    """`apply_hints(table_name=...)` on the SMS resources: the recent re-read, the reconcile and
+    the mass-delete guard read the renamed table, not `sms`."""
+    now = datetime.now(timezone.utc)
+    running = emulator(sms=300, seed=45, start=now - timedelta(hours=12), end=now)
+    close_settings(running)
+    pipeline = dlt.pipeline(
+        pipeline_name="renamed",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "renamed.duckdb")),
+        dataset_name="close_sms",
+    )
+    target = Target.duckdb(tmp_path / "renamed.duckdb")
+
+    def renamed(**args: Any) -> DltSource:
+        source = close_sms_source(**args)
+        for name in ("sms_backfill", "sms_changes"):
+            source.resources[name].apply_hints(table_name="texts")
+        return source
+
+    pipeline.run(renamed()).raise_on_failed_jobs()
+    assert count(target, "SELECT count(*) FROM close_sms.texts") == 300
+
+    progress = SyncProgress()
+    pipeline.run(renamed(progress=progress)).raise_on_failed_jobs()
+    assert progress.mode is RunMode.INCREMENTAL
+    # Read against the stored copies, every recent SMS is unchanged.
+    assert progress.recent_changed == 0
+
+    # More rows Close does not return than the guard's minimum: only a guard that counts the
+    # table's 450 rows lets the reconcile remove them (max_delete_share = 0.9).
+    created = next(iter(running.emu.snapshot().values()))["date_created"]
+    target.execute(
+        "INSERT INTO close_sms.texts (id, date_created, _dlt_load_id, _dlt_id) "
+        f"SELECT 'acti_gone_' || i, TIMESTAMPTZ '{created}', '1', 'gone_' || i FROM range(150) t(i)"
+    )
+    progress = SyncProgress()
+    pipeline.run(renamed(reconcile=True, max_delete_share=0.9, progress=progress))
+
+    assert progress.removed == 150
+    assert count(target, "SELECT count(*) FROM close_sms.texts WHERE id LIKE 'acti_gone%'") == 0

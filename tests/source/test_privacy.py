@@ -20,6 +20,7 @@ from close_sms import close_sms_source
 from close_sms.errors import ConfigError
 from close_sms.source.privacy import PHONE_FIELDS, Privacy
 from close_sms.source.sms.schema import normalize_sms
+from close_sms.source.state import SourceState
 from tests.support import Target, change_account, count, mismatches, run_cli
 
 KEY = "privacy-test-key-5f0c9a7e1d2b4c83"
@@ -379,9 +380,14 @@ def test_a_phone_quoted_in_an_error_message_is_hashed_too():
 def test_data_loaded_before_the_mode_was_recorded_counts_as_raw():
     state: dict[str, Any] = {}
     with pytest.raises(ConfigError, match="hash_phones=false, sms_text=keep"):
-        Privacy.configure(True, "keep", KEY).enforce(state, loaded_before=True)
-    assert state == {}
+        Privacy.configure(True, "keep", KEY).enforce(None, loaded_before=True)
 
-    Privacy.configure(False, "keep", None).enforce(state, loaded_before=True)
+    typed = SourceState.read(state)
+    typed.privacy_mode = Privacy.configure(False, "keep", None).enforce(
+        typed.privacy_mode, loaded_before=True
+    )
+    typed.write(state)
+    # The key of the state dict is the one earlier versions wrote, so their state is read.
     assert state["privacy"] == {"hash_phones": False, "sms_text": "keep", "key_check": None}
+    assert SourceState.read(state).privacy_mode == state["privacy"]
     assert KEY not in json.dumps(state)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings
-from ..errors import ConfigError
+from ..errors import ConfigError, where_to_set
 
 # Every field of Close's SMSActivity that holds a phone number.
 PHONE_FIELDS = ("local_phone", "local_phone_formatted", "remote_phone", "remote_phone_formatted")
@@ -27,7 +27,6 @@ _NOT_E164 = re.compile(r"[^\d+]")
 # A phone number in free text: 7 or more digits, with the separators display forms use.
 _PHONE_LIKE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
 _MIN_PHONE_DIGITS = 7
-_STATE_KEY = "privacy"
 # Data loaded before the mode was recorded was loaded as it came.
 _AS_IT_CAME: dict[str, Any] = {
     "hash_phones": False,
@@ -36,7 +35,6 @@ _AS_IT_CAME: dict[str, Any] = {
 }
 # Hashed into the check value the state records instead of the key.
 _KEY_CHECK_INPUT = "close-sms hash_key check"
-_CONFIG_HINT = "SOURCES__CLOSE_SMS__{name} or [sources.close_sms] in .dlt/{file}"
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,13 @@ class Privacy:
         if not isinstance(hash_phones, bool):
             raise ConfigError(
                 f"setting hash_phones = {hash_phones!r} is not true or false "
-                f"({_CONFIG_HINT.format(name='HASH_PHONES', file='config.toml')})"
+                f"({where_to_set('hash_phones')})"
             )
         if sms_text not in settings.SMS_TEXT_MODES:
             raise ConfigError(
                 f"setting sms_text = {sms_text!r} is not one of "
                 f"{', '.join(settings.SMS_TEXT_MODES)} "
-                f"({_CONFIG_HINT.format(name='SMS_TEXT', file='config.toml')})"
+                f"({where_to_set('sms_text')})"
             )
         if not (hash_phones or sms_text == "hash"):
             return cls(hash_phones, sms_text)
@@ -67,8 +65,7 @@ class Privacy:
         what = "hash_phones = true" if hash_phones else "sms_text = hash"
         if not key:
             raise ConfigError(
-                f"{what} needs the secret hash_key "
-                f"({_CONFIG_HINT.format(name='HASH_KEY', file='secrets.toml')})"
+                f"{what} needs the secret hash_key ({where_to_set('hash_key', secret=True)})"
             )
         if len(key) < settings.MIN_HASH_KEY_LENGTH:
             raise ConfigError(
@@ -104,13 +101,13 @@ class Privacy:
         digits = sum(char.isdigit() for char in text)
         return self.hash_phone(text) if digits >= _MIN_PHONE_DIGITS else text
 
-    def enforce(self, source_state: MutableMapping[str, Any], loaded_before: bool) -> None:
-        """Refuse a run whose mode differs from the one the data was loaded with; record it.
+    def enforce(self, recorded: Mapping[str, Any] | None, loaded_before: bool) -> dict[str, Any]:
+        """Refuse a run whose mode differs from the `recorded` one; the mode to record.
 
         A full refresh starts from an empty state, so it may change the mode.
         """
         mode = self._mode()
-        recorded = source_state.get(_STATE_KEY) or (_AS_IT_CAME if loaded_before else None)
+        recorded = recorded or (_AS_IT_CAME if loaded_before else None)
         if recorded is not None and recorded != mode:
             change = (
                 "hash_key is not the key the data was hashed with"
@@ -123,7 +120,7 @@ class Privacy:
                 "`close-sms sync --full-refresh` to load everything again with these settings "
                 "(a plain pipeline: run(..., refresh='drop_sources'))"
             )
-        source_state[_STATE_KEY] = mode
+        return mode
 
     def _mode(self) -> dict[str, Any]:
         # The key is recorded as a check value only, so a changed key is refused as well.
@@ -135,5 +132,5 @@ class Privacy:
         return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def _describe(mode: dict[str, Any]) -> str:
+def _describe(mode: Mapping[str, Any]) -> str:
     return f"hash_phones={str(mode['hash_phones']).lower()}, sms_text={mode['sms_text']}"

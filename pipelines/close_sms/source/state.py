@@ -1,4 +1,4 @@
-"""The source's state, typed: the backfill plan and the change feed's last check.
+"""The source's state, typed: the backfill plan, the change feed's last check, the privacy mode.
 
 dlt keeps it in the pipeline state, in the destination with every load; this module is the
 only one that reads or writes it, and the only one that decides from it what a run does.
@@ -17,6 +17,8 @@ from .. import settings
 from .sms.backfill import Window
 from .timestamps import parse_timestamp, to_ms
 
+_PRIVACY_KEY = "privacy"
+
 
 @dataclass
 class BackfillPlan:
@@ -32,7 +34,7 @@ class BackfillPlan:
     reconcile: bool
     # The load id of the package the plan was made in: every load of this plan has this one or
     # a newer one, so rows in its range with an older one were not returned by Close again.
-    created: str
+    load_id: str
     windows: list[Window] = field(default_factory=list)
     loaded: int = 0
     complete: bool = False
@@ -60,7 +62,7 @@ class BackfillPlan:
             "start": self.start.isoformat(),
             "made_at": self.made_at.isoformat(),
             "reconcile": self.reconcile,
-            "created": self.created,
+            "load_id": self.load_id,
             "windows": [window.to_state() for window in self.windows],
             "loaded": self.loaded,
             "complete": self.complete,
@@ -73,8 +75,8 @@ class BackfillPlan:
             # Plans of earlier versions ended their range at the time they were made.
             made_at=parse_timestamp(value.get("made_at") or value["end"]),
             reconcile=bool(value["reconcile"]),
-            # Plans of earlier versions kept time.time(), which compares the same way.
-            created=str(value["created"]),
+            # Earlier versions kept it as `created`, some as time.time(): it compares the same way.
+            load_id=str(value["load_id"] if "load_id" in value else value["created"]),
             windows=[Window.from_state(window) for window in value["windows"]],
             loaded=int(value["loaded"]),
             complete=bool(value["complete"]),
@@ -87,14 +89,18 @@ class SourceState:
 
     backfill: BackfillPlan | None = None
     feed_checked_at: datetime | None = None
+    # The privacy mode the data was loaded with (see `Privacy.enforce`); None: not recorded.
+    privacy_mode: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, state: Mapping[str, Any]) -> SourceState:
         plan = state.get("backfill")
         checked = state.get("feed_checked_at")
+        privacy_mode = state.get(_PRIVACY_KEY)
         return cls(
             backfill=BackfillPlan.from_state(plan) if plan else None,
             feed_checked_at=parse_timestamp(checked) if checked else None,
+            privacy_mode=dict(privacy_mode) if privacy_mode else None,
         )
 
     @classmethod
@@ -107,6 +113,8 @@ class SourceState:
             state["backfill"] = self.backfill.to_state()
         if self.feed_checked_at is not None:
             state["feed_checked_at"] = self.feed_checked_at.isoformat()
+        if self.privacy_mode is not None:
+            state[_PRIVACY_KEY] = dict(self.privacy_mode)
 
     @property
     def backfill_in_progress(self) -> bool:

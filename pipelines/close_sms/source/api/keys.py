@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...errors import ConfigError
+from ...errors import ConfigError, where_to_set
 
-_SETTING = "SOURCES__CLOSE_SMS__API_KEY / CLOSE_API_KEY, or api_key in .dlt/secrets.toml"
+_SETTING = f"CLOSE_API_KEY, or {where_to_set('api_key', secret=True)}"
 
 
 def parse_api_keys(value: Any) -> tuple[str, ...]:

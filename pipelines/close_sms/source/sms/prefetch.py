@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ... import settings
 from ..api.client import CloseClient
@@ -118,7 +118,7 @@ class ReaderSettings:
     """What makes a parked prefetcher's pages the ones a new run would read itself."""
 
     base_url: str
-    api_keys: tuple[str, ...]
+    api_keys: tuple[str, ...] = field(repr=False)
     workers: int
     max_skip: int
 

@@ -1,0 +1,68 @@
+"""Checks of the source's arguments: each bad value refused in one line that names its setting."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+from .. import settings
+from ..errors import ConfigError, where_to_set
+from .timestamps import parse_timestamp
+
+MISSING_KEY = f"no Close API key: set CLOSE_API_KEY, or {where_to_set('api_key', secret=True)}"
+
+
+def check_positive(
+    name: str,
+    value: Any,
+    optional: bool = False,
+    allow_zero: bool = False,
+    at_most: float | None = None,
+    whole: bool = False,
+) -> None:
+    """Refuse a numeric setting out of its range (or, with `whole`, not a count), naming it."""
+    if value is None and optional:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    out_of_range = not (number >= 0 if allow_zero else number > 0) or (
+        at_most is not None and number > at_most
+    )
+    if out_of_range or isinstance(value, bool) or (whole and not number.is_integer()):
+        kind = "whole number" if whole else "number"
+        wanted = f"a {kind} >= 0" if allow_zero else f"a positive {kind}"
+        if at_most is not None:
+            wanted += f" no larger than {at_most:g}"
+        raise ConfigError(f"setting {name} = {value!r} is not {wanted} ({where_to_set(name)})")
+
+
+def check_url(base_url: str) -> None:
+    """Refuse a `base_url` that is not an http(s) URL."""
+    text = str(base_url).strip()
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or any(map(str.isspace, text)):
+        raise ConfigError(
+            f"base_url {base_url!r} is not an http(s) URL, e.g. {settings.DEFAULT_BASE_URL} "
+            f"(--base-url, or {where_to_set('base_url')})"
+        )
+
+
+def parse_start_date(value: Any) -> datetime | None:
+    """`start_date` as a time (None when unset)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"start_date {value!r} is not a date (use YYYY-MM-DD; --start-date, "
+            f"or {where_to_set('start_date')})"
+        ) from None
+
+
+def hours(value: Any) -> timedelta | None:
+    """A setting in hours as a duration; 0 turns the feature off (None)."""
+    return timedelta(hours=float(value)) if float(value) > 0 else None
