@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -14,6 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from .auth import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE, Principal, authenticate
 from .config import SMS_LIST_FILTERS
+from .crm import InvalidUpdate, UnknownObject
 from .emulator import Emulator, RequestRecord
 from .events import ALLOWED_COMBINATIONS, FILTER_NAMES, CursorError
 from .faults import Fault
@@ -72,8 +74,33 @@ _RESOURCE = {
     "event_list": "event",
     "event_item": "event",
     "me": "me",
-    "lead_item": "lead",
 }
+# The context objects' collections: kind -> (path under /api/v1, rate-limit group, filters).
+_CRM_PATHS: dict[str, tuple[str, str, frozenset[str]]] = {
+    "user": ("/user/", "user", frozenset({"_order_by"})),
+    "lead_status": ("/status/lead/", "status.lead", frozenset()),
+    "custom_field": ("/custom_field/lead/", "custom_field.lead", frozenset()),
+    "sms_template": ("/sms_template/", "sms_template", frozenset()),
+    "phone_number": (
+        "/phone_number/",
+        "phone_number",
+        frozenset({"number", "user_id", "is_group_number"}),
+    ),
+    "lead": ("/lead/", "lead", frozenset({"id__in"})),
+    "contact": ("/contact/", "contact", frozenset({"id__in", "lead_id"})),
+    "lead_merge": (
+        "/activity/lead_merge/",
+        "activity.lead_merge",
+        frozenset({"id__in", "lead_id", "user_id"}),
+    ),
+}
+# Collections whose lists also answer a POST with x-http-method-override: GET (long id__in).
+_CRM_OVERRIDABLE = frozenset({"lead", "contact", "lead_merge"})
+# Items that PUT updates and DELETE removes.
+_CRM_WRITABLE = frozenset({"lead", "contact"})
+_RESOURCE.update({f"{kind}_list": group for kind, (_, group, _) in _CRM_PATHS.items()})
+_RESOURCE.update({f"{kind}_item": group for kind, (_, group, _) in _CRM_PATHS.items()})
+_RESOURCE["lead_merge_post"] = "lead"
 EVENT_MAX_LIMIT = 50
 HANG_DEFAULT_SECONDS = 120.0
 METHOD_OVERRIDE_REFUSED_MESSAGE = (
@@ -139,7 +166,8 @@ class EmulatorApp:
                 Rule(f"{API}/event/", endpoint="event_list", methods=["GET", "POST"]),
                 Rule(f"{API}/event/<event_id>/", endpoint="event_item", methods=["GET"]),
                 Rule(f"{API}/me/", endpoint="me", methods=["GET"]),
-                Rule(f"{API}/lead/<lead_id>/", endpoint="lead_item", methods=["DELETE"]),
+                Rule(f"{API}/lead/merge/", endpoint="lead_merge_post", methods=["POST"]),
+                *self._crm_rules(),
             ]
         )
         self._handlers: dict[str, Callable[..., Response]] = {
@@ -149,8 +177,25 @@ class EmulatorApp:
             "event_list": self._event_list,
             "event_item": self._event_item,
             "me": self._me,
-            "lead_item": self._lead_item,
+            "lead_merge_post": self._lead_merge_post,
         }
+        for kind in _CRM_PATHS:
+            self._handlers[f"{kind}_list"] = partial(self._crm_list, kind=kind)
+            self._handlers[f"{kind}_item"] = partial(self._crm_item, kind=kind)
+
+    @staticmethod
+    def _crm_rules() -> list[Rule]:
+        """A list and an item route for every kind of context object."""
+        rules = []
+        for kind, (path, _, _) in _CRM_PATHS.items():
+            writable = kind in _CRM_WRITABLE
+            list_methods = ["GET", "POST"] if kind in _CRM_OVERRIDABLE else ["GET"]
+            item_methods = ["GET", "PUT", "DELETE"] if writable else ["GET"]
+            rules.append(Rule(f"{API}{path}", endpoint=f"{kind}_list", methods=list_methods))
+            rules.append(
+                Rule(f"{API}{path}<object_id>/", endpoint=f"{kind}_item", methods=item_methods)
+            )
+        return rules
 
     # ---- WSGI entry -------------------------------------------------------------------
 
@@ -205,6 +250,10 @@ class EmulatorApp:
             response = self._json(400, exc.body())
         except NotFound as exc:
             response = self._json(404, {"error": str(exc)})
+        except UnknownObject as exc:
+            response = self._json(404, {"error": str(NotFound(exc.model))})
+        except InvalidUpdate as exc:
+            response = self._json(400, ValidationError(exc.field_errors).body())
         except DeletedInPage:
             response = self._json(404, {"error": DELETED_MID_QUERY_MESSAGE})
         except Forbidden:
@@ -658,18 +707,80 @@ class EmulatorApp:
         body = self._project([body], _split(params.get("_fields")))[0]
         return self._json(200, body)
 
-    def _lead_item(
+    # ---- context objects ------------------------------------------------------------------
+
+    def _crm_list(
         self,
         request: Request,
         method: str,
         params: dict[str, str],
         principal: Principal,
-        lead_id: str,
+        kind: str,
     ) -> Response:
+        """A page of users, statuses, fields, templates, numbers, leads, contacts or merges."""
+        if method != "GET":
+            raise _error(405, "The method is not allowed for the requested URL.")
+        _, _, filter_names = _CRM_PATHS[kind]
+        self._check_unknown(params, frozenset({"_limit", "_skip", "_fields"}) | filter_names)
+        skip, limit = self._paging(params)
+        filters = {
+            name: _split(params[name]) or []
+            for name in filter_names
+            if name in params and name != "_order_by"
+        }
         with self.emu.lock:
             store = self._store(principal)
-            store.delete_lead(lead_id, self._ctx(request, principal))
-        return self._json(200, {})
+            found = store.crm.select(kind, filters)
+            page = found[skip : skip + limit]
+            items = [store.crm.render(kind, obj) for obj in page]
+        items = self._project(items, _split(params.get("_fields")))
+        return self._json(200, {"data": items, "has_more": len(found) > skip + limit})
+
+    def _crm_item(
+        self,
+        request: Request,
+        method: str,
+        params: dict[str, str],
+        principal: Principal,
+        object_id: str,
+        kind: str,
+    ) -> Response:
+        """GET one context object; PUT or DELETE a lead or a contact."""
+        with self.emu.lock:
+            store = self._store(principal)
+            ctx = self._ctx(request, principal)
+            if method == "GET":
+                item = store.crm.render(kind, store.crm.get(kind, object_id))
+                return self._json(200, self._project([item], _split(params.get("_fields")))[0])
+            if method == "PUT":
+                payload = self._json_body(request)
+                if not isinstance(payload, dict):
+                    raise ValidationError({}, ["Invalid JSON body: expected an object."])
+                update = store.update_lead if kind == "lead" else store.update_contact
+                return self._json(200, update(object_id, payload, ctx))
+            if kind == "lead":
+                store.delete_lead(object_id, ctx)
+            else:
+                store.delete_contact(object_id, ctx)
+            return self._json(200, {})
+
+    def _lead_merge_post(
+        self, request: Request, method: str, params: dict[str, str], principal: Principal
+    ) -> Response:
+        """POST /lead/merge/ with {"source": ..., "destination": ...}."""
+        if method != "POST":
+            raise _error(405, "The method is not allowed for the requested URL.")
+        payload = self._json_body(request)
+        if not isinstance(payload, dict):
+            raise ValidationError({}, ["Invalid JSON body: expected an object."])
+        with self.emu.lock:
+            store = self._store(principal)
+            return self._json(
+                200,
+                store.merge_leads(
+                    payload.get("source"), payload.get("destination"), self._ctx(request, principal)
+                ),
+            )
 
 
 class _Done(Exception):

@@ -11,6 +11,7 @@ from .ratelimit import HEADER_FORMS, RESET_ROUNDINGS, HeaderForm, ResetRounding
 
 UnknownParams = Literal["ignore", "reject"]
 FilterPrecision = Literal["millisecond", "second"]
+MergeEvents = Literal["all", "lead_only"]
 
 _DATE_OPS = ("gt", "gte", "lt", "lte")
 # The filters of GET /activity/sms/ (Close's spec); `ignored_filters` may name any of them.
@@ -57,6 +58,11 @@ class EmulatorConfig:
     request_log_max: int = 200_000
     # Actions whose SMS events are never logged: Close's event log can miss events.
     unlogged_actions: frozenset[str] = frozenset()
+    # Which events a lead merge logs. Close documents `updated`/`deleted` events for the objects
+    # a merge touches, but not which ones it logs reliably: "all" logs the lead events (source
+    # deleted, destination updated) plus updated events for every moved contact and SMS and a
+    # created event for the LeadMerge activity; "lead_only" logs only the two lead events.
+    merge_events: MergeEvents = "all"
 
     # Behaviours seen in Close's own code and its clients, beyond the documentation (README of
     # the Close facts, section 11). Each is off by default; tests switch them on.
@@ -136,6 +142,10 @@ class EmulatorConfig:
         if self.unknown_params not in ("ignore", "reject"):
             raise ValueError(
                 f"unknown_params must be 'ignore' or 'reject', not {self.unknown_params!r}"
+            )
+        if self.merge_events not in ("all", "lead_only"):
+            raise ValueError(
+                f"merge_events must be 'all' or 'lead_only', not {self.merge_events!r}"
             )
         if self.filter_precision not in ("millisecond", "second"):
             raise ValueError(

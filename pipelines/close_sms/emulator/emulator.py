@@ -17,6 +17,7 @@ from . import generator
 from .auth import DEMO_API_KEY, NON_ADMIN_API_KEY, ORG_ID, OTHER_ORG_ID, PRINCIPALS, Principal
 from .clock import Clock
 from .config import EmulatorConfig
+from .crm import User
 from .faults import FaultInjector
 from .ids import random_like_id
 from .ratelimit import RateLimiter, WindowRateLimiter
@@ -197,10 +198,92 @@ class Emulator:
             self.store.forbidden.add(row)
 
     def delete_lead(self, lead_id: str, api_key: str = DEMO_API_KEY) -> list[str]:
-        """Delete a lead: its SMS go, each with a `deleted` event; returns their ids."""
+        """Same as DELETE /lead/{id}/: the lead's SMS and contacts go, each with a `deleted`
+        event, then the lead's own `deleted` event; returns the deleted SMS ids."""
         ctx = self.context(api_key, "DELETE", f"/api/v1/lead/{lead_id}/")
         with self.lock:
             return self.store_for(ctx.principal).delete_lead(lead_id, ctx)
+
+    def update_lead(
+        self, lead_id: str, payload: dict[str, Any], api_key: str = DEMO_API_KEY
+    ) -> dict[str, Any]:
+        """Same as PUT /lead/{id}/ with name, description, status_id or `custom.cf_...` keys
+        (None clears a custom field): a lead `updated` event."""
+        ctx = self.context(api_key, "PUT", f"/api/v1/lead/{lead_id}/")
+        with self.lock:
+            return self.store_for(ctx.principal).update_lead(lead_id, payload, ctx)
+
+    def rename_lead(self, lead_id: str, name: str, api_key: str = DEMO_API_KEY) -> dict[str, Any]:
+        """A lead's new name (see `update_lead`)."""
+        return self.update_lead(lead_id, {"name": name}, api_key)
+
+    def set_lead_status(
+        self, lead_id: str, status_id: str, api_key: str = DEMO_API_KEY
+    ) -> dict[str, Any]:
+        """A lead's new status (see `update_lead`); status_label follows."""
+        return self.update_lead(lead_id, {"status_id": status_id}, api_key)
+
+    def update_contact(
+        self, contact_id: str, payload: dict[str, Any], api_key: str = DEMO_API_KEY
+    ) -> dict[str, Any]:
+        """Same as PUT /contact/{id}/ with name, title or lead_id (a move to that lead): a
+        contact `updated` event, and on a move `updated` events for both leads. The contact's
+        SMS stay on their lead."""
+        ctx = self.context(api_key, "PUT", f"/api/v1/contact/{contact_id}/")
+        with self.lock:
+            return self.store_for(ctx.principal).update_contact(contact_id, payload, ctx)
+
+    def delete_contact(self, contact_id: str, api_key: str = DEMO_API_KEY) -> None:
+        """Same as DELETE /contact/{id}/: a contact `deleted` event; its SMS keep contact_id."""
+        ctx = self.context(api_key, "DELETE", f"/api/v1/contact/{contact_id}/")
+        with self.lock:
+            self.store_for(ctx.principal).delete_contact(contact_id, ctx)
+
+    def merge_leads(
+        self, source: str, destination: str, api_key: str = DEMO_API_KEY
+    ) -> dict[str, Any]:
+        """Same as POST /lead/merge/ (see `SmsStore.merge_leads` and `merge_events`)."""
+        ctx = self.context(api_key, "POST", "/api/v1/lead/merge/")
+        with self.lock:
+            return self.store_for(ctx.principal).merge_leads(source, destination, ctx)
+
+    def add_user(self, first_name: str, last_name: str, email: str) -> str:
+        """A new active member of the main organization; returns its id (no event: the
+        published event types have none for users)."""
+        with self.lock:
+            store = self.store
+            crm = store.crm
+            user_id = random_like_id("user_", f"added:{store.seed}", len(crm.users))
+            now = self.clock.now_ms()
+            crm.users[user_id] = User(user_id, first_name, last_name, email, now, now)
+            store.user_by_id[user_id] = store.users.add((user_id, crm.users[user_id].name))
+            return user_id
+
+    def rename_user(self, user_id: str, first_name: str, last_name: str) -> None:
+        """A user's new name; their SMS show it in user_name (no event)."""
+        with self.lock:
+            self.store.rename_user(user_id, first_name, last_name)
+
+    def deactivate_user(self, user_id: str) -> None:
+        """The user leaves the organization: still listed, with no organizations (no event)."""
+        with self.lock:
+            user = self.store.crm.get("user", user_id)
+            user.active = False
+            user.date_updated = max(user.date_updated, self.clock.now_ms())
+
+    def rename_template(self, template_id: str, name: str) -> None:
+        """An SMS template's new name (no event)."""
+        with self.lock:
+            template = self.store.crm.get("sms_template", template_id)
+            template.name = name
+            template.date_updated = max(template.date_updated, self.clock.now_ms())
+
+    def relabel_number(self, number_id: str, label: str) -> None:
+        """A phone number's new label (no event)."""
+        with self.lock:
+            number = self.store.crm.get("phone_number", number_id)
+            number.label = label
+            number.date_updated = max(number.date_updated, self.clock.now_ms())
 
     def record_delivery_failure(
         self, sms_id: str, error_message: str = SILENT_FAILURE_MESSAGE

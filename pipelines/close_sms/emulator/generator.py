@@ -13,6 +13,7 @@ from array import array
 from datetime import datetime, timezone
 
 from .auth import ADMIN_USER_ID, MEMBER_USER_ID, PRINCIPALS
+from .crm import Contact, Crm, CustomField, Lead, LeadStatus, PhoneNumber, SmsTemplate, User
 from .events import Event
 from .ids import IdCodec, random_like_id
 from .schema import DIRECTION_CODE, MMS_COST_CENTS, SOURCE_CODE, STATUS_CODE, sms_cost
@@ -142,7 +143,32 @@ _SEQUENCES = [
     ("seq_renewal", "Renewal — Q3"),
     ("seq_reactivation", "Réactivation"),
 ]
-_TEMPLATES = ["smstmpl_welcome", "smstmpl_reminder", "smstmpl_quote", "smstmpl_thanks"]
+# SMS templates: (id, name, text); the ids are the template_id values of generated SMS.
+_TEMPLATES = [
+    ("smstmpl_welcome", "Welcome 👋", "Hi {{ contact.first_name }}, welcome aboard!"),
+    ("smstmpl_reminder", "Reminder", "Reminder: we talk on {{ date }}."),
+    ("smstmpl_quote", "Quote sent", "Your quote from {{ organization.name }} is ready."),
+    ("smstmpl_thanks", "Thank you", "Thanks {{ contact.first_name }}!"),
+]
+_STATUSES = ["Potential", "Bad Fit", "Qualified", "Customer", "Not Interested"]
+_COMPANY_WORDS = ["Bluth", "Acme", "Sitwell", "Nord", "Øresund", "Saint-Étienne", "東京", "Vega"]
+_COMPANY_KINDS = ["Holdings", "Realty", "Bakery", "Logistics", "GmbH", "& Söhne", "Labs", "Ltd."]
+_TITLES = ["CEO", "Buyer", "Office manager", "Einkäufer", "Director of Operations", None]
+_INDUSTRIES = ["Construction", "Retail", "Software", "Food & Drink", "Logística"]
+# Lead custom fields: (name, type, choices).
+_CUSTOM_FIELDS = [
+    ("Industry", "text", None),
+    ("Employees", "number", None),
+    ("Renewal date", "date", None),
+    ("Plan", "choices", ["Free", "Starter", "Pro", "Enterprise"]),
+]
+# Numbers shared by a group of users, and the share of the SMS (conversations and single
+# outbound SMS) sent or received on one of them instead of the user's own number.
+_GROUP_NUMBERS = [("Support line", "+16505552000"), ("Sales team", "+16505552001")]
+_GROUP_SHARE = 0.15
+# The last generated users left the organization; they keep their SMS.
+_INACTIVE_USERS = 2
+_YEAR = 365 * 86_400_000
 
 
 def _phone(rng: random.Random, country: int) -> str:
@@ -256,6 +282,16 @@ def generate(
     admin_idx = store.user_by_id.get(ADMIN_USER_ID, 0)
     member_idx = store.user_by_id.get(MEMBER_USER_ID, 0)
     user_phone = [store.phones.add(f"+1650555{1000 + i:04d}") for i in range(user_count)]
+    group_phone = [store.phones.add(number) for _, number in _GROUP_NUMBERS]
+    # Its own generator, so that the SMS stream's draws stay those of accounts made before.
+    context_rng = random.Random(f"context:{seed}")
+    context_rnd = context_rng.random
+
+    def local_number(user_local: int) -> int:
+        """The user's own number, or now and then a group number."""
+        if context_rnd() < _GROUP_SHARE:
+            return group_phone[context_rng.randrange(len(group_phone))]
+        return user_local
 
     def pick_user() -> int:
         # The key owners get a fair share, so owner-scoped tests find SMS.
@@ -295,7 +331,7 @@ def generate(
     one_segment_cost = store.costs.add(sms_cost(""))
     mms_cost = store.costs.add(MMS_COST_CENTS)
     cost_of_text: dict[int, int] = {}  # text pool index -> cost pool index
-    tmpl_idx = [store.templates.add(t) for t in _TEMPLATES]
+    tmpl_idx = [store.templates.add(t[0]) for t in _TEMPLATES]
     # Its own generator, so that the switch leaves every other value of the account as it is.
     hostile_rng = random.Random(f"hostile:{seed}") if hostile_texts else None
     hostile_idx = [store.texts.add(t) for t in _hostile_pool(hostile_rng)] if hostile_rng else []
@@ -331,6 +367,7 @@ def generate(
     # and sometimes more exchanges, until the inbound share is reached; then single outbound
     # SMS fill the rest.
     conversations: list[tuple[int, int, int, int]] = []  # (lead, contact, remote, user)
+    thread_local = array("i")  # the local number of each conversation
     regular = n - len(plan_dc)
     inbound_target = round(_INBOUND_SHARE * regular)
     produced = inbound = 0
@@ -340,6 +377,7 @@ def generate(
         lead, contact, remote = pick_owner()
         thread = len(conversations)
         conversations.append((lead, contact, remote, lead_user[lead] if lead >= 0 else pick_user()))
+        thread_local.append(local_number(user_phone[conversations[-1][3]]))
         while True:
             add_dc(at), add_kind(_INBOUND), add_who(thread)
             produced += 1
@@ -418,7 +456,7 @@ def generate(
         burst_text = -1
         if kind in (_INBOUND, _REPLY):
             lead, contact, remote, user = conversations[who[i]]
-            local = user_phone[user]
+            local = thread_local[who[i]]
             if kind == _INBOUND:
                 direction = inbound_code
                 if rnd() < 0.1:
@@ -436,7 +474,7 @@ def generate(
             else:
                 direction = outbound_code
                 user = pick_user()
-            local = user_phone[user]
+            local = user_phone[user] if kind != _SINGLE else local_number(user_phone[user])
         if status is not None:
             direction = inbound_code if status == _INBOX else outbound_code
         elif direction == inbound_code:
@@ -582,7 +620,142 @@ def generate(
             event(row, "deleted", dd, updated_by, prev_row=row, changed_fields=[])
 
     store.build_index(live)
+    _generate_context(
+        store,
+        context_rng,
+        seed,
+        user_defs,
+        lead_user,
+        lead_contact_count,
+        contact_phone,
+        start_ms,
+    )
     for due, row in pending:
         if not store.deleted[row]:
             store._schedule(row, due)
     store.events.append_sorted_bulk(events)
+
+
+def _generate_context(
+    store: SmsStore,
+    rng: random.Random,
+    seed: int,
+    user_defs: list[tuple[str, str]],
+    lead_user: array,
+    lead_contact_count: bytearray | array,
+    contact_phone: array,
+    start_ms: int,
+) -> None:
+    """The objects the SMS point to, drawn from `rng` (not the SMS stream's generator).
+
+    Every one predates the account's first SMS, so none has an event inside retention.
+    """
+    crm = store.crm
+    org = store.organization_id
+    owners = {p.user_id: p for p in PRINCIPALS.values() if p.organization_id == org}
+    before = start_ms - _YEAR  # the organization's first year, before any SMS
+    inactive_from = max(len(owners), len(user_defs) - _INACTIVE_USERS)
+    for k, (user_id, name) in enumerate(user_defs):
+        first, _, last = name.partition(" ")
+        joined = before + rng.randrange(_YEAR // 2)
+        owner = owners.get(user_id)
+        crm.users[user_id] = User(
+            id=user_id,
+            first_name=first,
+            last_name=last,
+            email=owner.email if owner else f"user{k}@bluth.example",
+            date_created=joined,
+            date_updated=joined,
+            active=k < inactive_from,
+        )
+    user_ids = [user_id for user_id, _ in user_defs]
+    for k, label in enumerate(_STATUSES):
+        status_id = random_like_id("stat_", seed, k)
+        crm.statuses[status_id] = LeadStatus(status_id, label)
+    for k, (name, kind, choices) in enumerate(_CUSTOM_FIELDS):
+        field_id = random_like_id("cf_", seed, k)
+        crm.fields[field_id] = CustomField(field_id, name, kind, before, choices)
+    for template_id, name, text in _TEMPLATES:
+        at = before + rng.randrange(_YEAR)
+        crm.templates[template_id] = SmsTemplate(
+            template_id, name, text, user_ids[0], at, at + rng.randrange(_YEAR // 4)
+        )
+    for k, user_id in enumerate(user_ids):
+        number = store.phones.values[store.phones.index[f"+1650555{1000 + k:04d}"]]
+        _add_number(crm, seed, number, f"{user_defs[k][1]}'s line", user_id, [user_id], before)
+    for label, number in _GROUP_NUMBERS:
+        _add_number(crm, seed, number, label, None, user_ids[: max(2, len(user_ids) // 2)], before)
+    _generate_leads(store, rng, lead_user, lead_contact_count, contact_phone, before)
+
+
+def _add_number(
+    crm: Crm,
+    seed: int,
+    number: str,
+    label: str,
+    user_id: str | None,
+    participants: list[str],
+    at: int,
+) -> None:
+    number_id = random_like_id("phon_", seed, len(crm.numbers))
+    crm.numbers[number_id] = PhoneNumber(number_id, number, label, user_id, participants, at, at)
+
+
+def _generate_leads(
+    store: SmsStore,
+    rng: random.Random,
+    lead_user: array,
+    lead_contact_count: bytearray | array,
+    contact_phone: array,
+    before: int,
+) -> None:
+    """Leads (status, custom fields) and their contacts, in the ids' order of the pools."""
+    crm = store.crm
+    rnd, randrange, choice = rng.random, rng.randrange, rng.choice
+    users = store.users.values
+    statuses = list(crm.statuses)
+    text_f, number_f, date_f, choice_f = list(crm.fields)
+    plans = crm.fields[choice_f].choices or []
+    lead_ids, contact_ids, phones = store.leads.values, store.contacts.values, store.phones.values
+    contact = 0
+    for k, owner in enumerate(lead_user):
+        lead_id = lead_ids[k]
+        created = before + randrange(_YEAR)
+        created_by = users[owner][0]
+        custom: dict[str, object] = {}
+        if rnd() < 0.7:
+            custom[text_f] = choice(_INDUSTRIES)
+        if rnd() < 0.6:
+            custom[number_f] = randrange(1, 5_000)
+        if rnd() < 0.5:
+            custom[date_f] = (
+                f"{2026 + randrange(2)}-{1 + randrange(12):02d}-{1 + randrange(28):02d}"
+            )
+        if rnd() < 0.8:
+            custom[choice_f] = choice(plans)
+        lead = Lead(
+            id=lead_id,
+            name=f"{choice(_COMPANY_WORDS)} {choice(_COMPANY_KINDS)} {k}",
+            status_id=statuses[randrange(len(statuses))],
+            created_by=created_by,
+            date_created=created,
+            date_updated=created + randrange(30 * 86_400_000),
+            custom=custom,
+        )
+        crm.leads[lead_id] = lead
+        for _ in range(lead_contact_count[k]):
+            contact_id = contact_ids[contact]
+            name = f"{choice(_FIRST)} {choice(_LAST)}"
+            crm.contacts[contact_id] = Contact(
+                id=contact_id,
+                lead_id=lead_id,
+                name=name,
+                title=choice(_TITLES),
+                phone=phones[contact_phone[contact]],
+                email=f"contact{contact}@example.com" if rnd() < 0.7 else None,
+                created_by=created_by,
+                date_created=created,
+                date_updated=created + randrange(_YEAR // 4),
+            )
+            lead.contact_ids.append(contact_id)
+            contact += 1

@@ -21,6 +21,7 @@ from typing import Any
 from .auth import Principal
 from .clock import Clock
 from .config import EmulatorConfig
+from .crm import Crm, Lead, format_phone
 from .events import Event, EventLog
 from .extras import extra_fields_renderer
 from .hooks import apply_raw_overrides
@@ -156,17 +157,6 @@ def _bounds_test(bounds: dict[str, int]) -> Callable[[int], bool]:
     return test
 
 
-def _format_phone(e164: str) -> tuple[str, str | None]:
-    """A display form and country for the few prefixes the generator uses."""
-    if e164.startswith("+1") and len(e164) == 12:
-        return f"+1 {e164[2:5]}-{e164[5:8]}-{e164[8:]}", "US"
-    if e164.startswith("+44") and len(e164) == 13:
-        return f"+44 {e164[3:7]} {e164[7:]}", "GB"
-    if e164.startswith("+49"):
-        return f"+49 {e164[3:6]} {e164[6:]}", "DE"
-    return e164, None
-
-
 class SmsStore:
     """All SMS of one organization plus its event log."""
 
@@ -179,6 +169,8 @@ class SmsStore:
         self._tie_orders = 0
         self.ids = IdCodec("acti_", f"{organization_id}:0")
         self.events = EventLog(organization_id)
+        # Users, leads, contacts, templates, numbers ... the SMS point to.
+        self.crm = Crm(organization_id)
         self.users = Pool()  # (id, name)
         self.user_by_id: dict[str, int] = {}
         self.leads = Pool()  # id
@@ -397,8 +389,8 @@ class SmsStore:
         updated_by = self.users.get(self.updated_by[row])
         local = self.phones.get(self.local[row])
         remote = self.phones.get(self.remote[row])
-        local_fmt, local_iso = _format_phone(local) if local else (None, None)
-        remote_fmt, remote_iso = _format_phone(remote) if remote else (None, None)
+        local_fmt, local_iso = format_phone(local) if local else (None, None)
+        remote_fmt, remote_iso = format_phone(remote) if remote else (None, None)
         seq = self.sequences.get(self.seq[row])
         rendered = {
             "_type": "SMS",
@@ -639,23 +631,86 @@ class SmsStore:
         previous: dict[str, Any] | None,
         changed: list[str],
         ctx: RequestContext | None,
+        meta: dict[str, Any] | None = None,
     ) -> Event:
-        event = self.events.new_event(
+        event = self._new_event(
+            "activity.sms",
+            self.sms_id(row),
+            self.leads.get(self.lead[row]),
+            action,
+            at,
+            user_id=user_id,
+            data=data,
+            previous=previous,
+            changed=changed,
+            ctx=ctx,
+            meta=meta,
+        )
+        if action in self.config.unlogged_actions:
+            return event
+        return self.events.emit(event, int(self.config.consolidation_seconds * 1000))
+
+    def _new_event(
+        self,
+        object_type: str,
+        object_id: str,
+        lead_id: str | None,
+        action: str,
+        at: int,
+        *,
+        user_id: str | None,
+        data: dict[str, Any] | None,
+        previous: dict[str, Any] | None,
+        changed: list[str],
+        ctx: RequestContext | None,
+        meta: dict[str, Any] | None = None,
+    ) -> Event:
+        """An event of any object, not yet logged; a request's context names its actor."""
+        return self.events.new_event(
             at,
             user_id=ctx.user_id if ctx else user_id,
             request_id=ctx.request_id if ctx else None,
             api_key_id=ctx.principal.key_id if ctx and ctx.principal else None,
-            object_type="activity.sms",
-            object_id=self.sms_id(row),
-            lead_id=self.leads.get(self.lead[row]),
+            object_type=object_type,
+            object_id=object_id,
+            lead_id=lead_id,
             action=action,
             changed_fields=changed,
             data=data,
             previous_data=previous,
-            meta=({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
+            meta={
+                **({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
+                **(meta or {}),
+            },
         )
-        if action in self.config.unlogged_actions:
-            return event
+
+    def emit_object_event(
+        self,
+        object_type: str,
+        object_id: str,
+        lead_id: str | None,
+        action: str,
+        *,
+        data: dict[str, Any] | None,
+        previous: dict[str, Any] | None,
+        changed: list[str],
+        ctx: RequestContext | None,
+        meta: dict[str, Any] | None = None,
+    ) -> Event:
+        """Log an event of a lead, contact or other activity, now."""
+        event = self._new_event(
+            object_type,
+            object_id,
+            lead_id,
+            action,
+            self.clock.now_ms(),
+            user_id=None,
+            data=data,
+            previous=previous,
+            changed=changed,
+            ctx=ctx,
+            meta=meta,
+        )
         return self.events.emit(event, int(self.config.consolidation_seconds * 1000))
 
     def _schedule(self, row: int, due: int) -> None:
@@ -975,37 +1030,218 @@ class SmsStore:
             ctx=ctx,
         )
 
-    def delete_lead(self, lead_id: str, ctx: RequestContext | None) -> list[str]:
-        """Delete a lead's SMS (each with a `deleted` event) and emit the lead's own event."""
-        self.tick()
+    def _live_rows_of_lead(self, lead_id: str) -> list[int]:
+        """Live SMS rows of a lead, newest first."""
         idx = self.leads.index.get(lead_id)
-        if idx is None:
-            raise NotFound("Lead")
-        rows = sorted(
-            (r for r in self.by_lead.get(idx, ()) if not self.deleted[r]),
+        rows = self.by_lead.get(idx, ()) if idx is not None else ()
+        return sorted(
+            (r for r in rows if not self.deleted[r]),
             key=self._sort_key("date_created"),
         )
+
+    def delete_lead(self, lead_id: str, ctx: RequestContext | None) -> list[str]:
+        """Delete a lead with its SMS and contacts, each with a `deleted` event, then the lead's
+        own `deleted` event (Close: deleting a lead deletes its child objects). Returns the ids
+        of the deleted SMS."""
+        self.tick()
+        lead = self.crm.leads.get(lead_id)
+        if lead is None and lead_id not in self.leads.index:
+            raise NotFound("Lead")
         deleted = []
-        for row in rows:
+        for row in self._live_rows_of_lead(lead_id):
             deleted.append(self.sms_id(row))
             self._delete_row(row, ctx)
-        now = self.clock.now_ms()
-        event = self.events.new_event(
-            now,
-            user_id=ctx.user_id if ctx else None,
-            request_id=ctx.request_id if ctx else None,
-            api_key_id=ctx.principal.key_id if ctx and ctx.principal else None,
-            object_type="lead",
-            object_id=lead_id,
-            lead_id=lead_id,
-            action="deleted",
-            changed_fields=[],
-            data=None,
-            previous_data={"id": lead_id, "organization_id": self.organization_id},
-            meta=({"request_method": ctx.method, "request_path": ctx.path} if ctx else {}),
+        previous = {"id": lead_id, "organization_id": self.organization_id}
+        if lead is not None:
+            previous = self.crm.render("lead", lead)
+            user_id = ctx.user_id if ctx else None
+            for contact_id in list(lead.contact_ids):
+                self._delete_contact(contact_id, ctx, user_id)
+            del self.crm.leads[lead_id]
+        self.emit_object_event(
+            "lead", lead_id, lead_id, "deleted", data=None, previous=previous, changed=[], ctx=ctx
         )
-        self.events.emit(event, 0)
         return deleted
+
+    def _delete_contact(
+        self, contact_id: str, ctx: RequestContext | None, user_id: str | None
+    ) -> None:
+        previous = self.crm.delete_contact(contact_id, self.clock.now_ms(), user_id)
+        self.emit_object_event(
+            "contact",
+            contact_id,
+            previous["lead_id"],
+            "deleted",
+            data=None,
+            previous=previous,
+            changed=[],
+            ctx=ctx,
+        )
+
+    def delete_contact(self, contact_id: str, ctx: RequestContext | None) -> None:
+        """Delete a contact (its SMS keep their contact_id, as activities outlive contacts)."""
+        self.tick()
+        self._delete_contact(contact_id, ctx, ctx.user_id if ctx else None)
+
+    def update_lead(
+        self, lead_id: str, payload: dict[str, Any], ctx: RequestContext | None
+    ) -> dict[str, Any]:
+        """Rename a lead, change its status, description or custom fields: an `updated` event."""
+        before, after = self.crm.update_lead(
+            lead_id, payload, self.clock.now_ms(), ctx.user_id if ctx else None
+        )
+        self._emit_change("lead", lead_id, lead_id, before, after, ctx)
+        return after
+
+    def update_contact(
+        self, contact_id: str, payload: dict[str, Any], ctx: RequestContext | None
+    ) -> dict[str, Any]:
+        """Rename a contact, change its title or move it to another lead: `updated` events
+        for the contact and, on a move, for both leads."""
+        before, after = self.crm.update_contact(
+            contact_id, payload, self.clock.now_ms(), ctx.user_id if ctx else None
+        )
+        self._emit_change("contact", contact_id, after["lead_id"], before, after, ctx)
+        if before["lead_id"] != after["lead_id"]:
+            for lead_id in (before["lead_id"], after["lead_id"]):
+                lead = self.crm.leads.get(lead_id)
+                if lead is not None:
+                    rendered = self.crm.render("lead", lead)
+                    self.emit_object_event(
+                        "lead",
+                        lead_id,
+                        lead_id,
+                        "updated",
+                        data=rendered,
+                        previous=None,
+                        changed=["contact_ids", "date_updated"],
+                        ctx=ctx,
+                    )
+        return after
+
+    def _emit_change(
+        self,
+        object_type: str,
+        object_id: str,
+        lead_id: str | None,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        ctx: RequestContext | None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        changed = sorted(k for k in after if after.get(k) != before.get(k))
+        self.emit_object_event(
+            object_type,
+            object_id,
+            lead_id,
+            "updated",
+            data=after,
+            previous={k: before.get(k) for k in changed},
+            changed=changed,
+            ctx=ctx,
+            meta=meta,
+        )
+
+    def merge_leads(
+        self, source_id: str, destination_id: str, ctx: RequestContext | None
+    ) -> dict[str, Any]:
+        """POST /lead/merge/: the source's contacts and SMS move to the destination (SMS keep
+        their ids; lead_id and date_updated change), a LeadMerge activity is created on the
+        destination and the source is deleted. Events per `config.merge_events`."""
+        self.tick()
+        crm = self.crm
+        errors = {
+            name: "Object does not exist."
+            for name, lead_id in (("source", source_id), ("destination", destination_id))
+            if not isinstance(lead_id, str) or lead_id not in crm.leads
+        }
+        if not errors and source_id == destination_id:
+            errors["destination"] = "Source and destination must be different leads."
+        if errors:
+            raise ValidationError(errors)
+        source: Lead = crm.leads[source_id]
+        destination: Lead = crm.leads[destination_id]
+        every_object = self.config.merge_events == "all"
+        meta = {"merge_source_lead_id": source_id, "merge_destination_lead_id": destination_id}
+        now = self.clock.now_ms()
+        user_id = ctx.user_id if ctx else None
+        destination_before = crm.render("lead", destination)
+        source_before = crm.render("lead", source)
+
+        target = self.leads.add(destination_id)
+        for row in self._live_rows_of_lead(source_id):
+            before = {"lead_id": source_id, "date_updated": format_ms(self.du[row])}
+            self._unindex_owner(row)
+            self.lead[row] = target
+            self._index_owner(row)
+            self.du[row] = max(now, self.du[row])
+            if every_object:
+                after = self.render(row)
+                self._emit(
+                    "updated",
+                    row,
+                    self.du[row],
+                    user_id=after["user_id"],
+                    data=after,
+                    previous=before,
+                    changed=sorted(before),
+                    ctx=ctx,
+                    meta=meta,
+                )
+        for contact_id in list(source.contact_ids):
+            contact = crm.contacts[contact_id]
+            contact_before = crm.render("contact", contact)
+            crm.move_contact(contact, destination_id, now, user_id)
+            if every_object:
+                contact_after = crm.render("contact", contact)
+                self._emit_change(
+                    "contact", contact_id, destination_id, contact_before, contact_after, ctx, meta
+                )
+        merge = crm.add_merge(source, destination, now, user_id)
+        if every_object:
+            self.emit_object_event(
+                "activity.lead_merge",
+                merge.id,
+                destination_id,
+                "created",
+                data=crm.render("lead_merge", merge),
+                previous=None,
+                changed=[],
+                ctx=ctx,
+                meta=meta,
+            )
+        crm.touch_lead(destination, now, user_id)
+        self._emit_change(
+            "lead",
+            destination_id,
+            destination_id,
+            destination_before,
+            crm.render("lead", destination),
+            ctx,
+            meta,
+        )
+        del crm.leads[source_id]
+        self.emit_object_event(
+            "lead",
+            source_id,
+            source_id,
+            "deleted",
+            data=None,
+            previous=source_before,
+            changed=[],
+            ctx=ctx,
+            meta=meta,
+        )
+        return {"status": "ok"}
+
+    def rename_user(self, user_id: str, first_name: str, last_name: str) -> None:
+        """A user's new name, which their SMS show in user_name from now on."""
+        user = self.crm.get("user", user_id)
+        user.first_name, user.last_name = first_name, last_name
+        user.date_updated = max(user.date_updated, self.clock.now_ms())
+        idx = self.user_by_id.get(user_id)
+        if idx is not None:
+            self.users.values[idx] = (user_id, user.name)
 
     def take_armed_empty_query(self) -> bool:
         """Use up one armed "deleted mid-query" 404, if any is waiting."""
