@@ -21,7 +21,30 @@ from referencing.jsonschema import DRAFT202012
 # Close's own OpenAPI 3.1 spec as published in June 2026 (mirrored by api-evangelist/close,
 # openapi/close-openapi.yml), kept verbatim so the tests need nothing outside the repository.
 SPEC_PATH = Path(__file__).resolve().parent / "close-openapi.yml"
-PATHS = ("/activity/sms/", "/activity/sms/{id}/", "/event/", "/event/{id}/", "/me/", "/activity/")
+PATHS = (
+    "/activity/sms/",
+    "/activity/sms/{id}/",
+    "/event/",
+    "/event/{id}/",
+    "/me/",
+    "/activity/",
+    "/user/",
+    "/user/{id}/",
+    "/status/lead/",
+    "/status/lead/{id}/",
+    "/custom_field/lead/",
+    "/sms_template/",
+    "/sms_template/{id}/",
+    "/phone_number/",
+    "/phone_number/{id}/",
+    "/lead/",
+    "/lead/{id}/",
+    "/lead/merge/",
+    "/contact/",
+    "/contact/{id}/",
+    "/activity/lead_merge/",
+    "/activity/lead_merge/{id}/",
+)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,258 @@
+"""The objects SMS point to (users, statuses, fields, templates, numbers, leads, contacts,
+lead merges) over real HTTP: Close's spec, paging, filters, merges and their events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from close_sms.emulator import DEMO_API_KEY, OTHER_ORG_API_KEY
+
+from .spec import component_validator, validate_response
+from .support import all_events
+
+# path -> the spec component of its items (None: the spec publishes no item schema).
+LISTS = {
+    "/user/": None,
+    "/status/lead/": None,
+    "/custom_field/lead/": None,
+    "/sms_template/": None,
+    "/phone_number/": "PhoneNumber",
+    "/lead/": "Lead",
+    "/contact/": "Contact",
+}
+
+
+def _all(run, path: str, **params) -> list[dict]:
+    """Every item of a context list, offset-paged 100 at a time."""
+    items: list[dict] = []
+    while True:
+        resp = run.get(path, params={**params, "_skip": len(items), "_limit": 100})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        items += body["data"]
+        if not body["has_more"]:
+            return items
+
+
+def _recent() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(days=20)
+
+
+def test_every_endpoint_answers_per_spec(emulator):
+    run = emulator(sms=400)
+    for path, component in LISTS.items():
+        resp = run.get(path, params={"_limit": 10})
+        assert resp.status_code == 200, (path, resp.text)
+        validate_response(resp)
+        body = resp.json()
+        assert set(body) == {"data", "has_more"} and body["data"], path
+        first = body["data"][0]
+        if component:
+            for item in body["data"]:
+                assert not list(component_validator(component).iter_errors(item)), path
+        one = run.get(f"{path}{first['id']}/")
+        assert one.status_code == 200 and one.json() == first, path
+        if path not in ("/status/lead/", "/custom_field/lead/"):  # the spec has no GET of one
+            validate_response(one)
+        missing = run.get(f"{path}nope_missing/")
+        assert missing.status_code == 404 and "matching query does not exist" in missing.text
+    lead = run.get("/lead/", params={"_limit": 1}).json()["data"][0]
+    assert lead["status_label"] and any(key.startswith("custom.cf_") for key in lead)
+
+
+def test_paging_fields_and_filters(emulator):
+    run = emulator(sms=600)
+    leads = _all(run, "/lead/")
+    assert len(leads) == len({lead["id"] for lead in leads}) == 30
+    page = run.get("/lead/", params={"_skip": 25, "_limit": 10}).json()
+    assert [x["id"] for x in page["data"]] == [x["id"] for x in leads[25:]]
+    assert page["has_more"] is False
+    assert run.get("/lead/", params={"_skip": 20, "_limit": 5}).json()["has_more"] is True
+    too_deep = run.get("/contact/", params={"_skip": 250_001})
+    assert too_deep.status_code == 400 and "max_skip" in too_deep.json()["error"]
+    projected = run.get("/contact/", params={"_fields": "id,lead_id", "_limit": 3}).json()
+    assert all(set(c) == {"id", "lead_id"} for c in projected["data"])
+
+    wanted = [leads[3]["id"], leads[7]["id"]]
+    by_get = run.get("/lead/", params={"id__in": ",".join(wanted)}).json()["data"]
+    by_post = requests.post(
+        run.base_url + "/lead/",
+        auth=(DEMO_API_KEY, ""),
+        headers={"x-http-method-override": "GET"},
+        json={"_params": {"id__in": wanted}},
+        timeout=10,
+    ).json()["data"]
+    assert [x["id"] for x in by_get] == [x["id"] for x in by_post] == wanted
+    contacts = run.get("/contact/", params={"lead_id": wanted[0]}).json()["data"]
+    assert {c["id"] for c in contacts} == set(leads[3]["contact_ids"])
+
+    numbers = _all(run, "/phone_number/")
+    groups = run.get("/phone_number/", params={"is_group_number": "true"}).json()["data"]
+    assert groups and all(n["is_group_number"] and n["user_id"] is None for n in groups)
+    assert {n["id"] for n in groups} < {n["id"] for n in numbers}
+    owned = next(n for n in numbers if n["user_id"])
+    one = run.get("/phone_number/", params={"number": owned["number"]}).json()["data"]
+    assert one == [owned]
+    assert run.get("/lead/", params={"_limit": 3}, api_key=OTHER_ORG_API_KEY).json() == {
+        "data": [],
+        "has_more": False,
+    }
+
+
+def test_every_sms_reference_resolves(emulator):
+    run = emulator(sms=3000)
+    users = {u["id"]: u for u in _all(run, "/user/")}
+    leads = {x["id"] for x in _all(run, "/lead/")}
+    contacts = {c["id"]: c for c in _all(run, "/contact/")}
+    templates = {t["id"] for t in _all(run, "/sms_template/")}
+    numbers = {n["number"]: n for n in _all(run, "/phone_number/")}
+    fields = {f["type"] for f in _all(run, "/custom_field/lead/")}
+    assert fields == {"text", "number", "date", "choices"}
+    assert len(run.get("/status/lead/").json()["data"]) >= 4
+    sms = list(run.emu.snapshot().values())
+    for one in sms:
+        assert one["user_id"] is None or one["user_id"] in users
+        assert one["lead_id"] is None or one["lead_id"] in leads
+        assert one["contact_id"] is None or contacts[one["contact_id"]]["lead_id"] == one["lead_id"]
+        assert one["template_id"] is None or one["template_id"] in templates
+        assert one["local_phone"] in numbers
+    inactive = {u for u, user in users.items() if not user["organizations"]}
+    assert inactive and inactive & {s["user_id"] for s in sms}
+    used = {numbers[s["local_phone"]]["is_group_number"] for s in sms}
+    assert used == {True, False}
+    assert any(s["template_id"] for s in sms if s["direction"] == "outbound")
+
+
+@pytest.mark.parametrize("merge_events", ["all", "lead_only"])
+def test_merge_moves_sms_and_contacts(emulator, merge_events):
+    run = emulator(sms=600, start=_recent(), merge_events=merge_events)
+    snap = run.emu.snapshot()
+    source, destination = sorted({s["lead_id"] for s in snap.values() if s["lead_id"]})[:2]
+    moved = {i: s for i, s in snap.items() if s["lead_id"] == source}
+    source_lead = run.get(f"/lead/{source}/").json()
+    kept_contacts = run.get(f"/lead/{destination}/").json()["contact_ids"]
+    run.emu.clock.advance(300)
+
+    resp = run.session().post(
+        f"{run.base_url}/lead/merge/",
+        json={"source": source, "destination": destination},
+        timeout=10,
+    )
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+    validate_response(resp)
+
+    assert run.get(f"/lead/{source}/").status_code == 404
+    merged = run.get(f"/lead/{destination}/").json()
+    assert merged["contact_ids"] == kept_contacts + source_lead["contact_ids"]
+    for contact_id in source_lead["contact_ids"]:
+        assert run.get(f"/contact/{contact_id}/").json()["lead_id"] == destination
+    after = run.emu.snapshot()
+    for sms_id, before in moved.items():
+        assert after[sms_id]["lead_id"] == destination
+        assert after[sms_id]["date_updated"] > before["date_updated"]
+    activities = run.get("/activity/lead_merge/", params={"lead_id": destination}).json()["data"]
+    assert [(a["source_lead_id"], a["destination_lead_id"]) for a in activities] == [
+        (source, destination)
+    ]
+    validate_response(run.get("/activity/lead_merge/"))
+
+    events = all_events(run, date_updated__gte=run.emu.clock.now() - timedelta(seconds=1))
+    by_kind = {(e["object_type"], e["action"], e["object_id"]) for e in events}
+    assert ("lead", "deleted", source) in by_kind and ("lead", "updated", destination) in by_kind
+    assert all(
+        e["meta"]["merge_source_lead_id"] == source
+        and e["meta"]["merge_destination_lead_id"] == destination
+        for e in events
+    )
+    moved_events = {o for t, a, o in by_kind if t in ("activity.sms", "contact") and a == "updated"}
+    if merge_events == "all":
+        assert moved_events == set(moved) | set(source_lead["contact_ids"])
+        assert any(t == "activity.lead_merge" for t, _, _ in by_kind)
+        sms_event = next(e for e in events if e["object_type"] == "activity.sms")
+        assert sms_event["previous_data"]["lead_id"] == source
+        assert sms_event["data"]["lead_id"] == destination
+    else:
+        assert moved_events == set() and len(events) == 2
+    bad = run.session().post(
+        f"{run.base_url}/lead/merge/", json={"source": source, "destination": destination}
+    )
+    assert bad.status_code == 400 and "source" in bad.json()["field-errors"]
+
+
+def test_changes_and_deletes_log_events(emulator):
+    run = emulator(sms=400, start=_recent())
+    emu = run.emu
+    first = run.get("/lead/", params={"_limit": 1}).json()["data"][0]
+    lead_id = first["id"]
+    status = next(
+        s for s in run.get("/status/lead/").json()["data"] if s["id"] != first["status_id"]
+    )
+    emu.rename_lead(lead_id, "Renamed Ltd. 🚀")
+    emu.set_lead_status(lead_id, status["id"])
+    lead = run.get(f"/lead/{lead_id}/").json()
+    assert lead["name"] == "Renamed Ltd. 🚀" and lead["status_label"] == status["label"]
+    lead_events = all_events(run, object_type="lead", object_id=lead_id)
+    # Both changes within the consolidation window fold into one event.
+    assert lead_events[0]["action"] == "updated"
+    assert {"name", "status_id", "status_label"} <= set(lead_events[0]["changed_fields"])
+
+    contact_id, other_contact = lead["contact_ids"][0], None
+    other_lead = run.get("/lead/", params={"_skip": 1, "_limit": 1}).json()["data"][0]
+    moved = run.session().put(
+        f"{run.base_url}/contact/{contact_id}/",
+        json={"name": "Zoë Moved", "lead_id": other_lead["id"]},
+        timeout=10,
+    )
+    assert moved.status_code == 200 and moved.json()["lead_id"] == other_lead["id"]
+    validate_response(moved)
+    contact_event = all_events(run, object_type="contact", object_id=contact_id)[0]
+    assert contact_event["lead_id"] == other_lead["id"]
+    assert {"name", "lead_id"} <= set(contact_event["changed_fields"])
+    assert contact_event["previous_data"]["lead_id"] == lead_id
+
+    other_contact = other_lead["contact_ids"][0]
+    emu.delete_contact(other_contact)
+    assert run.get(f"/contact/{other_contact}/").status_code == 404
+    deleted = all_events(run, object_type="contact", action="deleted")
+    assert [e["object_id"] for e in deleted] == [other_contact] and deleted[0]["data"] is None
+
+    sms_gone = emu.delete_lead(other_lead["id"])
+    assert run.get(f"/contact/{contact_id}/").status_code == 404
+    lead_deleted = all_events(run, object_type="lead", action="deleted")[0]
+    assert lead_deleted["object_id"] == other_lead["id"]
+    assert lead_deleted["previous_data"]["name"] == other_lead["name"]
+    deleted_ids = {e["object_id"] for e in all_events(run, lead_id=other_lead["id"])}
+    assert {contact_id, *sms_gone} <= deleted_ids
+
+
+def test_users_templates_and_numbers_change(emulator):
+    run = emulator(sms=300)
+    emu = run.emu
+    some = next(s for s in emu.snapshot().values() if s["user_id"])
+    emu.rename_user(some["user_id"], "Maeby", "Fünke")
+    assert run.get(f"/user/{some['user_id']}/").json()["last_name"] == "Fünke"
+    assert emu.get_sms(some["id"])["user_name"] == "Maeby Fünke"
+    emu.deactivate_user(some["user_id"])
+    assert run.get(f"/user/{some['user_id']}/").json()["organizations"] == []
+    added = emu.add_user("Steve", "Holt", "steve@example.com")
+    assert added in {u["id"] for u in _all(run, "/user/")}
+    template = run.get("/sms_template/").json()["data"][0]
+    emu.rename_template(template["id"], "Renamed")
+    renamed = run.get(f"/sms_template/{template['id']}/").json()
+    assert renamed["name"] == "Renamed" and renamed["date_updated"] >= template["date_updated"]
+    number = run.get("/phone_number/").json()["data"][0]
+    emu.relabel_number(number["id"], "Front desk")
+    assert run.get(f"/phone_number/{number['id']}/").json()["label"] == "Front desk"
+    with pytest.raises(KeyError):
+        emu.rename_template("smstmpl_missing", "x")
+
+
+def test_auth_and_rate_limits_apply(emulator):
+    run = emulator(sms=50, rps=2.0)
+    assert requests.get(run.base_url + "/lead/", timeout=10).status_code == 401
+    statuses = [run.get("/user/").status_code for _ in range(6)]
+    assert 429 in statuses
+    assert run.get("/contact/").status_code == 200  # its own rate-limit group
