@@ -199,7 +199,7 @@ def test_changes_and_deletes_log_events(emulator):
     assert lead_events[0]["action"] == "updated"
     assert {"name", "status_id", "status_label"} <= set(lead_events[0]["changed_fields"])
 
-    contact_id, other_contact = lead["contact_ids"][0], None
+    contact_id = lead["contact_ids"][0]
     other_lead = run.get("/lead/", params={"_skip": 1, "_limit": 1}).json()["data"][0]
     moved = run.session().put(
         f"{run.base_url}/contact/{contact_id}/",
