@@ -240,10 +240,8 @@ class WarehouseReader:
 
 
 def as_json(value: Any) -> Any:
-    """`value` with dates as ISO 8601 and decimals and other scalars as text, as JSON has them."""
-    return json.loads(
-        json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
-    )
+    """`value` as JSON has it: dates, decimals and other scalars as text, as `status --json`."""
+    return json.loads(json.dumps(value, default=str))
 
 
 @contextmanager
