@@ -24,6 +24,8 @@ def where_to_set(name: str, secret: bool = False) -> str:
 # What `pip install 'close-sms[cli]'` adds to the bare package: the emulator's server, the
 # report's charts and the progress bar.
 CLI_EXTRA_MODULES = frozenset({"waitress", "werkzeug", "plotly", "rich"})
+# The modules each optional extra installs; `[mcp]` brings the MCP SDK of `close-sms mcp`.
+EXTRA_MODULES = {"cli": CLI_EXTRA_MODULES, "mcp": frozenset({"mcp", "mcp_types"})}
 
 
 class SyncError(Exception):
@@ -87,16 +89,16 @@ class DatabaseError(SyncError):
 
 
 @contextmanager
-def needs_cli_extra(feature: str) -> Iterator[None]:
-    """Imports in the block that miss a module of the `[cli]` extra raise one `ConfigError`."""
+def needs_cli_extra(feature: str, extra: str = "cli") -> Iterator[None]:
+    """Imports in the block that miss a module of `extra` (`[cli]`) raise one `ConfigError`."""
     try:
         yield
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
-        if package not in CLI_EXTRA_MODULES:
+        if package not in EXTRA_MODULES[extra]:
             raise
         raise ConfigError(
-            f"{feature} needs {package}, which is not installed: pip install 'close-sms[cli]'"
+            f"{feature} needs {package}, which is not installed: pip install 'close-sms[{extra}]'"
         ) from None
 
 

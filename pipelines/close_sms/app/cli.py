@@ -207,6 +207,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp import serve
+
+    serve(Path(args.database), max_rows=args.max_rows, timeout=args.timeout)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="close-sms",
@@ -280,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = add("report", cmd_report, "Write a self-contained HTML report.")
     add_warehouse(report)
     report.add_argument("--out", default="report.html")
+
+    mcp = add("mcp", cmd_mcp, "Answer MCP clients over stdio from a DuckDB file, read-only.")
+    mcp.add_argument(
+        "--database", required=True, help="the DuckDB file to read, best the reader copy"
+    )
+    mcp.add_argument("--max-rows", type=_positive_int, default=1000, help="rows per answer")
+    mcp.add_argument("--timeout", type=_positive_int, default=30, help="seconds per query")
 
     emulator = add(
         "emulator", cmd_emulator, "Serve a local Close API emulator on 127.0.0.1.", uses_dlt=False
