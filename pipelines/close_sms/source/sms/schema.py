@@ -64,6 +64,10 @@ _SMS_HINTS: dict[str, dict[str, Any]] = {
             "sequence_subscription_id",
             "agent_action_reason",
             "agent_config_id",
+            # Not in Close's OpenAPI yet, but on every recent SMS: `fixed`/`auto`, and
+            # `context`/`local_presence`/`fallback`.
+            "caller_id_mode",
+            "caller_id_reason",
         ),
         _TEXT,
     ),
