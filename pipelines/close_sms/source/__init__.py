@@ -41,6 +41,7 @@ from .sms.schema import (
     normalize_sms,
     sms_hints,
     tombstone,
+    without_nul,
 )
 from .state import BackfillPlan, SourceState
 from .timestamps import parse_timestamp, to_ms
@@ -189,7 +190,7 @@ def close_sms_source(
         yield from run.changes(events)
 
     declare_attachments(dlt.current.source_schema(), sms_backfill.compute_table_schema())
-    return sms_backfill, sms_events, sms_changes
+    return without_nul(sms_backfill, sms_events, sms_changes)
 
 
 @dataclass

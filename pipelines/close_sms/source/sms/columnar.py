@@ -10,6 +10,9 @@ the SMS that come out the same either way:
   dict or list would be a nested table or more columns. A batch carries such a field as a
   column of the type dlt would give it, and only when each of its values has that type.
 
+On PostgreSQL an SMS with an empty text anywhere stays a row dict too: dlt loads Arrow tables
+into it from csv with `FORCE_NULL`, which makes `""` a NULL; its insert statements keep `""`.
+
 Every other SMS stays a row dict, and so does a whole batch that Arrow refuses (or whose
 undeclared field has values of several types, or of a type other than its column's), every SMS
 bound for a destination outside `settings.ARROW_DESTINATIONS`, every SMS of a backfill
@@ -70,6 +73,9 @@ _TYPED_FIELDS = (
 # would not matter: a type is looked up exactly, and bool is not int here).
 _SCALAR_TYPES: dict[type, TDataType] = {str: "text", int: "bigint", bool: "bool", float: "double"}
 _TABLE_NAME = "sms"
+# Destinations that dlt loads Arrow tables into from csv files with `FORCE_NULL` on every
+# nullable column, so that an empty text arrives as NULL.
+_EMPTY_TEXT_AS_NULL = ("dlt.destinations.postgres",)
 
 
 # pyarrow is imported on first use: 0.05 s that a cron run with nothing to backfill saves.
@@ -107,6 +113,7 @@ class ArrowBatcher:
         self._rows: list[dict[str, Any]] = []
         self._load_id = _arrow_load_id()
         self._fields = _UndeclaredFields(dlt.current.source_schema()) if self._load_id else None
+        self._empty_text_fits = self._load_id is None or _destination() not in _EMPTY_TEXT_AS_NULL
         # Undeclared fields of the rows held, in the order they were first met.
         self._extra: dict[str, None] = {}
 
@@ -123,7 +130,7 @@ class ArrowBatcher:
         others = []
         for row in rows:
             extra = _extra_fields(row)
-            if extra is None:
+            if extra is None or (not self._empty_text_fits and "" in row.values()):
                 others.append(row)
                 continue
             self._rows.append(row)
@@ -237,8 +244,7 @@ def _arrow_load_id() -> str | None:
     except (CurrentLoadPackageStateNotAvailable, ContextDefaultCannotBeCreated):
         # Read outside a dlt extract (no package, no load id): dlt types the rows itself.
         return None
-    destination = dlt.current.pipeline().destination
-    if destination is None or destination.destination_type not in settings.ARROW_DESTINATIONS:
+    if _destination() not in settings.ARROW_DESTINATIONS:
         return None
     if _parquet_normalizer().add_dlt_id:
         # dlt would add a second `_dlt_id` to tables that carry one.
@@ -248,6 +254,12 @@ def _arrow_load_id() -> str | None:
         # their pages out of the state run after run, so every page goes to dlt whole.
         return None
     return str(load_id)
+
+
+def _destination() -> str | None:
+    """The type of the current pipeline's destination (None without one)."""
+    destination = dlt.current.pipeline().destination
+    return None if destination is None else destination.destination_type
 
 
 def _parquet_normalizer() -> ItemsNormalizerConfiguration:
