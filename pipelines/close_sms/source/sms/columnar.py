@@ -69,8 +69,8 @@ _TYPED_FIELDS = (
     ("cost", Decimal),
     *((name, (list, dict)) for name in _JSON_FIELDS),
 )
-# The types an undeclared field may have in a table, and dlt's type of each (bool before int
-# would not matter: a type is looked up exactly, and bool is not int here).
+# The types an undeclared field may have in a table, and dlt's type of each; looked up by
+# exact type, so that True is a bool here, not an int.
 _SCALAR_TYPES: dict[type, TDataType] = {str: "text", int: "bigint", bool: "bool", float: "double"}
 _TABLE_NAME = "sms"
 # Destinations that dlt loads Arrow tables into from csv files with `FORCE_NULL` on every
@@ -111,9 +111,10 @@ class ArrowBatcher:
     def __init__(self, batch_rows: int) -> None:
         self.batch_rows = batch_rows
         self._rows: list[dict[str, Any]] = []
-        self._load_id = _arrow_load_id()
+        self._load_id = _arrow_load_id() or ""
+        # None where the rows stay dicts.
         self._fields = _UndeclaredFields(dlt.current.source_schema()) if self._load_id else None
-        self._empty_text_fits = self._load_id is None or _destination() not in _EMPTY_TEXT_AS_NULL
+        self._empty_text_fits = not self._load_id or _destination() not in _EMPTY_TEXT_AS_NULL
         # Undeclared fields of the rows held, in the order they were first met.
         self._extra: dict[str, None] = {}
 
@@ -125,7 +126,8 @@ class ArrowBatcher:
     def add(self, rows: list[dict[str, Any]]) -> list[TDataItems]:
         """Take a page of typed rows: the items for dlt now (the rows that stay dicts, and a
         table once one is full)."""
-        if self._load_id is None:
+        fields = self._fields
+        if fields is None:
             return [rows] if rows else []
         others = []
         for row in rows:
@@ -138,7 +140,7 @@ class ArrowBatcher:
                 self._extra.update(dict.fromkeys(extra))
         items: list[TDataItems] = []
         if others:
-            self._fields.met(others)
+            fields.met(others)
             items.append(others)
         if len(self._rows) >= self.batch_rows:
             items += self.flush()
@@ -148,17 +150,18 @@ class ArrowBatcher:
         """A table of every row still held (none if none is)."""
         rows, self._rows = self._rows, []
         extra, self._extra = tuple(self._extra), {}
-        if not rows or not self._load_id:
+        fields = self._fields
+        if not rows or fields is None:
             return []
-        columns = self._fields.columns(rows, extra)
+        columns = fields.columns(rows, extra)
         if columns is None:
-            self._fields.met(rows)
+            fields.met(rows)
             return [rows]
         table = _table(rows, self._load_id, columns)
         if isinstance(table, list):
-            self._fields.met(table)
+            fields.met(table)
         else:
-            self._fields.typed(columns)
+            fields.typed(columns)
         return [table]
 
 
