@@ -204,10 +204,10 @@ def declare_attachments(schema: dlt.Schema, sms_table: TTableSchema) -> None:
 
 # Destinations that store a NUL character in text as it came; the others get text without it
 # (PostgreSQL refuses it: `invalid byte sequence for encoding "UTF8": 0x00`, every run).
-HOLDS_NUL = ("dlt.destinations.duckdb", "dlt.destinations.filesystem")
-NUL = "\x00"
+_HOLDS_NUL = ("dlt.destinations.duckdb", "dlt.destinations.filesystem")
+_NUL = "\x00"
 # How JSON text writes a NUL: the backfill's Arrow tables carry JSON columns as text.
-_JSON_NUL = json.dumps(NUL)[1:-1]
+_JSON_NUL = json.dumps(_NUL)[1:-1]
 _SMS_JSON_FIELDS = frozenset(name for name, hint in _SMS_HINTS.items() if hint is _JSON)
 
 
@@ -230,17 +230,17 @@ class _WithoutNul(ItemTransform[TDataItems, Any]):
         if self._needed is None:
             # Decided at the first item, in the extract, where the pipeline is known.
             destination = dlt.current.pipeline().destination
-            self._needed = destination is None or destination.destination_type not in HOLDS_NUL
+            self._needed = destination is None or destination.destination_type not in _HOLDS_NUL
         if not self._needed:
             return item
-        if isinstance(item, (list, dict, str)):
+        if isinstance(item, (list, dict)):
             return _value_without_nul(item)
         return _table_without_nul(item)
 
 
 def _value_without_nul(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace(NUL, "") if NUL in value else value
+        return value.replace(_NUL, "") if _NUL in value else value
     if isinstance(value, dict):
         return {key: _value_without_nul(field) for key, field in value.items()}
     if isinstance(value, list):
@@ -256,14 +256,14 @@ def _table_without_nul(table: pa.Table) -> pa.Table:
         if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
             continue
         column = table.column(index)
-        if pc.any(pc.match_substring(column, NUL)).as_py():
-            column = pc.replace_substring(column, NUL, "")
-        if field.name in _SMS_JSON_FIELDS and pc.any(pc.match_substring(column, _JSON_NUL)).as_py():
+        if pc.any(pc.match_substring(column, _NUL)).as_py():
+            table = table.set_column(index, field, pc.replace_substring(column, _NUL, ""))
+        elif (
+            field.name in _SMS_JSON_FIELDS and pc.any(pc.match_substring(column, _JSON_NUL)).as_py()
+        ):
             # JSON as text: its strings' NULs are escapes, read back to be removed exactly.
-            column = pa.array(
-                [_json_without_nul(text) for text in column.to_pylist()], type=field.type
-            )
-        table = table.set_column(index, field, column)
+            texts = [_json_without_nul(text) for text in column.to_pylist()]
+            table = table.set_column(index, field, pa.array(texts, type=field.type))
     return table
 
 
