@@ -12,7 +12,7 @@ benchmark talks to it over stdin/stdout (`stats`, `clear`, `advance SECONDS` of 
 changes SMS over its HTTP API. Before rows e and f, the clock moves 6 minutes on and one sync
 runs, as between cron runs, so the sync's 5-minute event lookback holds only the new changes.
 
-Rows (all from one run; A = 100k SMS, D = 1M, --quick 20k and 100k):
+Rows (all from one run; A = 100k SMS, D = 1M, J = 60k, --quick 20k, 100k and 20k):
   a  backfill of A SMS, no rate limit: time, SMS/s, peak RSS
   b  a's time / floor: the same SMS read by as many concurrent workers as the sync's default
      (each a date_created window of about A / workers SMS, paged with _skip), one plain
@@ -31,6 +31,8 @@ Rows (all from one run; A = 100k SMS, D = 1M, --quick 20k and 100k):
   f  no-op incremental run on the D-row database / `python -c "import dlt, duckdb"` (median
      of 3 each); event-log requests per action
   g  each view over G SMS, via tests/benchmarks/bench_views.py (best of 3, slowest view)
+  j  backfill of J SMS that each carry 3 fields the schema does not declare (text, number,
+     bool, as Close's `import_id`) / the same backfill without them (best of 2 each)
 
 Rows h and i read one emulator process (the same data set as d's, each into a fresh
 database); its buckets are per key, so row i starts with a full bucket as row h did.
@@ -79,6 +81,9 @@ def serve_emulator(args: argparse.Namespace) -> None:
 
     emu = Emulator(EmulatorConfig(rps=args.rps or None, latency_ms=args.latency_ms))
     emu.generate(n=args.sms, seed=args.seed)
+    if args.undeclared_fields:
+        for index, sms_id in enumerate(emu.snapshot()):
+            emu.override_raw(sms_id, _undeclared_fields(index))
     for key in EXTRA_KEYS[: args.extra_keys]:
         emu.add_api_key(key)  # another key of the demo user, with its own rate-limit buckets
     server = EmulatorServer(emu, port=0, quiet=True).start()
@@ -131,16 +136,32 @@ def _log_stats(log: list[Any]) -> dict[str, Any]:
     }
 
 
+def _undeclared_fields(index: int) -> dict[str, Any]:
+    """Three fields the schema does not declare, as Close adds them to SMS."""
+    return {
+        "import_id": f"imp_{index:08d}",
+        "agent_turns": index % 17,
+        "agent_handoff": index % 2 == 0,
+    }
+
+
 class EmulatorProcess:
     """`bench_sync.py --serve-emulator` as a subprocess."""
 
     def __init__(
-        self, sms: int, seed: int = 7, rps: float = 0, latency_ms: int = 0, extra_keys: int = 0
+        self,
+        sms: int,
+        seed: int = 7,
+        rps: float = 0,
+        latency_ms: int = 0,
+        extra_keys: int = 0,
+        undeclared_fields: bool = False,
     ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve-emulator", "--sms", str(sms), "--seed", str(seed)]
             + ["--rps", str(rps), "--latency-ms", str(latency_ms)]
-            + ["--extra-keys", str(extra_keys)],
+            + ["--extra-keys", str(extra_keys)]
+            + (["--undeclared-fields"] if undeclared_fields else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -413,11 +434,13 @@ def median_time(command: list[str], repeat: int = 3) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    a_sms, c_sms, d_sms, g_rows = (
-        (20_000, 6_000, 100_000, 100_000) if args.quick else (100_000, 40_000, 1_000_000, 1_000_000)
+    a_sms, c_sms, d_sms, g_rows, j_sms = (
+        (20_000, 6_000, 100_000, 100_000, 20_000)
+        if args.quick
+        else (100_000, 40_000, 1_000_000, 1_000_000, 60_000)
     )
     e_small = 10_000 if not args.quick else 2_000
-    only = set(args.only or "abchidefg")
+    only = set(args.only or "abchidefgj")
     table = Table()
     workdir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     print(f"machine: {machine()}\nwork dir: {workdir}", flush=True)
@@ -588,6 +611,25 @@ def run(args: argparse.Namespace) -> None:
                 "<= 1 s each",
                 all(best <= 1.0 for _, best in timings.values()),
             )
+        if "j" in only:
+            best: dict[bool, float] = {}
+            with (
+                EmulatorProcess(j_sms, seed=6) as plain,
+                EmulatorProcess(j_sms, seed=6, undeclared_fields=True) as extended,
+            ):
+                for attempt in range(2):
+                    for undeclared, emu in ((False, plain), (True, extended)):
+                        database = workdir / f"j-{undeclared}-{attempt}.duckdb"
+                        seconds, _ = sync(emu.base_url, database)
+                        best[undeclared] = min(best.get(undeclared, seconds), seconds)
+            ratio = best[True] / best[False]
+            table.add(
+                "j",
+                f"backfill {j_sms:,} SMS with 3 undeclared fields each / without",
+                f"{best[True]:.1f} s / {best[False]:.1f} s = {ratio:.2f}",
+                "<= 1.10",
+                ratio <= 1.10,
+            )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -605,6 +647,7 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--latency-ms", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--extra-keys", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--undeclared-fields", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_emulator:
         serve_emulator(args)

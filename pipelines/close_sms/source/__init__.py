@@ -29,7 +29,7 @@ from .privacy import Privacy
 from .progress import RunMode, SyncProgress, measure_pending
 from .run import Run
 from .sms.prefetch import ReaderSettings
-from .sms.schema import declare_attachments, event_columns, sms_hints
+from .sms.schema import declare_attachments, event_columns, sms_hints, without_nul
 from .state import SourceState
 
 __all__ = [
@@ -171,4 +171,4 @@ def close_sms_source(
         yield from run.changes(events)
 
     declare_attachments(dlt.current.source_schema(), sms_backfill.compute_table_schema())
-    return sms_backfill, sms_events, sms_changes
+    return without_nul(sms_backfill, sms_events, sms_changes)

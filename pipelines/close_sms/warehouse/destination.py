@@ -41,8 +41,9 @@ DLT_DEFAULTS = {
 }
 
 # The loader file format per destination: parquet loads DuckDB in a third of insert_values' time
-# and a quarter of its memory; PostgreSQL takes no parquet, and COPY from csv is its fast path.
-LOADER_FILE_FORMATS = {DUCKDB: "parquet", "postgres": "csv"}
+# and a quarter of its memory. PostgreSQL keeps dlt's choice: COPY from csv for Arrow tables,
+# insert statements for row dicts, whose csv could not tell an empty text from a null.
+LOADER_FILE_FORMATS = {DUCKDB: "parquet"}
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,29 @@
 """The tables: column hints for `sms`, `sms__attachments` and `sms_events`, and row typing.
 
 Every documented field is declared, so columns that are null in all rows still exist.
+Text bound for a destination that cannot store a NUL character loses its NULs (`without_nul`):
+the one change the sync makes to a value Close sends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
+from dlt.common.json import json
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
+from dlt.common.typing import TDataItems
+from dlt.extract.items_transform import ItemTransform
+from dlt.extract.resource import DltResource
 
 from ..privacy import Privacy
 from ..timestamps import parse_timestamp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # The column marking tombstones: rows carrying it are removed by dlt's merge (hard delete).
 DELETED_COLUMN = "_deleted"
@@ -64,6 +73,10 @@ _SMS_HINTS: dict[str, dict[str, Any]] = {
             "sequence_subscription_id",
             "agent_action_reason",
             "agent_config_id",
+            # Not in Close's OpenAPI yet, but on every recent SMS: `fixed`/`auto`, and
+            # `context`/`local_presence`/`fallback`.
+            "caller_id_mode",
+            "caller_id_reason",
         ),
         _TEXT,
     ),
@@ -187,3 +200,74 @@ def declare_attachments(schema: dlt.Schema, sms_table: TTableSchema) -> None:
         parent, schema.naming.normalize_identifier("attachments")
     )
     schema.update_table(new_table(name, parent_table_name=parent, columns=columns))
+
+
+# Destinations that store a NUL character in text as it came; the others get text without it
+# (PostgreSQL refuses it: `invalid byte sequence for encoding "UTF8": 0x00`, every run).
+_HOLDS_NUL = ("dlt.destinations.duckdb", "dlt.destinations.filesystem")
+_NUL = "\x00"
+# How JSON text writes a NUL: the backfill's Arrow tables carry JSON columns as text.
+_JSON_NUL = json.dumps(_NUL)[1:-1]
+_SMS_JSON_FIELDS = frozenset(name for name, hint in _SMS_HINTS.items() if hint is _JSON)
+
+
+def without_nul(*resources: DltResource) -> tuple[DltResource, ...]:
+    """`resources`, each removing NUL characters from its text where the destination needs it."""
+    for resource in resources:
+        resource.add_step(_WithoutNul())
+    return resources
+
+
+class _WithoutNul(ItemTransform[TDataItems, Any]):
+    """Removes NULs from every string of an item (in nested values and JSON too), once the
+    destination is known not to hold them; passes items on untouched for one that does."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda item: item)
+        self._needed: bool | None = None
+
+    def __call__(self, item: TDataItems, meta: Any = None) -> TDataItems:
+        if self._needed is None:
+            # Decided at the first item, in the extract, where the pipeline is known.
+            destination = dlt.current.pipeline().destination
+            self._needed = destination is None or destination.destination_type not in _HOLDS_NUL
+        if not self._needed:
+            return item
+        if isinstance(item, (list, dict)):
+            return _value_without_nul(item)
+        return _table_without_nul(item)
+
+
+def _value_without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(_NUL, "") if _NUL in value else value
+    if isinstance(value, dict):
+        return {key: _value_without_nul(field) for key, field in value.items()}
+    if isinstance(value, list):
+        return [_value_without_nul(field) for field in value]
+    return value
+
+
+def _table_without_nul(table: pa.Table) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
+            continue
+        column = table.column(index)
+        if pc.any(pc.match_substring(column, _NUL)).as_py():
+            table = table.set_column(index, field, pc.replace_substring(column, _NUL, ""))
+        elif (
+            field.name in _SMS_JSON_FIELDS and pc.any(pc.match_substring(column, _JSON_NUL)).as_py()
+        ):
+            # JSON as text: its strings' NULs are escapes, read back to be removed exactly.
+            texts = [_json_without_nul(text) for text in column.to_pylist()]
+            table = table.set_column(index, field, pa.array(texts, type=field.type))
+    return table
+
+
+def _json_without_nul(text: str | None) -> str | None:
+    if text is None or _JSON_NUL not in text:
+        return text
+    return json.dumps(_value_without_nul(json.loads(text)))
