@@ -8,7 +8,9 @@ The views read dlt's tables `sms`, `sms__attachments` and `sms_events`, and the 
 `sync_runs`. A dataset that has not loaded them yet (a fresh one, or a sync that never saw an
 attachment or an event) gets them created empty first, with the column names, types and order
 dlt itself creates (the ledger's own for `sync_runs`), so every view binds and returns no rows,
-and a later dlt load adopts the tables as they are.
+and a later dlt load adopts the tables as they are. Likewise a table loaded before a field was
+declared (an old dataset without `sequence_id` or the agent fields) gets the column appended,
+null, as dlt's next load would append it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..settings import DATASET_NAME
 from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
 from .ledger import LEDGER_TABLE, ledger_columns
-from .tables import create_table
+from .tables import add_columns, create_table
 
 _VIEW_NAME = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?", re.IGNORECASE
@@ -93,9 +95,16 @@ def _base_tables() -> dict[str, list[TColumnSchema]]:
     }
 
 
-def _create_base_tables(sql: SqlClientBase[Any]) -> None:
+def _prepare_base_tables(sql: SqlClientBase[Any]) -> None:
+    """Create the missing base tables, and append the declared columns a table lacks."""
+    existing = _dataset_columns(sql)[DATASET_NAME]
     for name, columns in _base_tables().items():
-        create_table(sql, name, columns)
+        if name not in existing:
+            create_table(sql, name, columns)
+            continue
+        missing = [column for column in columns if column["name"] not in existing[name]]
+        if missing:
+            add_columns(sql, name, missing)
 
 
 def _schema_name(sql: SqlClientBase[Any]) -> str:
@@ -128,7 +137,7 @@ def apply_views(sql: SqlClientBase[Any]) -> list[str]:
     with sql.begin_transaction():
         if not sql.has_dataset():
             sql.create_dataset()
-        _create_base_tables(sql)
+        _prepare_base_tables(sql)
         # PostgreSQL binds a view's columns when it is created and refuses a replacement whose
         # columns differ (sms_messages gains a column with every new field).
         _drop(sql, names)

@@ -82,6 +82,27 @@ def test_missing_child_and_event_tables_are_created_then_adopted_by_dlt(loader):
     assert got["sms_status_changes"] == len(event_rows())
 
 
+def test_views_bind_on_a_dataset_loaded_before_the_sequence_and_agent_fields(loader):
+    loader.load(sms=sms_rows())
+    newer = ("sequence_id", "sequence_name", "sequence_subscription_id", "agent_action_reason")
+    with loader.sql_client() as sql:
+        # An old dataset: its sms table was created before these fields were declared.
+        for column in (*newer, "agent_config_id"):
+            sql.execute_sql(f"ALTER TABLE close_sms.sms DROP COLUMN {column}")
+        assert apply_views(sql) == VIEWS
+        assert set(newer) <= set(column_names(sql, "sms_messages"))
+    # Only `source` tells the AI agent apart until dlt loads the fields again.
+    assert sender_kinds(loader) == {"ai_agent", "rep"}
+    loader.load(sms=sms_rows())
+    assert sender_kinds(loader) == {"ai_agent", "sequence", "rep"}
+
+
+def sender_kinds(loader: Loader) -> set[str]:
+    with loader.sql_client(read_only=True) as sql:
+        rows = sql.execute_sql("SELECT DISTINCT sender_kind FROM close_sms.sms_ai_vs_human")
+    return {kind for (kind,) in rows}
+
+
 def test_missing_views(loader):
     with loader.sql_client() as sql:
         assert missing_views(sql) == VIEWS
