@@ -36,4 +36,6 @@ def create_table(sql: SqlClientBase[Any], name: str, columns: Sequence[TColumnSc
 def add_columns(sql: SqlClientBase[Any], name: str, columns: Sequence[TColumnSchema]) -> None:
     """Append `columns` to an existing table, nullable (the table may hold rows), as dlt would."""
     for definition in _definitions(sql, name, columns, not_null=False):
-        sql.execute_sql(f"ALTER TABLE {sql.make_qualified_table_name(name)} ADD COLUMN {definition}")
+        sql.execute_sql(
+            f"ALTER TABLE {sql.make_qualified_table_name(name)} ADD COLUMN {definition}"
+        )

@@ -30,6 +30,7 @@ from ..errors import DatabaseError
 from ..settings import DATASET_NAME
 from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
+from .dictionary import DICTIONARY_FILE, apply_comments, load_dictionary
 from .ledger import LEDGER_TABLE, ledger_columns
 from .tables import add_columns, create_table
 
@@ -59,6 +60,11 @@ def sql_dir(package_dir: Path | None = None) -> Path:
     if packaged.is_dir():
         return packaged
     return package_dir.parents[1] / "sql"
+
+
+def dictionary_path() -> Path:
+    """The data dictionary beside the view files."""
+    return sql_dir() / DICTIONARY_FILE
 
 
 def view_files() -> list[Path]:
@@ -128,10 +134,12 @@ def _dataset_columns(sql: SqlClientBase[Any]) -> Schema:
 def apply_views(sql: SqlClientBase[Any]) -> list[str]:
     """Create or replace every view through an open sql client; returns the view names.
 
-    The dataset and missing base tables are created first. All of it runs in one
-    transaction, so a failing view file leaves the previous views in place.
+    The dataset and missing base tables are created first, and the data dictionary's
+    descriptions are written as comments last. All of it runs in one transaction, so a failing
+    view file leaves the previous views in place.
     """
     dialect = sql.capabilities.sqlglot_dialect
+    dictionary = load_dictionary(dictionary_path())
     files = [(path.name, path.read_text(encoding="utf-8")) for path in view_files()]
     names = [view_name(text) for _, text in files]
     with sql.begin_transaction():
@@ -146,6 +154,8 @@ def apply_views(sql: SqlClientBase[Any]) -> list[str]:
                 # Read per file: a view reads the tables and the views created before it.
                 schema = None if dialect == SOURCE_DIALECT else _dataset_columns(sql)
                 sql.execute_sql(translate(text, dialect, schema))
+        with _failure_of(f"writing the comments of {DICTIONARY_FILE}"):
+            apply_comments(sql, dictionary)
     return names
 
 
