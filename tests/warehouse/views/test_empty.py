@@ -6,7 +6,13 @@ import pytest
 
 from close_sms.errors import DatabaseError
 from close_sms.warehouse import views
-from close_sms.warehouse.views import apply_views, missing_views, sql_dir, view_files
+from close_sms.warehouse.views import (
+    apply_views,
+    dictionary_path,
+    missing_views,
+    sql_dir,
+    view_files,
+)
 from tests.warehouse.views.dataset import DESTINATIONS, Loader, column_names
 from tests.warehouse.views.fixture_data import DELETED, event_rows, sms_rows
 from tests.warehouse.views.test_views import VIEWS
@@ -116,7 +122,7 @@ def test_failed_view_rolls_back_and_names_the_file(loader, tmp_path, monkeypatch
     apply(loader)
     broken = tmp_path / "sql"
     broken.mkdir()
-    for path in view_files():
+    for path in [*view_files(), dictionary_path()]:
         (broken / path.name).write_text(path.read_text())
     # A change that applies, then a file that fails: the change must not survive.
     first = broken / view_files()[0].name
