@@ -42,14 +42,26 @@ RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
 )
 NO_REPLY = "no reply"
 TOP_USERS = 10
+# Fewer days than this get a tick per day; more days of senders are drawn per week.
+SHORT_HISTORY_DAYS = 7
+LONG_HISTORY_DAYS = 31
+DAY_MS = 86_400_000
 _VIEWS_READ = (
     "sms_messages",
     "sms_daily",
     "sms_delivery",
     "sms_response_times",
     "sms_user_daily",
+    "sms_opt_outs",
+    "sms_ai_vs_human",
     "sync_health",
 )
+# The sender kinds of sms_ai_vs_human, with their names and colours in the report.
+SENDER_KINDS = {
+    "ai_agent": ("AI agent", "#9467bd"),
+    "sequence": ("sequence", "#ff7f0e"),
+    "rep": ("rep", "#1f77b4"),
+}
 
 _DAILY_VOLUME = f"""
 SELECT message_date, direction, sum(message_count) AS message_count
@@ -113,6 +125,33 @@ FROM {DATASET_NAME}.sync_health
 ORDER BY run_date
 """
 
+_OPT_OUTS = f"""
+SELECT
+    CAST(opted_out_at AT TIME ZONE 'UTC' AS DATE) AS opt_out_date,
+    count(*) AS opt_out_count,
+    count(*) FILTER (WHERE sent_after_opt_out_count > 0) AS texted_after_count,
+    CAST(sum(sent_after_opt_out_count) AS BIGINT) AS sent_after_count
+FROM {DATASET_NAME}.sms_opt_outs
+GROUP BY opt_out_date
+ORDER BY opt_out_date
+"""
+
+# Opt-outs are read from the text: hashed (64 hex digits) or dropped (null), none can be found.
+_READABLE_TEXTS = f"""
+SELECT count(*) AS inbound_count,
+    count(*) FILTER (WHERE text IS NOT NULL AND NOT regexp_matches(text, '^[0-9a-f]{{64}}$'))
+        AS readable_count
+FROM {DATASET_NAME}.sms_messages
+WHERE direction = 'inbound'
+"""
+
+_SENDERS = f"""
+SELECT message_date, sender_kind, outbound_count, sent_count, failed_count, replied_count, reply_rate,
+    median_reply_seconds, failure_rate, total_cost_cents
+FROM {DATASET_NAME}.sms_ai_vs_human
+ORDER BY message_date, sender_kind
+"""
+
 _OVERVIEW = f"""
 SELECT count(*) AS sms_count, min(message_date) AS first_date, max(message_date) AS last_date
 FROM {DATASET_NAME}.sms_messages
@@ -135,6 +174,52 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _day_axis(title: str, days: list[str]) -> dict[str, Any]:
+    """A date x axis; a few days get one tick each, where plotly would tick hours."""
+    axis: dict[str, Any] = {"title": title, "type": "date"}
+    if days and len(set(days)) < SHORT_HISTORY_DAYS:
+        first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
+        padding = dt.timedelta(days=1)
+        axis |= {
+            "dtick": DAY_MS,
+            "tickformat": "%b %-d, %Y",
+            "range": [(first - padding).isoformat(), (last + padding).isoformat()],
+        }
+    return axis
+
+
+# The counts of sms_ai_vs_human that add up over days.
+_ADDITIVE = ("outbound_count", "sent_count", "failed_count", "replied_count", "total_cost_cents")
+
+
+def _weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sms_ai_vs_human's days summed per week (from Monday) and sender kind.
+
+    Daily reply rates of a long history are too noisy to read; a median does not add up, so
+    weeks have none.
+    """
+    weeks: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        day = dt.date.fromisoformat(row["message_date"])
+        monday = (day - dt.timedelta(days=day.weekday())).isoformat()
+        week = weeks.setdefault(
+            (monday, row["sender_kind"]),
+            {
+                "message_date": monday,
+                "sender_kind": row["sender_kind"],
+                "median_reply_seconds": None,
+            }
+            | dict.fromkeys(_ADDITIVE, 0),
+        )
+        for key in _ADDITIVE:
+            week[key] += row[key]
+    for week in weeks.values():
+        sent, failed = week["sent_count"], week["failed_count"]
+        week["reply_rate"] = week["replied_count"] / sent if sent else None
+        week["failure_rate"] = failed / (sent + failed) if sent + failed else None
+    return sorted(weeks.values(), key=lambda week: (week["message_date"], week["sender_kind"]))
+
+
 def _daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     for direction in sorted({str(row["direction"]) for row in rows}):
         series = [row for row in rows if str(row["direction"]) == direction]
@@ -146,7 +231,7 @@ def _daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Fi
     figure.update_layout(
         title="Daily SMS volume by direction (UTC days)",
         barmode="stack",
-        xaxis_title="day",
+        xaxis=_day_axis("day", [row["message_date"] for row in rows]),
         yaxis_title="SMS",
     )
     return figure
@@ -168,7 +253,7 @@ def _delivery_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure
     )
     figure.update_layout(
         title="Outbound delivery failure rate (failed / (sent + failed))",
-        xaxis_title="day",
+        xaxis=_day_axis("day", [row["message_date"] for row in rows]),
         yaxis={"title": "failure rate", "tickformat": ".0%", "rangemode": "tozero"},
     )
     return figure
@@ -205,6 +290,93 @@ def _users_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+def _opt_outs_figure(
+    figure: go.Figure, rows: list[dict[str, Any]], texts: dict[str, Any]
+) -> go.Figure:
+    days = [row["opt_out_date"] for row in rows]
+    for key, name, color in (
+        ("opt_out_count", "phones that opted out", "#7f7f7f"),
+        ("texted_after_count", "of them texted afterwards", "#d62728"),
+    ):
+        figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
+    title = "Opt-outs per day (STOP, UNSUBSCRIBE, ... as the phone's latest keyword)"
+    if texts["inbound_count"] and not texts["readable_count"]:
+        title = "Opt-outs: none can be found, the SMS text is hashed or dropped (sms_text)"
+    figure.update_layout(
+        title=title,
+        # The second series is a subset of the first: drawn over it.
+        barmode="overlay",
+        xaxis=_day_axis("day the phone opted out", days),
+        # Whole phones: no 1.5 ticks.
+        yaxis={
+            "title": "phones",
+            "rangemode": "tozero",
+            "tickformat": ",d",
+            "dtick": None if max((row["opt_out_count"] for row in rows), default=0) > 10 else 1,
+        },
+    )
+    return figure
+
+
+def _senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    weekly = len({row["message_date"] for row in rows}) > LONG_HISTORY_DAYS
+    period = "week (from Monday)" if weekly else "day"
+    if weekly:
+        rows = _weekly(rows)
+    for kind, (name, color) in SENDER_KINDS.items():
+        series = [row for row in rows if row["sender_kind"] == kind]
+        if not series:
+            continue
+        days = [row["message_date"] for row in series]
+        figure.add_bar(
+            name=f"{name}: SMS sent",
+            legendgroup=kind,
+            x=days,
+            y=[row["outbound_count"] for row in series],
+            marker_color=color,
+            opacity=0.6,
+        )
+        figure.add_scatter(
+            name=f"{name}: reply rate",
+            legendgroup=kind,
+            mode="lines+markers",
+            yaxis="y2",
+            x=days,
+            y=[row["reply_rate"] for row in series],
+            line={"color": color},
+            customdata=[
+                [
+                    ""
+                    if row["median_reply_seconds"] is None
+                    else _duration(row["median_reply_seconds"]),
+                    row["failure_rate"] or 0,
+                    row["total_cost_cents"],
+                ]
+                for row in series
+            ],
+            hovertemplate=(
+                f"{name} %{{x}}<br>reply rate %{{y:.0%}}<br>median reply %{{customdata[0]}}"
+                "<br>failure rate %{customdata[1]:.0%}<br>cost %{customdata[2]} cents"
+                "<extra></extra>"
+            ),
+        )
+    figure.update_layout(
+        title="Outbound SMS by sender: Close's AI agent, sequences and reps (bars: SMS, lines: reply rate)",
+        barmode="stack",
+        xaxis=_day_axis(period, [row["message_date"] for row in rows]),
+        yaxis_title=f"outbound SMS per {period.split()[0]}",
+        yaxis2={
+            "title": "reply rate",
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "range": [0, 1.05],
+        },
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure
+
+
 def _sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     days = [row["run_date"] for row in rows]
     for key, name, color in (
@@ -225,7 +397,7 @@ def _sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Fig
     figure.update_layout(
         title="Sync health: runs of close-sms sync per day, and the longest lag",
         barmode="stack",
-        xaxis_title="day",
+        xaxis=_day_axis("day", days),
         yaxis_title="runs",
         yaxis2={
             "title": "max lag (minutes)",
@@ -266,6 +438,9 @@ def collect(sql: SqlClientBase[Any]) -> dict[str, Any]:
         ],
         "response_summary": _records(sql, _RESPONSE_SUMMARY)[0],
         "busiest_users": _records(sql, _BUSIEST_USERS),
+        "opt_outs": _records(sql, _OPT_OUTS),
+        "readable_texts": _records(sql, _READABLE_TEXTS)[0],
+        "senders": _records(sql, _SENDERS),
         "sync_health": _records(sql, _SYNC_HEALTH),
     }
 
@@ -308,11 +483,29 @@ def write_report(sql: SqlClientBase[Any], out: Path) -> Path:
             {"buckets": data["response_times"], "summary": data["response_summary"]},
         ),
         ("busiest_users", _users_figure(Figure(), data["busiest_users"]), data["busiest_users"]),
+        (
+            "opt_outs",
+            _opt_outs_figure(Figure(), data["opt_outs"], data["readable_texts"]),
+            {"days": data["opt_outs"], "texts": data["readable_texts"]},
+        ),
+        ("senders", _senders_figure(Figure(), data["senders"]), data["senders"]),
         ("sync_health", _sync_health_figure(Figure(), data["sync_health"]), data["sync_health"]),
     ]
     sections = []
     for index, (name, figure, payload) in enumerate(charts):
         figure.update_layout(template="plotly_white", height=420)
+        if figure.layout.xaxis.type == "date":
+            # A bar spans most of its day: alone, plotly would draw it one millisecond wide.
+            bars = [trace for trace in figure.data if trace.type == "bar"]
+            group = max(len(bars), 1) if figure.layout.barmode == "group" else 1
+            figure.update_traces(width=0.8 * DAY_MS / group, selector={"type": "bar"})
+        if not any(value for trace in figure.data for value in trace.y or ()):
+            # Axes without data would show a made-up range (January 2000, -1 to 6).
+            figure.update_xaxes(visible=False)
+            figure.update_yaxes(visible=False)
+            figure.add_annotation(
+                text="No data yet", showarrow=False, xref="paper", yref="paper", font_size=16
+            )
         chart_html = figure.to_html(
             full_html=False,
             # plotly.js itself (~4.7 MB) once, inline: the page needs no network.

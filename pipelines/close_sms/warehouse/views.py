@@ -8,7 +8,9 @@ The views read dlt's tables `sms`, `sms__attachments` and `sms_events`, and the 
 `sync_runs`. A dataset that has not loaded them yet (a fresh one, or a sync that never saw an
 attachment or an event) gets them created empty first, with the column names, types and order
 dlt itself creates (the ledger's own for `sync_runs`), so every view binds and returns no rows,
-and a later dlt load adopts the tables as they are.
+and a later dlt load adopts the tables as they are. Likewise a table loaded before a field was
+declared (an old dataset without `sequence_id` or the agent fields) gets the column appended,
+null, as dlt's next load would append it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from ..errors import DatabaseError
 from ..settings import DATASET_NAME
 from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
+from .dictionary import DICTIONARY_FILE, apply_comments, load_dictionary
 from .ledger import LEDGER_TABLE, ledger_columns
-from .tables import create_table
+from .tables import add_columns, create_table
 
 _VIEW_NAME = re.compile(
     r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?", re.IGNORECASE
@@ -57,6 +60,11 @@ def sql_dir(package_dir: Path | None = None) -> Path:
     if packaged.is_dir():
         return packaged
     return package_dir.parents[1] / "sql"
+
+
+def dictionary_path() -> Path:
+    """The data dictionary beside the view files."""
+    return sql_dir() / DICTIONARY_FILE
 
 
 def view_files() -> list[Path]:
@@ -93,9 +101,16 @@ def _base_tables() -> dict[str, list[TColumnSchema]]:
     }
 
 
-def _create_base_tables(sql: SqlClientBase[Any]) -> None:
+def _prepare_base_tables(sql: SqlClientBase[Any]) -> None:
+    """Create the missing base tables, and append the declared columns a table lacks."""
+    existing = _dataset_columns(sql)[DATASET_NAME]
     for name, columns in _base_tables().items():
-        create_table(sql, name, columns)
+        if name not in existing:
+            create_table(sql, name, columns)
+            continue
+        missing = [column for column in columns if column["name"] not in existing[name]]
+        if missing:
+            add_columns(sql, name, missing)
 
 
 def _schema_name(sql: SqlClientBase[Any]) -> str:
@@ -119,16 +134,18 @@ def _dataset_columns(sql: SqlClientBase[Any]) -> Schema:
 def apply_views(sql: SqlClientBase[Any]) -> list[str]:
     """Create or replace every view through an open sql client; returns the view names.
 
-    The dataset and missing base tables are created first. All of it runs in one
-    transaction, so a failing view file leaves the previous views in place.
+    The dataset and missing base tables are created first, and the data dictionary's
+    descriptions are written as comments last. All of it runs in one transaction, so a failing
+    view file leaves the previous views in place.
     """
     dialect = sql.capabilities.sqlglot_dialect
+    dictionary = load_dictionary(dictionary_path())
     files = [(path.name, path.read_text(encoding="utf-8")) for path in view_files()]
     names = [view_name(text) for _, text in files]
     with sql.begin_transaction():
         if not sql.has_dataset():
             sql.create_dataset()
-        _create_base_tables(sql)
+        _prepare_base_tables(sql)
         # PostgreSQL binds a view's columns when it is created and refuses a replacement whose
         # columns differ (sms_messages gains a column with every new field).
         _drop(sql, names)
@@ -137,6 +154,8 @@ def apply_views(sql: SqlClientBase[Any]) -> list[str]:
                 # Read per file: a view reads the tables and the views created before it.
                 schema = None if dialect == SOURCE_DIALECT else _dataset_columns(sql)
                 sql.execute_sql(translate(text, dialect, schema))
+        with _failure_of(f"writing the comments of {DICTIONARY_FILE}"):
+            apply_comments(sql, dictionary)
     return names
 
 

@@ -6,6 +6,7 @@ Independent of the SQL: each rule is written out the way the view's comment stat
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
@@ -200,5 +201,109 @@ def sync_health(runs: list[SyncRun]) -> dict[dt.date, dict[str, Any]]:
             "requests": sum(run.requests for run in group),
             "responses_429": sum(run.responses_429 for run in group),
             "rate_limit_wait_seconds": sum(run.rate_limit_wait_seconds for run in group),
+        }
+    return answers
+
+
+OPT_OUT_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+OPT_IN_KEYWORDS = {"START", "YES", "UNSTOP"}
+
+
+def _keyword(row: dict[str, Any]) -> str | None:
+    if row["direction"] != "inbound" or row["text"] is None:
+        return None
+    word = row["text"].strip(" \t\r\n").upper()
+    return word if word in OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS else None
+
+
+def opt_outs(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    def order(r: dict[str, Any]) -> tuple:
+        return (message_at(r), r["id"])
+
+    keywords: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if _keyword(row):
+            keywords[(row["lead_id"], row["remote_phone"])].append(row)
+    answers = {}
+    for phone, group in keywords.items():
+        # The opt-outs after the last opt-in; none means the phone may be texted.
+        trailing = []
+        for row in sorted(group, key=order, reverse=True):
+            if _keyword(row) in OPT_IN_KEYWORDS:
+                break
+            trailing.append(row)
+        if not trailing:
+            continue
+        first = trailing[-1]
+        sent = [
+            r
+            for r in rows
+            if r["direction"] == "outbound"
+            and r["status"] == "sent"
+            and (r["lead_id"], r["remote_phone"]) == phone
+        ]
+        after = [r for r in sent if message_at(r) > message_at(first)]
+        last_user = max((r for r in sent if r["user_id"]), key=order, default=None)
+        last_after = max(after, key=order, default=None)
+        answers[phone] = {
+            "opted_out_at": message_at(first),
+            "opt_out_sms_id": first["id"],
+            "opt_out_keyword": _keyword(first),
+            "last_user_id": last_user and last_user["user_id"],
+            "last_user_name": last_user and last_user["user_name"],
+            "sent_after_opt_out_count": len(after),
+            "last_sent_after_opt_out_at": last_after and message_at(last_after),
+            "last_sent_after_opt_out_id": last_after and last_after["id"],
+        }
+    return answers
+
+
+def sender_kind(row: dict[str, Any]) -> str:
+    if row.get("source") == "ai" or row.get("agent_config_id") or row.get("agent_action_reason"):
+        return "ai_agent"
+    return "sequence" if row.get("sequence_id") else "rep"
+
+
+def reply_seconds(row: dict[str, Any], rows: list[dict[str, Any]]) -> float | None:
+    """Seconds until the customer answered a sent SMS: the lead's next SMS, among inbound and
+    sent ones, is inbound (at the same instant an inbound SMS comes first)."""
+    if row["status"] != "sent" or row["lead_id"] is None:
+        return None
+
+    def order(r: dict[str, Any]) -> tuple:
+        return (message_at(r), r["direction"] == "outbound", r["id"])
+
+    later = [
+        r
+        for r in rows
+        if r["lead_id"] == row["lead_id"]
+        and (r["direction"] == "inbound" or r["status"] == "sent")
+        and order(r) > order(row)
+    ]
+    following = min(later, key=order, default=None)
+    if following is None or following["direction"] != "inbound":
+        return None
+    return (message_at(following) - message_at(row)).total_seconds()
+
+
+def ai_vs_human(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["direction"] == "outbound" and row["status"] not in UNSENT:
+            groups[(utc_date(message_at(row)), sender_kind(row))].append(row)
+    answers = {}
+    for key, group in groups.items():
+        sent = sum(r["status"] == "sent" for r in group)
+        failed = sum(r["status"] == "error" for r in group)
+        replies = [s for r in group if (s := reply_seconds(r, rows)) is not None]
+        answers[key] = {
+            "outbound_count": len(group),
+            "sent_count": sent,
+            "failed_count": failed,
+            "failure_rate": failed / (sent + failed) if sent + failed else None,
+            "replied_count": len(replies),
+            "reply_rate": len(replies) / sent if sent else None,
+            "median_reply_seconds": statistics.median(replies) if replies else None,
+            "total_cost_cents": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
         }
     return answers

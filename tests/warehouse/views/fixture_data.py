@@ -16,6 +16,17 @@ sms_13: inbound with neither date_sent nor activity_at: date_created stands in; 
 sms_14/15: day-1 failures with one message each (a tie: the alphabetically first wins);
 sms_16/17/18: day-2 failures, "Unreachable" twice; sms_19 outbox and sms_20 scheduled on day 2.
 sms_23 inbound and sms_24 outbound without a lead: no reply is matched on a null lead.
+
+Senders (sms_ai_vs_human): sms_03b (source 'ai'), sms_11 and failed sms_15 (agent fields) and
+sms_30 are Close's AI agent; sms_09 and sms_32 are sequences; the other outbound SMS are reps.
+
+Opt-outs (sms_opt_outs), one lead per phone, from +120 min (`opt_out_rows`):
+  - lead_o1: sms_30 (AI) is answered "  stop " (sms_31); a sequence (sms_32) and a rep (sms_35)
+    text on, a second STOP (sms_33) keeps the first opt-out time, a draft (sms_34) is no text.
+  - lead_o2: "Unsubscribe" then "yes": opted back in, no row.
+  - lead_o3: "START", then "quit" with a newline: opted out, never texted; "stop please"
+    (sms_40) is not a keyword, nor the "STOP" a rep sent (sms_41, lead_o4).
+  - lead_o5: "END" and "UNSTOP" at the same instant: the larger id is the later, opted in.
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ def sms_rows() -> list[dict]:
             date_sent=minutes(5),
             activity_at=minutes(4),
             cost="0.0075",
+            source="ai",
         ),
         sms_row(
             "sms_03a",
@@ -125,6 +137,9 @@ def sms_rows() -> list[dict]:
             date_created=minutes(29),
             date_sent=minutes(30),
             cost="0.0075",
+            sequence_id="seq_1",
+            sequence_name="Nurture",
+            sequence_subscription_id="sub_1",
         ),
         sms_row(
             "sms_21",
@@ -155,6 +170,7 @@ def sms_rows() -> list[dict]:
             date_created=minutes(61),
             date_sent=minutes(61),
             cost="0.01",
+            agent_config_id="agentcfg_2",
         ),
         sms_row(
             "sms_22",
@@ -212,6 +228,8 @@ def sms_rows() -> list[dict]:
             date_created=minutes(91),
             activity_at=minutes(91),
             error_message="Carrier violation",
+            agent_config_id="agentcfg_2",
+            agent_action_reason="Confirmed the appointment time.",
         ),
         sms_row(
             "sms_16",
@@ -282,6 +300,62 @@ def sms_rows() -> list[dict]:
             date_created=minutes(121),
             date_sent=minutes(121),
         ),
+        *opt_out_rows(),
+    ]
+
+
+def opt_out_rows() -> list[dict]:
+    """The opt-out conversations described above (module docstring)."""
+
+    def inbound(sms_id: str, lead: str, at: float, text: str) -> dict:
+        return sms_row(
+            sms_id,
+            lead_id=lead,
+            remote_phone=f"+1555001{lead[-1]}",
+            direction="inbound",
+            status="inbox",
+            user_id=None,
+            date_created=minutes(at),
+            text=text,
+        )
+
+    def outbound(sms_id: str, lead: str, at: float, user: str, **extra) -> dict:
+        extra.setdefault("status", "sent")
+        return sms_row(
+            sms_id,
+            lead_id=lead,
+            remote_phone=f"+1555001{lead[-1]}",
+            direction="outbound",
+            user_id=user,
+            date_created=minutes(at),
+            date_sent=minutes(at) if extra["status"] == "sent" else None,
+            cost="0.0079",
+            **extra,
+        )
+
+    return [
+        outbound(
+            "sms_30",
+            "lead_o1",
+            200,
+            "user_1",
+            source="ai",
+            agent_config_id="agentcfg_1",
+            agent_action_reason="Followed up after no reply for 2 days.",
+        ),
+        inbound("sms_31", "lead_o1", 205, "  stop "),
+        outbound("sms_32", "lead_o1", 210, "user_2", sequence_id="seq_1", sequence_name="Nurture"),
+        inbound("sms_33", "lead_o1", 215, "STOP"),
+        outbound("sms_34", "lead_o1", 220, "user_1", status="draft"),
+        outbound("sms_35", "lead_o1", 230, "user_3"),
+        inbound("sms_36", "lead_o2", 200, "Unsubscribe"),
+        inbound("sms_37", "lead_o2", 210, "yes"),
+        inbound("sms_38", "lead_o3", 200, "START"),
+        inbound("sms_39", "lead_o3", 205, "quit\n"),
+        inbound("sms_40", "lead_o3", 206, "stop please"),
+        outbound("sms_41", "lead_o4", 200, "user_1", text="STOP"),
+        inbound("sms_42", "lead_o5", 200, "END"),
+        inbound("sms_43", "lead_o5", 200, "UNSTOP"),
     ]
 
 

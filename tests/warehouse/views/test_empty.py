@@ -6,7 +6,13 @@ import pytest
 
 from close_sms.errors import DatabaseError
 from close_sms.warehouse import views
-from close_sms.warehouse.views import apply_views, missing_views, sql_dir, view_files
+from close_sms.warehouse.views import (
+    apply_views,
+    dictionary_path,
+    missing_views,
+    sql_dir,
+    view_files,
+)
 from tests.warehouse.views.dataset import DESTINATIONS, Loader, column_names
 from tests.warehouse.views.fixture_data import DELETED, event_rows, sms_rows
 from tests.warehouse.views.test_views import VIEWS
@@ -82,6 +88,27 @@ def test_missing_child_and_event_tables_are_created_then_adopted_by_dlt(loader):
     assert got["sms_status_changes"] == len(event_rows())
 
 
+def test_views_bind_on_a_dataset_loaded_before_the_sequence_and_agent_fields(loader):
+    loader.load(sms=sms_rows())
+    newer = ("sequence_id", "sequence_name", "sequence_subscription_id", "agent_action_reason")
+    with loader.sql_client() as sql:
+        # An old dataset: its sms table was created before these fields were declared.
+        for column in (*newer, "agent_config_id"):
+            sql.execute_sql(f"ALTER TABLE close_sms.sms DROP COLUMN {column}")
+        assert apply_views(sql) == VIEWS
+        assert set(newer) <= set(column_names(sql, "sms_messages"))
+    # Only `source` tells the AI agent apart until dlt loads the fields again.
+    assert sender_kinds(loader) == {"ai_agent", "rep"}
+    loader.load(sms=sms_rows())
+    assert sender_kinds(loader) == {"ai_agent", "sequence", "rep"}
+
+
+def sender_kinds(loader: Loader) -> set[str]:
+    with loader.sql_client(read_only=True) as sql:
+        rows = sql.execute_sql("SELECT DISTINCT sender_kind FROM close_sms.sms_ai_vs_human")
+    return {kind for (kind,) in rows}
+
+
 def test_missing_views(loader):
     with loader.sql_client() as sql:
         assert missing_views(sql) == VIEWS
@@ -95,7 +122,7 @@ def test_failed_view_rolls_back_and_names_the_file(loader, tmp_path, monkeypatch
     apply(loader)
     broken = tmp_path / "sql"
     broken.mkdir()
-    for path in view_files():
+    for path in [*view_files(), dictionary_path()]:
         (broken / path.name).write_text(path.read_text())
     # A change that applies, then a file that fails: the change must not survive.
     first = broken / view_files()[0].name

@@ -23,9 +23,12 @@ from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
 from tests.warehouse.views.fixture_data import sync_runs
 
+SEQUENCE = {"sequence_id": "seq_1", "sequence_name": "Follow-up"}
+
 
 def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
-    """A small account shaped like the demo's: conversations with replies, MMS, failures."""
+    """A small account shaped like the demo's: conversations with replies, MMS, failures,
+    opt-outs, and SMS sent by Close's AI agent and by a sequence."""
     rng = random.Random(seed)
     start = dt.datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     rows = []
@@ -35,6 +38,7 @@ def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
         inbound = rng.random() < 0.45
         status = "inbox" if inbound else rng.choice(["sent"] * 6 + ["error", "draft", "outbox"])
         user = None if inbound and rng.random() < 0.3 else f"user_{rng.randrange(7)}"
+        sender = {} if inbound else rng.choice([{}] * 3 + [{"source": "ai"}, SEQUENCE])
         rows.append(
             sms_row(
                 f"acti_{i:04d}",
@@ -50,9 +54,22 @@ def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
                 cost=None if inbound else "0.0079",
                 error_message=rng.choice(("Unreachable", "Blocked")) if status == "error" else None,
                 attachments=[attachment(f"m_{i}_{k}") for k in range(rng.choice([0] * 8 + [1, 3]))],
+                text=rng.choice(["STOP", " stop", "START", "Thanks"] + ["Sounds good"] * 6),
+                **sender,
             )
         )
     return rows
+
+
+CHARTS = (
+    "daily_volume",
+    "delivery",
+    "response_times",
+    "busiest_users",
+    "opt_outs",
+    "senders",
+    "sync_health",
+)
 
 
 def report_of(loader: Loader, out) -> str:
@@ -92,7 +109,7 @@ def test_report_is_self_contained(report):
     assert "plotly.js" in page
     assert not re.search(r"<script[^>]+src=", page)
     assert not re.search(r"<link[^>]+href=\"?https?:", page)
-    for name in ("daily_volume", "delivery", "response_times", "busiest_users", "sync_health"):
+    for name in CHARTS:
         assert f'id="chart-{name}"' in page
 
 
@@ -187,6 +204,34 @@ def test_sync_health(report):
         assert record["last_error"] == answer["last_error"]
 
 
+def test_opt_outs(report):
+    page, rows, _ = report
+    want = Counter(
+        expected.utc_date(answer["opted_out_at"]).isoformat()
+        for answer in expected.opt_outs(rows).values()
+    )
+    got = chart_data(page, "opt_outs")
+    assert {r["opt_out_date"]: r["opt_out_count"] for r in got["days"]} == want
+    assert sum(r["sent_after_count"] for r in got["days"]) == sum(
+        answer["sent_after_opt_out_count"] for answer in expected.opt_outs(rows).values()
+    )
+    assert sum(want.values()) > 0 and got["texts"]["readable_count"] > 0
+
+
+def test_senders(report):
+    page, rows, _ = report
+    want = expected.ai_vs_human(rows)
+    got = chart_data(page, "senders")
+    assert {(r["message_date"], r["sender_kind"]) for r in got} == {
+        (day.isoformat(), kind) for day, kind in want
+    }
+    for record in got:
+        answer = want[(dt.date.fromisoformat(record["message_date"]), record["sender_kind"])]
+        assert record["outbound_count"] == answer["outbound_count"]
+        assert record["reply_rate"] == pytest.approx(answer["reply_rate"])
+    assert {r["sender_kind"] for r in got} == {"ai_agent", "sequence", "rep"}
+
+
 def test_overview(report):
     page, rows, _ = report
     overview = chart_data(page, "overview")
@@ -201,6 +246,17 @@ def test_report_on_an_empty_database(loader, tmp_path):
     assert "No SMS in this database yet." in page
     assert chart_data(page, "daily_volume") == []
     assert chart_data(page, "sync_health") == []
+    assert chart_data(page, "opt_outs")["days"] == []
+    assert chart_data(page, "senders") == []
+
+
+def test_report_says_opt_outs_need_the_text(loader, tmp_path):
+    loader.load(sms=[dict(row, text=None) for row in demo_rows(40)])
+    with loader.sql_client() as sql:
+        apply_views(sql)
+    page = report_of(loader, tmp_path / "dropped.html")
+    assert chart_data(page, "opt_outs")["texts"]["readable_count"] == 0
+    assert "the SMS text is hashed or dropped" in page
 
 
 def test_report_names_the_database(loader, tmp_path):

@@ -27,6 +27,8 @@ VIEWS = [
     "sms_response_times",
     "sms_conversations",
     "sms_delivery",
+    "sms_opt_outs",
+    "sms_ai_vs_human",
     "sms_status_changes",
     "sync_health",
 ]
@@ -151,6 +153,10 @@ def test_sms_response_times(account, rows):
         "sms_10": ("sms_12", 79200.0),
         "sms_13": (None, None),
         "sms_23": (None, None),  # no lead: never matched
+        "sms_31": ("sms_32", 300.0),
+        "sms_33": ("sms_35", 900.0),  # the draft sms_34 is skipped
+        **dict.fromkeys(("sms_36", "sms_37", "sms_38", "sms_39", "sms_40"), (None, None)),
+        **dict.fromkeys(("sms_42", "sms_43"), (None, None)),
     }
     assert got["sms_01"]["replied_by_user_id"] == "user_2"
 
@@ -186,6 +192,53 @@ def test_sms_delivery(account, rows):
     assert {k: rounded(v) for k, v in got.items()} == {k: rounded(v) for k, v in want.items()}
     assert got[dt.date(2024, 3, 1)]["top_error_message"] == "Carrier violation"  # 1-1 tie
     assert got[dt.date(2024, 3, 2)]["top_error_message"] == "Unreachable"
+
+
+def test_sms_opt_outs(account, rows):
+    got = {
+        (r.pop("lead_id"), r.pop("remote_phone")): r
+        for r in query(account, "SELECT * FROM close_sms.sms_opt_outs")
+    }
+    assert got == expected.opt_outs(rows)
+    # Spelled out, so the Python model is checked too.
+    assert set(got) == {("lead_o1", "+15550011"), ("lead_o3", "+15550013")}
+    texted_on = got[("lead_o1", "+15550011")]
+    assert texted_on["opted_out_at"] == minutes(205)  # "  stop ", not the second STOP
+    assert texted_on["opt_out_keyword"] == "STOP"
+    assert texted_on["sent_after_opt_out_count"] == 2  # the sequence and the rep, not the draft
+    assert (texted_on["last_sent_after_opt_out_id"], texted_on["last_user_id"]) == (
+        "sms_35",
+        "user_3",
+    )
+    never_texted = got[("lead_o3", "+15550013")]
+    assert (never_texted["opt_out_sms_id"], never_texted["opt_out_keyword"]) == ("sms_39", "QUIT")
+    assert never_texted["sent_after_opt_out_count"] == 0
+    assert never_texted["last_user_id"] is None
+
+
+def test_sms_ai_vs_human(account, rows):
+    got = {
+        (r.pop("message_date"), r.pop("sender_kind")): rounded(r)
+        for r in query(account, "SELECT * FROM close_sms.sms_ai_vs_human")
+    }
+    assert got == {key: rounded(v) for key, v in expected.ai_vs_human(rows).items()}
+    # Spelled out: day 1's AI agent sent sms_03b, sms_11 and sms_30 and failed sms_15; the
+    # customer answered sms_03b and sms_30 5 minutes later, sms_11 never.
+    ai = got[(dt.date(2024, 3, 1), "ai_agent")]
+    assert (ai["outbound_count"], ai["sent_count"], ai["failed_count"]) == (4, 3, 1)
+    assert (ai["replied_count"], ai["median_reply_seconds"]) == (2, 300.0)
+    assert ai["failure_rate"] == 0.25
+    sequence = got[(dt.date(2024, 3, 1), "sequence")]
+    # sms_09 went out at the instant sms_08 came in: no reply; sms_32 got STOP back.
+    assert (sequence["sent_count"], sequence["replied_count"]) == (2, 1)
+    rep = got[(dt.date(2024, 3, 1), "rep")]
+    # sms_03a is followed by sms_03b, not by the customer: the reply goes to the last one.
+    assert rep["replied_count"] == 1 and rep["median_reply_seconds"] == 600.0  # sms_07
+    assert set(got) == {
+        (day, kind)
+        for day in (dt.date(2024, 3, 1), dt.date(2024, 3, 2))
+        for kind in ("ai_agent", "sequence", "rep")
+    } - {(dt.date(2024, 3, 2), "ai_agent"), (dt.date(2024, 3, 2), "sequence")}
 
 
 def test_sms_status_changes(account):
@@ -250,6 +303,11 @@ def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
             sum(r["status"] not in expected.UNSENT for r in rows),
         ),
         "sms_delivery": ("sum(outbound_count)", sum(r["direction"] == "outbound" for r in rows)),
+        "sms_opt_outs": ("count(*)", len(expected.opt_outs(rows))),
+        "sms_ai_vs_human": (
+            "sum(outbound_count)",
+            sum(r["direction"] == "outbound" and r["status"] not in expected.UNSENT for r in rows),
+        ),
     }
     aggregate, want = counted[view]
     assert account.execute_sql(f"SELECT {aggregate} FROM close_sms.{view}") == [(want,)]
