@@ -382,6 +382,8 @@ def _configure_dlt(debug: bool) -> None:
 
     dlt.config["runtime.dlthub_telemetry"] = False
     dlt.config["runtime.log_level"] = "INFO" if debug else "CRITICAL"
+    # dlt set its logger up when imported; this applies the settings above to it.
+    dlt.current.run_context().initialize_runtime()
     # dlt defers SIGINT and SIGTERM during normalize and load, and forgets them if the step
     # ends with nothing left to do; raised at once, they stop the run (its steps resume).
     dlt.config["runtime.intercept_signals"] = False
