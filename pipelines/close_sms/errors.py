@@ -6,13 +6,18 @@ Messages never hold a secret.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 EXIT_OK = 0
 # `close-sms status --max-lag`: the change feed was read too long ago, or the last run failed.
 EXIT_STALE = 8
+# 128 + the signal's number, as shells report a job a signal stopped: SIGINT (Ctrl-C), and
+# SIGTERM, which cron's `timeout`, systemd, `docker stop` and Kubernetes send.
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def where_to_set(name: str, secret: bool = False) -> str:
@@ -88,6 +93,23 @@ class DatabaseError(SyncError):
     exit_code = 6
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the run stops as on Ctrl-C, so whatever cleans up after a KeyboardInterrupt
+    (dlt's steps, the lock, the ledger) does so here too."""
+
+    # Set by the code that reports the run once it has caught one. Python drops an exception
+    # that a signal raises inside a finalizer (`__del__`): until then the CLI raises it again.
+    caught = threading.Event()
+
+    def __init__(self) -> None:
+        super().__init__("interrupted by SIGTERM")
+
+
+def interruption(signal_number: int) -> KeyboardInterrupt:
+    """The interrupt of a run stopped by `signal_number` (dlt's steps report it as a number)."""
+    return Terminated() if signal_number == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextmanager
 def needs_cli_extra(feature: str, extra: str = "cli") -> Iterator[None]:
     """Imports in the block that miss a module of `extra` (`[cli]`) raise one `ConfigError`."""
@@ -110,7 +132,7 @@ def exit_status(exc: BaseException | None) -> int:
         return exc.exit_code
     if isinstance(exc, Exception):
         return SyncError.exit_code
-    return EXIT_INTERRUPTED
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 def one_line(exc: BaseException) -> str:

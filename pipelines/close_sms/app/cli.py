@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import gc
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import settings
-from ..errors import EXIT_OK, EXIT_STALE, exit_status, needs_cli_extra, one_line
+from ..errors import EXIT_OK, EXIT_STALE, Terminated, exit_status, needs_cli_extra, one_line
 from ..warehouse import DEFAULT_DATABASE
 
 if TYPE_CHECKING:
@@ -25,6 +30,7 @@ DEMO_DATABASE = "close_sms_demo.duckdb"
 # little less often, since a backfill's rows in flight survive pass after pass. 100k backfill
 # 10.2 s -> 9.1 s (9.0 s with the collector off), peak RSS unchanged; 100,000 gave the same.
 GC_THRESHOLDS = (50_000, 20, 20)
+TERMINATE_AGAIN_SECONDS = 1.0
 
 
 def _warehouse(
@@ -320,11 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `close-sms` console script."""
     args = build_parser().parse_args(argv)
     try:
-        if args.uses_dlt:
-            _configure_dlt(args.debug)
-        return args.handler(args)
+        with sigterm_interrupts():
+            if args.uses_dlt:
+                _configure_dlt(args.debug)
+            return args.handler(args)
     except KeyboardInterrupt as exc:
-        print("close-sms: interrupted", file=sys.stderr)
+        print(
+            f"close-sms: {exc if isinstance(exc, Terminated) else 'interrupted'}", file=sys.stderr
+        )
         return exit_status(exc)
     except Exception as exc:
         if args.debug:
@@ -342,8 +351,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_status(exc)
 
 
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """In the block, SIGTERM raises `Terminated` as Ctrl-C raises KeyboardInterrupt.
+
+    Raised again every `TERMINATE_AGAIN_SECONDS` until caught (see `Terminated.caught`), and
+    ignored after that: the run is stopping, and SIGKILL still ends it at once. Signals reach
+    the main thread only, so elsewhere this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    Terminated.caught.clear()
+
+    def raise_again() -> None:
+        while not Terminated.caught.wait(TERMINATE_AGAIN_SECONDS):
+            _thread.interrupt_main(signal.SIGTERM)
+
+    def terminate(signal_number: int, frame: FrameType | None) -> None:
+        if Terminated.caught.is_set():
+            return
+        if not again.is_alive():
+            again.start()
+        raise Terminated
+
+    again = threading.Thread(target=raise_again, name="close-sms-sigterm", daemon=True)
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        Terminated.caught.set()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _configure_dlt(debug: bool) -> None:
-    """dlt's runtime settings of the command: no telemetry, and its logs only with --debug.
+    """dlt's runtime settings of the command: no telemetry, its logs only with --debug (not
+    even its errors, whose tracebacks repeat what the command says in one line), and signals
+    raised at once.
 
     Set in dlt's in-memory config, which .dlt/config.toml fills: environment variables
     (RUNTIME__LOG_LEVEL, RUNTIME__DLTHUB_TELEMETRY) still override them.
@@ -351,7 +395,12 @@ def _configure_dlt(debug: bool) -> None:
     import dlt
 
     dlt.config["runtime.dlthub_telemetry"] = False
-    dlt.config["runtime.log_level"] = "INFO" if debug else "ERROR"
+    dlt.config["runtime.log_level"] = "INFO" if debug else "CRITICAL"
+    # dlt set its logger up when imported; this applies the settings above to it.
+    dlt.current.run_context().initialize_runtime()
+    # dlt defers SIGINT and SIGTERM during normalize and load, and forgets them if the step
+    # ends with nothing left to do; raised at once, they stop the run (its steps resume).
+    dlt.config["runtime.intercept_signals"] = False
 
 
 def entry() -> NoReturn:

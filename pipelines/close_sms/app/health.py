@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from ..errors import one_line
+from ..errors import Terminated, one_line
 from ..warehouse import ledger
 from ..warehouse.destination import Warehouse
 from .alerts import Alerts, after_run
@@ -33,6 +33,8 @@ def recorded_run(warehouse: Warehouse, report: SyncReport, alerts: Alerts | None
     try:
         yield
     except BaseException as exc:
+        if isinstance(exc, Terminated):
+            Terminated.caught.set()
         _finish(warehouse, report, alerts, started, exc)
         raise
     _finish(warehouse, report, alerts, started, None)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -17,11 +18,12 @@ from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
 )
+from dlt.common.exceptions import SignalReceivedException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ..errors import ConfigError, SyncError
+from ..errors import ConfigError, SyncError, interruption
 from ..source import MISSING_KEY, RunMode, SyncProgress, close_sms_source
-from ..warehouse.destination import Warehouse, database_error
+from ..warehouse.destination import Warehouse, database_error, storage_error
 from ..warehouse.lock import writer_lock
 from ..warehouse.reader_copy import publish_reader_copy
 from ..warehouse.views import apply_views, drop_views, missing_views
@@ -66,7 +68,7 @@ def run_sync(options: SyncOptions, say: Say) -> SyncReport:
     # Outside dlt_errors, so the ledger sees each failure as the CLI reports it.
     with (
         recorded_run(options.warehouse, report, options.alerts),
-        dlt_errors(),
+        dlt_errors(options.warehouse),
         writer_lock(options.warehouse),
     ):
         _run_locked(options, say, report)
@@ -183,31 +185,41 @@ def _wait_printer(say: Say) -> Callable[[str, float], None]:
 
 
 @contextmanager
-def dlt_errors() -> Iterator[None]:
-    """Turn dlt's wrapped failures into the Close, config or database error that caused them."""
+def dlt_errors(warehouse: Warehouse | None = None) -> Iterator[None]:
+    """Turn dlt's wrapped failures into the Close, config, database or local file error, or the
+    interrupt, that caused them; a file error without a file name names `warehouse`'s folder."""
     try:
         yield
     except SyncError:
         raise
+    except SignalReceivedException as exc:
+        raise interruption(exc.signal_code) from None
     except Exception as exc:
         step = f"during {exc.step}" if isinstance(exc, PipelineStepFailed) else "to open"
-        cause = _cause(exc, step)
+        cause = _cause(exc, step, warehouse.working_dir if warehouse else None)
         if cause is exc:
             raise
         raise cause from None
 
 
-def _cause(exc: BaseException, step: str) -> BaseException:
+def _cause(exc: BaseException, step: str, folder: Path | None) -> BaseException:
     """The first failure in `exc`'s chain that has a one-line cause, else `exc` itself."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, SyncError):
             return cause
+        if isinstance(cause, SignalReceivedException):
+            return interruption(cause.signal_code)
+        if isinstance(cause, KeyboardInterrupt):
+            # dlt's steps wrap an interrupt like any failure: the run was stopped, not broken.
+            return cause
         if isinstance(cause, (ConfigFieldMissingException, ConfigValueCannotBeCoercedException)):
             return _config_error(cause)
-        database = database_error(cause, f"the destination failed {step}")
-        if database is not None:
-            return database
+        found = database_error(cause, f"the destination failed {step}") or storage_error(
+            cause, folder
+        )
+        if found is not None:
+            return found
         cause = cause.__cause__ or cause.__context__
     return exc
 

@@ -7,6 +7,7 @@ dlt pipeline and sql client from here and never ask which destination is behind 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from dlt.destinations.exceptions import DatabaseException, DestinationConnection
 from dlt.destinations.sql_client import SqlClientBase
 
 from .. import settings
-from ..errors import ConfigError, DatabaseError
+from ..errors import ConfigError, DatabaseError, one_line
 from . import DEFAULT_DATABASE
 from .duckdb_wait import LOCK_WAIT_SECONDS, is_lock_conflict, lock_waiting_duckdb
 
@@ -177,6 +178,28 @@ def database_error(exc: BaseException, subject: str) -> DatabaseError | None:
             "then rerun: the sync resumes where it stopped"
         )
     return DatabaseError(f"{subject}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+# Errors of a disk rather than of one file: the OS often names no file with them.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO})
+
+
+def storage_error(exc: BaseException, folder: Path | None) -> DatabaseError | None:
+    """The one-line cause of a local file failure (a full disk, a read-only folder), or None.
+
+    `folder` is named when the OS names no file: dlt's working folder, where most writes go.
+    """
+    if not isinstance(exc, OSError) or isinstance(exc, (ConnectionError, TimeoutError)):
+        return None
+    # A rename's failure names its target second, and the target is what could not be written.
+    path = exc.filename2 or exc.filename
+    if path is None and (exc.errno not in STORAGE_ERRNOS or folder is None):
+        return None
+    cause = exc.strerror or one_line(exc)
+    return DatabaseError(
+        f"{path or folder}: {cause}; make room or fix that folder, then rerun: the sync resumes "
+        "where it stopped"
+    )
 
 
 def _data_location(destination: str) -> str:
