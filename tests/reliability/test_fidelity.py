@@ -52,7 +52,7 @@ def test_after_a_window_ends_the_pacer_assumes_the_window_its_answers_gave_not_a
     pacer = RateLimitPacer(clock=clock)
     pacer.reserve("sms")
     # A 10-second window with nothing left: the next slot is at its end.
-    pacer.observe("sms", {"ratelimit": "limit=4, remaining=0, reset=10"})
+    pacer.observe("sms", {"ratelimit": "limit=4, remaining=0, reset=10.000"})
     assert pacer.reserve("sms") == 10
     pacer.observe("sms", {})
     clock.now += 10

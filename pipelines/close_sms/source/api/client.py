@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import re
 import threading
@@ -21,11 +22,15 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from ... import settings
 from ...errors import AuthError, CloseApiError, UnreachableError
-from .pacing import KeyPool, json_body, retry_wait_from_429
+from .pacing import KeyPool, json_body, read_429_body, read_rate_limit, retry_wait_from_429
+
+logger = logging.getLogger(__name__)
 
 # An object id in a path (`acti_...`): item requests share one pacing group, and a path
 # without one is a list.
 _ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9_-]+/")
+# Close's organization limit is three times a key's (its rate-limit documentation).
+KEYS_PER_ORGANIZATION_LIMIT = 3
 # The start of the 404 body Close's REST framework sends for a record deleted mid-query.
 EMPTY_QUERY = "Empty query"
 
@@ -93,6 +98,15 @@ class CloseClient:
         self._stats_lock = threading.Lock()
         self._local = threading.local()
         self.server_time: datetime | None = None
+        # Whether a successful answer carried a rate-limit header; None until the first one.
+        self._paced_by_headers: bool | None = None
+        if len(self.keys.keys) > KEYS_PER_ORGANIZATION_LIMIT:
+            logger.warning(
+                "%d API keys: Close's organization limit is %d times a key's, so a fourth key "
+                "adds no requests a second",
+                len(self.keys.keys),
+                KEYS_PER_ORGANIZATION_LIMIT,
+            )
 
     def _session(self) -> requests.Session:
         # requests.Session is not guaranteed thread-safe: one per worker thread.
@@ -158,7 +172,9 @@ class CloseClient:
 
         Raises what no retry changes: a rejected key, a rejected request.
         """
-        sender = self._await_slot(group, key)
+        # Close groups its limits by path and method: a POST override is a group of its own.
+        paced = f"{method} {group}"
+        sender = self._await_slot(paced, key)
         self._count("requests")
         response = None
         try:
@@ -176,7 +192,7 @@ class CloseClient:
             return _Failure("timed out or cut off")
         finally:
             # Always ends the request's time in flight, even when no response came.
-            self.keys.observe(sender, group, response.headers if response is not None else {})
+            self._observe(sender, paced, response)
         self._note_server_time(response)
         status = response.status_code
         if status == 429:
@@ -198,6 +214,25 @@ class CloseClient:
         if status >= 500:
             return _Failure(f"HTTP {status}")
         return _decode(response)
+
+    def _observe(self, sender: int, paced: str, response: requests.Response | None) -> None:
+        """Hand the answer's rate-limit reading to the pacer; say once if Close sends none."""
+        if response is None:
+            self.keys.observe(sender, paced, {})
+            return
+        throttled = response.status_code == 429
+        self.keys.observe(
+            sender, paced, response.headers, read_429_body(response) if throttled else None
+        )
+        if not response.ok or self._paced_by_headers is not None:
+            return
+        with self._stats_lock:
+            first = self._paced_by_headers is None
+            self._paced_by_headers = read_rate_limit(response.headers) is not None
+            if first and not self._paced_by_headers:
+                logger.warning(
+                    "Close's answers carry no rate-limit header: pacing from 429 answers alone"
+                )
 
     def _backoff(self, failures: int, method: str, path: str, failure: _Failure) -> int:
         failures += 1

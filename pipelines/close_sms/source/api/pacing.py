@@ -1,10 +1,11 @@
-"""Pacing by Close's `RateLimit` header: one pacer per API key, a pool of keys, waits after a 429."""
+"""Pacing by Close's rate-limit headers: one pacer per API key, a pool of keys, waits after a 429."""
 
 from __future__ import annotations
 
 import bisect
 import contextlib
 import itertools
+import math
 import re
 import threading
 import time
@@ -20,14 +21,94 @@ from ... import settings
 _RATELIMIT = re.compile(
     r"limit=(?P<limit>[\d.]+)\s*[,;]\s*remaining=(?P<remaining>[\d.]+)\s*[,;]\s*reset=(?P<reset>[\d.]+)"
 )
+# draft-ietf-httpapi-ratelimit-headers: `RateLimit: "default";r=5;t=3` (remaining, reset) and
+# `RateLimit-Policy: "default";q=10;w=10` (limit, window).
+_IETF_ITEM = re.compile(r"(?:^|;)\s*(?P<name>[rtqw])=(?P<value>\d+(?:\.\d+)?)")
+# Where a whole-second `reset` may put the window's end, from (request sent + reset) to
+# (answer received + reset): rounded down, up to a second later; rounded up, up to one earlier.
+_ROUNDING_SLACK = {"floor": (0.0, 1.0), "ceil": (-1.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class RateReading:
+    """What one answer says of its endpoint group's window."""
+
+    limit: float | None
+    remaining: float
+    reset: float
+    # `reset` written in whole seconds, rounded one way or the other (Close's 2025 answers).
+    whole: bool = False
+    # The window's length when the answer states it (the IETF policy's `w`, a 429 body's).
+    window: float | None = None
+
+
+def read_rate_limit(headers: Mapping[str, str]) -> RateReading | None:
+    """The reading of any rate-limit header form Close has sent, or None when there is none.
+
+    Forms: `RateLimit: limit=, remaining=, reset=` (commas or semicolons), the IETF draft's
+    `RateLimit`/`RateLimit-Policy`, and `X-Rate-Limit-*` or `RateLimit-*` as separate headers.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    combined = lowered.get("ratelimit", "")
+    if match := _RATELIMIT.search(combined):
+        return _reading(match["limit"], match["remaining"], match["reset"])
+    items = {m["name"]: m["value"] for m in _IETF_ITEM.finditer(combined)}
+    if "r" in items and "t" in items:
+        policy = {
+            m["name"]: m["value"] for m in _IETF_ITEM.finditer(lowered.get("ratelimit-policy", ""))
+        }
+        window = float(policy["w"]) if "w" in policy else None
+        return _reading(policy.get("q"), items["r"], items["t"], window)
+    for prefix in ("x-rate-limit-", "ratelimit-"):
+        remaining, reset = lowered.get(prefix + "remaining"), lowered.get(prefix + "reset")
+        if remaining is not None and reset is not None:
+            with contextlib.suppress(ValueError):
+                return _reading(lowered.get(prefix + "limit"), remaining, reset)
+    return None
+
+
+def read_429_body(response: requests.Response) -> RateReading | None:
+    """The deprecated 429 body's `rate_limit`/`rate_reset`/`rate_window` (top level or under
+    `error`): the only description of the window when no header carries one."""
+    try:
+        body = json_body(response)
+    except ValueError:
+        return None
+    for holder in (body, body.get("error")) if isinstance(body, dict) else ():
+        if isinstance(holder, dict) and holder.get("rate_reset") is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                window = holder.get("rate_window")
+                return _reading(
+                    holder.get("rate_limit"),
+                    0,
+                    holder["rate_reset"],
+                    float(window) if window else None,
+                )
+    return None
+
+
+def _reading(limit: Any, remaining: Any, reset: Any, window: float | None = None) -> RateReading:
+    """A reading from the header's text; ValueError when a number is not one."""
+    text = str(reset).strip()
+    return RateReading(
+        float(limit) if limit is not None else None,
+        float(remaining),
+        float(text),
+        whole="." not in text,
+        window=window,
+    )
 
 
 @dataclass
 class _Budget:
-    """One endpoint group's budget: what its last `RateLimit` answer said, and slots promised since."""
+    """One endpoint group's budget: what its last answers said, and slots promised since."""
 
     limit: float | None = None
     remaining: float = 0.0
+    # Where the described window ends, at the earliest and at the latest: its remaining
+    # requests are spread up to the first, the next window is assumed from the second. They
+    # differ only when `reset` is whole seconds.
+    ends_early: float = 0.0
     ends_at: float = 0.0
     # The longest `reset` seen: how long the windows after the described one are assumed to last.
     window: float = 0.0
@@ -38,6 +119,14 @@ class _Budget:
     # Slot times handed out and not answered yet, earliest first. Answers come back in the
     # order requests were sent, so each answer is matched with the earliest slot.
     slots: list[float] = field(default_factory=list)
+    # Whole-second readings: the roundings not yet ruled out, where each puts the described
+    # window's end (the intersection of its answers), and its last request and `remaining`.
+    roundings: tuple[str, ...] = tuple(_ROUNDING_SLACK)
+    ends: dict[str, tuple[float, float]] = field(default_factory=dict)
+    last_sent: float = 0.0
+    last_remaining: float = 0.0
+    # Described by a 429's body only: Close's answers carry no rate-limit header.
+    headerless: bool = False
 
 
 class RateLimitPacer:
@@ -106,11 +195,18 @@ class RateLimitPacer:
         if budget.limit is None:
             return None if budget.slots and not budget.answered else start
         described = [slot for slot in budget.slots if slot < budget.ends_at]
-        if start < budget.ends_at:
+        # Whole-second resets, rounding unknown: the window ends by the earliest of the
+        # roundings' latest ends, or a second later.
+        probe_at = min(hi for _, hi in budget.ends.values()) if budget.ends else budget.ends_at
+        if start < probe_at:
             left = budget.remaining - len(described)
             if left >= 1:
-                return _spread(start, described, budget.ends_at - budget.round_trip, left)
-            start = budget.ends_at
+                return _spread(start, described, budget.ends_early - budget.round_trip, left)
+            start = probe_at
+        if start < budget.ends_at:
+            # One request at a time until an answer says which: a new window, or `reset=0`
+            # (rounded down) that rules the other rounding out for the rest of the run.
+            return None if any(slot >= probe_at for slot in budget.slots) else start
         if start < budget.ends_at + budget.window:
             # The window after the described one. In a token bucket's reading its `limit` is
             # back only if nothing was sent since the answer: the slots promised before the
@@ -124,33 +220,117 @@ class RateLimitPacer:
             allowed = budget.limit
         window_end = window_start + budget.window
         promised = [slot for slot in budget.slots if window_start <= slot < window_end]
-        left = allowed - len(promised)
+        left = allowed - len(promised) - budget.headerless
         if left < 1:
             # Nothing left means slots are promised: their answers come before any new slot.
             return None
         return _spread(start, promised, window_end - budget.round_trip, left)
 
-    def observe(self, group: str, headers: Mapping[str, str]) -> None:
-        """End one request of `group`; update its budget from the `RateLimit` header if any."""
-        match = _RATELIMIT.search(headers.get("ratelimit", ""))
+    def observe(
+        self, group: str, headers: Mapping[str, str], fallback: RateReading | None = None
+    ) -> None:
+        """End one request of `group`; update its budget from its rate-limit headers, else from
+        `fallback` (a 429 body's reading)."""
+        reading = read_rate_limit(headers)
+        headerless = reading is None and fallback is not None
+        reading = reading or fallback
         with self._lock:
+            now = self._clock()
             budget = self._budgets.setdefault(group, _Budget())
+            sent = now
             if budget.slots:
-                sample = max(0.0, self._clock() - budget.slots.pop(0))
+                sent = budget.slots.pop(0)
+                sample = max(0.0, now - sent)
                 budget.round_trip += (sample - budget.round_trip) / 5 if budget.answered else sample
             budget.answered = True
-            if not match:
+            if reading is None:
+                if budget.headerless:
+                    _count_headerless(budget, sent)
                 return
-            reset = max(float(match["reset"]), 0.001)
-            budget.limit = float(match["limit"])
-            budget.remaining = float(match["remaining"])
-            budget.window = max(budget.window, reset)
-            budget.ends_at = self._clock() + reset
+            # Without a stated limit, at least what is left plus the answered request.
+            budget.limit = (
+                reading.limit
+                if reading.limit is not None
+                else max(budget.limit or 0.0, reading.remaining + 1)
+            )
+            budget.remaining = reading.remaining
+            budget.headerless = headerless
+            if reading.whole:
+                _place_whole_second_end(budget, reading, sent, now)
+                # The spread of the next window's first slots, not its count, hangs on it: a
+                # second at least, as whole seconds are written.
+                longest = max(reading.reset, 1.0)
+            else:
+                longest = max(reading.reset, 0.001)
+                budget.ends = {}
+                budget.ends_early = budget.ends_at = now + longest
+            budget.window = reading.window or max(budget.window, longest)
 
     def pause(self, seconds: float) -> None:
         """Hold every group after a 429: the key's limits may be counted across groups."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+def _place_whole_second_end(budget: _Budget, reading: RateReading, sent: float, now: float) -> None:
+    """Narrow where the described window ends from a whole-second `reset`.
+
+    Each answer puts the end within a second (rounded down: `reset` to `reset + 1` after the
+    request; rounded up: `reset - 1` to `reset`); the answers of one window together narrow it
+    to their intersection. A rounding is ruled out once its intersection is empty, and rounded
+    up, no answer reads 0 before the window's very end.
+    """
+    if reading.reset == 0 and "floor" in budget.roundings:
+        budget.roundings = ("floor",)
+    answer = {
+        rounding: (sent + reading.reset + early, now + reading.reset + late)
+        for rounding in budget.roundings
+        for early, late in [_ROUNDING_SLACK[rounding]]
+    }
+    new_window = (
+        not budget.ends or reading.remaining > budget.last_remaining or sent >= budget.ends_at
+    )
+    if new_window and budget.ends:
+        # The described window ended between its last request and this one.
+        bracketed = {
+            r: (max(lo, budget.last_sent), min(hi, now)) for r, (lo, hi) in budget.ends.items()
+        }
+        _rule_out(budget, bracketed)
+    elif not new_window:
+        merged = {
+            r: (max(lo, budget.ends[r][0]), min(hi, budget.ends[r][1]))
+            for r, (lo, hi) in answer.items()
+            if r in budget.ends
+        }
+        # No rounding fits both: Close started a new window after all.
+        if _rule_out(budget, merged):
+            answer = merged
+    budget.ends = {r: answer[r] for r in budget.roundings if r in answer}
+    budget.last_sent, budget.last_remaining = sent, reading.remaining
+    budget.ends_early = min(lo for lo, _ in budget.ends.values())
+    budget.ends_at = max(hi for _, hi in budget.ends.values())
+
+
+def _count_headerless(budget: _Budget, sent: float) -> None:
+    """Count an answer without headers in the windows a 429's body described, one after another.
+
+    The windows are guessed from the 429's reset: one request fewer per window keeps a window
+    Close starts at its first request from reaching into the next one.
+    """
+    if sent >= budget.ends_at:
+        passed = math.floor((sent - budget.ends_at) / budget.window) + 1
+        budget.ends_at = budget.ends_early = budget.ends_at + passed * budget.window
+        budget.remaining = (budget.limit or 1.0) - 1
+    budget.remaining -= 1
+
+
+def _rule_out(budget: _Budget, ends: Mapping[str, tuple[float, float]]) -> bool:
+    """Drop the roundings whose `ends` are empty, unless that is all of them (then False)."""
+    possible = tuple(r for r in budget.roundings if r in ends and ends[r][0] <= ends[r][1])
+    if not possible:
+        return False
+    budget.roundings = possible
+    return True
 
 
 def _spread(start: float, promised: list[float], window_end: float, left: float) -> float:
@@ -220,10 +400,12 @@ class KeyPool:
         blocked = 0.0 if began is None else self._clock() - began
         return KeySlot(slot.key, slot.wait, blocked)
 
-    def observe(self, key: int, group: str, headers: Mapping[str, str]) -> None:
+    def observe(
+        self, key: int, group: str, headers: Mapping[str, str], fallback: RateReading | None = None
+    ) -> None:
         """End one request of `key` (see `RateLimitPacer.observe`)."""
         with self._answered:
-            self._pacers[key].observe(group, headers)
+            self._pacers[key].observe(group, headers, fallback)
             self._answered.notify_all()
 
     def pause(self, key: int, seconds: float) -> None:
@@ -232,23 +414,14 @@ class KeyPool:
 
 
 def retry_wait_from_429(response: requests.Response) -> float:
-    """Seconds to wait after a 429: the longest of RateLimit's reset, Retry-After and the
-    legacy body's rate_reset, since each may describe a different limit."""
+    """Seconds to wait after a 429: the longest of the rate-limit header's reset, Retry-After
+    and the legacy body's rate_reset, since each may describe a different limit."""
     waits: list[float] = []
-    match = _RATELIMIT.search(response.headers.get("ratelimit", ""))
-    if match:
-        waits.append(float(match["reset"]))
+    for reading in (read_rate_limit(response.headers), read_429_body(response)):
+        if reading is not None:
+            waits.append(reading.reset)
     with contextlib.suppress(TypeError, ValueError):
         waits.append(float(response.headers.get("retry-after")))
-    try:
-        body = json_body(response)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for holder in (body, body.get("error")):
-            if isinstance(holder, dict) and holder.get("rate_reset") is not None:
-                with contextlib.suppress(TypeError, ValueError):
-                    waits.append(float(holder["rate_reset"]))
     return max(waits) if waits else 2.0
 
 
