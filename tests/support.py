@@ -203,3 +203,74 @@ def change_account(emu) -> None:
     emu.update_sms(draft["id"], {"status": "outbox"})
     emu.delete_sms(some[1]["id"])
     emu.clock.advance(120)
+
+
+# The fields of each context table the comparison with Close checks, by table and Close's kind.
+CONTEXT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "users": ("user", ("first_name", "last_name", "email")),
+    "lead_statuses": ("lead_status", ("label",)),
+    "sms_templates": ("sms_template", ("name", "text")),
+    "phone_numbers": ("phone_number", ("number", "label", "user_id", "is_group_number")),
+    "leads": ("lead", ("name", "status_id", "status_label")),
+    "contacts": ("contact", ("lead_id", "name", "title")),
+}
+
+
+def expected_context(emu) -> dict[str, dict[str, dict[str, Any]]]:
+    """The context tables as Close holds them: every user, status, template and number, and the
+    live leads and contacts the SMS name."""
+    sms = emu.snapshot().values()
+    named = {
+        "lead": {s["lead_id"] for s in sms if s["lead_id"]},
+        "contact": {s["contact_id"] for s in sms if s["contact_id"]},
+    }
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    with emu.lock:
+        crm = emu.store.crm
+        for table, (kind, fields) in CONTEXT_FIELDS.items():
+            objects = crm.select(kind, {})
+            tables[table] = {
+                obj.id: {name: crm.render(kind, obj).get(name) for name in fields}
+                for obj in objects
+                if kind not in named or obj.id in named[kind]
+            }
+    return tables
+
+
+def context_mismatches(where: Target | Path, emu) -> list[str]:
+    """Every difference between the context tables and Close; empty when equal."""
+    target = as_target(where)
+    problems = []
+    for table, expected in expected_context(emu).items():
+        fields = CONTEXT_FIELDS[table][1]
+        actual = {
+            row[0]: dict(zip(fields, row[1:], strict=True))
+            for row in target.query(f"SELECT id, {', '.join(fields)} FROM close_sms.{table}")
+        }
+        problems += [f"{table}: missing {i}" for i in sorted(expected.keys() - actual.keys())]
+        problems += [f"{table}: extra {i}" for i in sorted(actual.keys() - expected.keys())]
+        for object_id in sorted(expected.keys() & actual.keys()):
+            for name, value in expected[object_id].items():
+                if actual[object_id][name] != value:
+                    problems.append(
+                        f"{table} {object_id}.{name}: {actual[object_id][name]!r} != {value!r}"
+                    )
+    return problems
+
+
+def unresolved_references(where: Target | Path) -> dict[str, int]:
+    """SMS whose user, lead, contact or template is missing from its context table."""
+    checks = {
+        "user_id": "users",
+        "lead_id": "leads",
+        "contact_id": "contacts",
+        "template_id": "sms_templates",
+    }
+    return {
+        column: count(
+            where,
+            f"SELECT count(*) FROM close_sms.sms s WHERE s.{column} IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM close_sms.{table} t WHERE t.id = s.{column})",
+        )
+        for column, table in checks.items()
+    }

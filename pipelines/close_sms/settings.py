@@ -91,3 +91,21 @@ SMS_TEXT_MODES = ("keep", "drop", "hash")
 DEFAULT_SMS_TEXT = "keep"
 # 16 random characters are beyond enumeration; shorter keys are usually words.
 MIN_HASH_KEY_LENGTH = 16
+
+# The context SMS point to (source/context/): users, lead statuses, templates, phone numbers,
+# and the leads and contacts the SMS name.
+USER_ENDPOINT = "/user/"
+LEAD_STATUS_ENDPOINT = "/status/lead/"
+LEAD_CUSTOM_FIELD_ENDPOINT = "/custom_field/lead/"
+SMS_TEMPLATE_ENDPOINT = "/sms_template/"
+PHONE_NUMBER_ENDPOINT = "/phone_number/"
+LEAD_ENDPOINT = "/lead/"
+CONTACT_ENDPOINT = "/contact/"
+# Lead and contact events the context follows; `created` ones name objects no SMS points to yet.
+CONTEXT_EVENT_ACTIONS = {"lead": ("updated", "deleted"), "contact": ("updated", "deleted")}
+# Users, statuses, templates and numbers have no events: they are read again this often (0: every
+# run), or sooner when an SMS names a user or template the warehouse does not hold.
+CONTEXT_REFRESH_MINUTES = 60.0
+# What happens to the names and emails of contacts and leads, as `sms_text` does to SMS text.
+CONTACT_NAME_MODES = SMS_TEXT_MODES
+DEFAULT_CONTACT_NAMES = "keep"

@@ -43,6 +43,8 @@ def _privacy_env(sms_text: str, key: str = KEY) -> dict[str, str]:
     return {
         "SOURCES__CLOSE_SMS__HASH_PHONES": "true",
         "SOURCES__CLOSE_SMS__SMS_TEXT": sms_text,
+        # The names and emails of contacts and leads follow the text's mode.
+        "SOURCES__CLOSE_SMS__CONTACT_NAMES": sms_text,
         "SOURCES__CLOSE_SMS__HASH_KEY": key,
     }
 
@@ -84,6 +86,24 @@ def _raw_values(snapshot: dict[str, dict[str, Any]]) -> set[str]:
     values = {sms[name] for sms in snapshot.values() for name in PHONE_FIELDS if sms.get(name)}
     values |= {sms["text"] for sms in snapshot.values() if len(sms.get("text") or "") >= 12}
     return values
+
+
+def _raw_context(emu: Any) -> set[str]:
+    """The organization's and contacts' phones, and the names and emails of contacts and leads
+    (those that cannot be a user's name, which SMS keep in user_name)."""
+    with emu.lock:
+        crm = emu.store.crm
+        users = {user.name for user in crm.users.values()}
+        values = {number.number for number in crm.numbers.values()}
+        values |= {
+            rendered[name]
+            for contact in crm.contacts.values()
+            for rendered in crm.render("contact", contact)["phones"]
+            for name in ("phone", "phone_formatted")
+        }
+        values |= {c.email for c in crm.contacts.values() if c.email}
+        names = {c.name for c in crm.contacts.values()} | {lead.name for lead in crm.leads.values()}
+    return values | {name for name in names - users if len(name) >= 12}
 
 
 def _needles(values: set[str]) -> dict[bytes, str]:
@@ -218,7 +238,7 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
     )
     assert count(target, "SELECT count(*) FROM close_sms.sms_conversations") == len(pairs)
 
-    raw = _raw_values(before) | _raw_values(after) | set(PROBE_TEXTS)
+    raw = _raw_values(before) | _raw_values(after) | set(PROBE_TEXTS) | _raw_context(running.emu)
     assert len({v for v in raw if v.startswith("+")}) > 50 and len(raw) > 150
     needles = _needles(raw)
     tables = _table_text(target)
@@ -227,6 +247,9 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
         '"close_sms"."sms_events"',
         '"close_sms"."_dlt_pipeline_state"',
         '"close_sms_staging"."sms"',
+        '"close_sms"."contacts"',
+        '"close_sms"."leads"',
+        '"close_sms"."phone_numbers"',
     } <= set(tables)
     assert _found(tables, needles) == []
     assert not any(KEY.encode() in data for data in tables.values())

@@ -9,6 +9,10 @@ the source's state what to do:
   A reconcile that has read its whole range then deletes the rows Close did not return.
 - any other run reads the change feed: the event log since the last check, and the SMS its
   events name, fetched again; the ones Close no longer returns are deleted.
+
+With `context` on (the default) the same run loads what the SMS point to (source/context/):
+`users`, `lead_statuses`, `sms_templates` and `phone_numbers` read whole when due, and the
+`leads` and `contacts` the SMS name, kept current from the lead and contact events.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
 from .. import settings
-from ..errors import ConfigError
+from ..errors import ConfigError, where_to_set
 from .api.client import ClientConfig, CloseClient
 from .api.keys import parse_api_keys
 from .checks import MISSING_KEY, check_positive, check_url, hours, parse_start_date
+from .context import schema as context_schema
+from .context.sync import ContextRun, ContextSettings, Waits
 from .privacy import Privacy
 from .progress import RunMode, SyncProgress, measure_pending
 from .run import Run
@@ -72,10 +78,16 @@ def close_sms_source(
     allow_mass_delete: bool = False,
     hash_phones: bool = False,
     sms_text: str = settings.DEFAULT_SMS_TEXT,
+    contact_names: str = settings.DEFAULT_CONTACT_NAMES,
     hash_key: str | None = dlt.secrets.value,
+    context: bool = True,
+    lead_custom_fields: list[str] | None = None,
+    context_refresh_minutes: float = settings.CONTEXT_REFRESH_MINUTES,
     progress: SyncProgress | None = None,
 ) -> Sequence[DltResource]:
-    """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`.
+    """Close SMS into the tables `sms`, `sms__attachments` and `sms_events`, and what they
+    point to into `users`, `lead_statuses`, `sms_templates`, `phone_numbers`, `leads` and
+    `contacts`.
 
     Args:
         api_key: Close API key (`SOURCES__CLOSE_SMS__API_KEY` or `.dlt/secrets.toml`), or
@@ -99,7 +111,12 @@ def close_sms_source(
         allow_mass_delete: lift that guard for this run.
         hash_phones: store phone numbers as HMAC-SHA256 hashes (see `source/privacy.py`).
         sms_text: `keep`, `drop` (null) or `hash` the text of every SMS.
+        contact_names: `keep`, `drop` or `hash` the names and emails of contacts and leads.
         hash_key: the secret key of the hashes (`SOURCES__CLOSE_SMS__HASH_KEY`).
+        context: load the context tables (false: SMS only, and no request for the context).
+        lead_custom_fields: names of lead custom fields stored as columns of `leads`.
+        context_refresh_minutes: how often users, statuses, templates and numbers are read
+            again (0: every run); an SMS naming an unknown user or template reads them sooner.
         progress: an object the run fills in as it goes, for callers that report progress.
     """
     api_keys = parse_api_keys(api_key)
@@ -122,7 +139,13 @@ def close_sms_source(
     ):
         check_positive(name, value, allow_zero=True)
     check_positive("max_delete_share", max_delete_share, at_most=1)
-    privacy = Privacy.configure(hash_phones, sms_text, hash_key)
+    check_positive("context_refresh_minutes", context_refresh_minutes, allow_zero=True)
+    if not isinstance(context, bool):
+        raise ConfigError(
+            f"setting context = {context!r} is not true or false ({where_to_set('context')})"
+        )
+    context_settings = ContextSettings.configure(context_refresh_minutes, lead_custom_fields)
+    privacy = Privacy.configure(hash_phones, sms_text, hash_key, contact_names)
     run = Run(
         client=CloseClient(
             base_url,
@@ -152,9 +175,11 @@ def close_sms_source(
         privacy=privacy,
     )
 
+    waits = Waits()
+
     @dlt.resource(name="sms_backfill", **sms_hints())
     def sms_backfill() -> Iterator[TDataItems]:
-        yield from run.backfill()
+        yield from waits.track("sms_backfill", run.backfill())
 
     @dlt.resource(
         name="sms_events",
@@ -164,11 +189,49 @@ def close_sms_source(
         columns=event_columns(),
     )
     def sms_events() -> Iterator[TDataItems]:
-        yield from run.events()
+        yield from waits.track("sms_events", waits.hand_over(run.events()))
 
     @dlt.transformer(data_from=sms_events, name="sms_changes", **sms_hints())
     def sms_changes(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
-        yield from run.changes(events)
+        yield from waits.changes_done(run.changes(events))
 
     declare_attachments(dlt.current.source_schema(), sms_backfill.compute_table_schema())
-    return without_nul(sms_backfill, sms_events, sms_changes)
+    if not context:
+        return without_nul(sms_backfill, sms_events, sms_changes)
+    return without_nul(
+        sms_backfill,
+        sms_events,
+        sms_changes,
+        *_context_resources(ContextRun(run, context_settings, waits=waits)),
+    )
+
+
+def _context_resources(context: ContextRun) -> list[DltResource]:
+    """The context's resources; each waits for the SMS of this run, which name what it loads."""
+    waits = context.waits
+
+    @dlt.resource(name="sms_merged", **sms_hints())
+    def sms_merged() -> Iterator[TDataItems]:
+        yield from waits.track("sms_merged", context.merged_sms())
+
+    small = [_small_table(context, table) for table in context_schema.SMALL_TABLES]
+
+    @dlt.resource(name="leads", **context_schema.table_hints(context_schema.LEADS))
+    def leads() -> Iterator[TDataItems]:
+        yield from waits.track("leads", context.leads())
+
+    @dlt.resource(name="contacts", **context_schema.table_hints(context_schema.CONTACTS))
+    def contacts() -> Iterator[TDataItems]:
+        yield from context.contacts()
+
+    return [sms_merged, *small, leads, contacts]
+
+
+def _small_table(context: ContextRun, table: str) -> DltResource:
+    """The resource of a table read whole when due (`ContextRun.users` and its siblings)."""
+    rows = getattr(context, table)
+
+    def read() -> Iterator[TDataItems]:
+        yield from rows()
+
+    return dlt.resource(read, name=table, **context_schema.table_hints(table))

@@ -9,7 +9,8 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from ..errors import ConfigError
+from .. import settings
+from ..errors import ConfigError, MassDeleteRefused
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,19 @@ class LoadedTable:
         """Rows in the table (0 before it exists)."""
         ((rows,),) = self._rows("SELECT count(*) FROM {table}") or [(0,)]
         return int(rows)
+
+    def ids(self) -> set[str]:
+        """Every id in the table (none before it exists)."""
+        return {row[0] for row in self._rows("SELECT id FROM {table}")}
+
+    def values_of(self, column: str) -> set[str]:
+        """The distinct non-null values of `column` (a column of the table's own schema)."""
+        return {
+            row[0]
+            for row in self._rows(
+                f"SELECT DISTINCT {column} FROM {{table}} WHERE {column} IS NOT NULL"
+            )
+        }
 
     def versions_since(self, lower: datetime) -> list[tuple[Any, ...]]:
         """(id, date_updated, status) of the rows created at `lower` or later."""
@@ -64,3 +78,16 @@ class LoadedTable:
             except DatabaseUndefinedRelation:
                 return []
         return [tuple(row) for row in rows or []]
+
+
+def refuse_mass_delete(removals: int, table: LoadedTable, noun: str, max_share: float) -> None:
+    """Stop a run that would remove more than `max_share` of `table` without `deleted` events."""
+    rows = table.count()
+    allowed = max(settings.DELETE_GUARD_MIN_ROWS, max_share * rows)
+    if removals > allowed:
+        raise MassDeleteRefused(
+            f"this run would remove {removals:,} of the {rows:,} {noun} in the "
+            f"warehouse without `deleted` events behind them, more than max_delete_share = "
+            f"{max_share:g} (and {settings.DELETE_GUARD_MIN_ROWS} rows) allows; "
+            "nothing was removed"
+        )

@@ -1,4 +1,5 @@
-"""Privacy: phone numbers and SMS text hashed, or the text dropped, before a row leaves the source.
+"""Privacy: phone numbers, SMS text and the names of contacts and leads hashed or dropped before a
+row leaves the source.
 
 Rows are changed where raw SMS become rows, so no raw value reaches dlt's extract files, its
 state, its trace or the destination. The hash is HMAC-SHA256 under a secret key: phone numbers
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,12 @@ from ..errors import ConfigError, where_to_set
 PHONE_FIELDS = ("local_phone", "local_phone_formatted", "remote_phone", "remote_phone_formatted")
 # Free text Close writes itself, which may quote the number an SMS failed to reach.
 PHONE_QUOTING_FIELDS = ("error_message",)
+# The fields of a phone number of the organization (`phone_numbers`) that hold a number.
+NUMBER_PHONE_FIELDS = ("number", "number_formatted", "forward_to", "forward_to_formatted")
+# The keys of an entry of a contact's `phones` that hold a number.
+CONTACT_PHONE_KEYS = ("phone", "phone_formatted")
+# The fields of contacts and leads that name a person or a company.
+NAME_FIELDS = ("name", "display_name")
 
 # What a display form adds to E.164: spaces, dashes, dots, parentheses.
 _NOT_E164 = re.compile(r"[^\d+]")
@@ -44,25 +51,42 @@ class Privacy:
     hash_phones: bool = False
     sms_text: str = settings.DEFAULT_SMS_TEXT
     key: bytes | None = field(default=None, repr=False)
+    # Names and emails of contacts, names of leads: keep, drop or hash, as `sms_text`.
+    contact_names: str = settings.DEFAULT_CONTACT_NAMES
 
     @classmethod
-    def configure(cls, hash_phones: Any, sms_text: Any, hash_key: Any) -> Privacy:
+    def configure(
+        cls,
+        hash_phones: Any,
+        sms_text: Any,
+        hash_key: Any,
+        contact_names: Any = settings.DEFAULT_CONTACT_NAMES,
+    ) -> Privacy:
         """Check the settings, naming the one that is wrong (never echoing the key)."""
         if not isinstance(hash_phones, bool):
             raise ConfigError(
                 f"setting hash_phones = {hash_phones!r} is not true or false "
                 f"({where_to_set('hash_phones')})"
             )
-        if sms_text not in settings.SMS_TEXT_MODES:
-            raise ConfigError(
-                f"setting sms_text = {sms_text!r} is not one of "
-                f"{', '.join(settings.SMS_TEXT_MODES)} "
-                f"({where_to_set('sms_text')})"
+        for name, value in (("sms_text", sms_text), ("contact_names", contact_names)):
+            if value not in settings.SMS_TEXT_MODES:
+                raise ConfigError(
+                    f"setting {name} = {value!r} is not one of "
+                    f"{', '.join(settings.SMS_TEXT_MODES)} ({where_to_set(name)})"
+                )
+        hashing = [
+            what
+            for what, on in (
+                ("hash_phones = true", hash_phones),
+                ("sms_text = hash", sms_text == "hash"),
+                ("contact_names = hash", contact_names == "hash"),
             )
-        if not (hash_phones or sms_text == "hash"):
-            return cls(hash_phones, sms_text)
+            if on
+        ]
+        if not hashing:
+            return cls(hash_phones, sms_text, contact_names=contact_names)
         key = str(hash_key or "").strip()
-        what = "hash_phones = true" if hash_phones else "sms_text = hash"
+        what = hashing[0]
         if not key:
             raise ConfigError(
                 f"{what} needs the secret hash_key ({where_to_set('hash_key', secret=True)})"
@@ -73,7 +97,7 @@ class Privacy:
                 "key can be guessed, and with it every phone number; use a long random value "
                 "such as the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
-        return cls(hash_phones, sms_text, key.encode())
+        return cls(hash_phones, sms_text, key.encode(), contact_names)
 
     def apply(self, row: dict[str, Any]) -> dict[str, Any]:
         """Hash or drop the row's personal fields in place; returns the row."""
@@ -89,6 +113,33 @@ class Privacy:
             row["text"] = None
         elif self.sms_text == "hash" and row.get("text") is not None:
             row["text"] = self._hash(str(row["text"]))
+        return row
+
+    def apply_to_number(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Hash the numbers of a phone number of the organization in place; returns the row."""
+        if self.hash_phones:
+            for name in NUMBER_PHONE_FIELDS:
+                if row.get(name) is not None:
+                    row[name] = self.hash_phone(row[name])
+        return row
+
+    def apply_to_person(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Hash or drop a contact's or lead's names, emails and phones in place; returns the row."""
+        if self.hash_phones and "phones" in row:
+            row["phones"] = [
+                _replace(entry, CONTACT_PHONE_KEYS, self.hash_phone)
+                for entry in _entries(row, "phones")
+            ]
+        if self.contact_names == "keep":
+            return row
+        change = self._hash if self.contact_names == "hash" else _dropped
+        for name in NAME_FIELDS:
+            if row.get(name) is not None:
+                row[name] = change(str(row[name]))
+        if "emails" in row:
+            row["emails"] = [
+                _replace(entry, ("email",), change) for entry in _entries(row, "emails")
+            ]
         return row
 
     def hash_phone(self, phone: Any) -> str:
@@ -108,6 +159,10 @@ class Privacy:
         """
         mode = self._mode()
         recorded = recorded or (_AS_IT_CAME if loaded_before else None)
+        if recorded is not None:
+            # Modes recorded before contact_names existed kept the names.
+            recorded = {"contact_names": settings.DEFAULT_CONTACT_NAMES, **recorded}
+            mode = {"contact_names": settings.DEFAULT_CONTACT_NAMES, **mode}
         if recorded is not None and recorded != mode:
             change = (
                 "hash_key is not the key the data was hashed with"
@@ -120,12 +175,16 @@ class Privacy:
                 "`close-sms sync --full-refresh` to load everything again with these settings "
                 "(a plain pipeline: run(..., refresh='drop_sources'))"
             )
-        return mode
+        return self._mode()
 
     def _mode(self) -> dict[str, Any]:
         # The key is recorded as a check value only, so a changed key is refused as well.
         check = self._hash(_KEY_CHECK_INPUT)[:16] if self.key else None
-        return {"hash_phones": self.hash_phones, "sms_text": self.sms_text, "key_check": check}
+        mode = {"hash_phones": self.hash_phones, "sms_text": self.sms_text, "key_check": check}
+        if self.contact_names != settings.DEFAULT_CONTACT_NAMES:
+            # Only when set, so modes recorded before the setting existed still compare equal.
+            mode["contact_names"] = self.contact_names
+        return mode
 
     def _hash(self, value: str) -> str:
         assert self.key is not None, "configure() requires a key whenever something is hashed"
@@ -133,4 +192,22 @@ class Privacy:
 
 
 def _describe(mode: Mapping[str, Any]) -> str:
-    return f"hash_phones={str(mode['hash_phones']).lower()}, sms_text={mode['sms_text']}"
+    text = f"hash_phones={str(mode['hash_phones']).lower()}, sms_text={mode['sms_text']}"
+    names = mode.get("contact_names", settings.DEFAULT_CONTACT_NAMES)
+    return text if names == settings.DEFAULT_CONTACT_NAMES else f"{text}, contact_names={names}"
+
+
+def _entries(row: Mapping[str, Any], name: str) -> list[Any]:
+    value = row.get(name)
+    return list(value) if isinstance(value, list) else []
+
+
+def _replace(entry: Any, keys: tuple[str, ...], change: Callable[[str], Any]) -> Any:
+    """A copy of a `phones`/`emails` entry with `keys` changed (other shapes pass unchanged)."""
+    if not isinstance(entry, dict):
+        return entry
+    return {k: change(str(v)) if k in keys and v is not None else v for k, v in entry.items()}
+
+
+def _dropped(value: str) -> None:
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,9 +11,9 @@ import dlt
 from dlt.common.typing import TDataItems
 
 from .. import settings
-from ..errors import ConfigError, MassDeleteRefused, where_to_set
+from ..errors import ConfigError, where_to_set
 from .api.client import CloseClient, RequestRejected
-from .loaded import LoadedTable
+from .loaded import LoadedTable, refuse_mass_delete
 from .privacy import Privacy
 from .progress import RunMode, SyncProgress, measure_pending
 from .sms.backfill import BackfillReader, Window
@@ -41,6 +41,8 @@ class Run:
     allow_mass_delete: bool
     progress: SyncProgress
     privacy: Privacy
+    # Called with every batch of raw SMS the run loads (the context fetches what they name).
+    on_sms: Callable[[list[dict[str, Any]]], None] | None = None
     _state: SourceState | None = None
     _now: datetime | None = None
     _unproven_removals: int = 0
@@ -114,6 +116,7 @@ class Run:
                 for page in prefetcher.pages(max_items=self.max_sms):
                     self._show_page(plan, page)
                     unrecorded.append(page)
+                    self._saw(page.items)
                     if plan.reconcile:
                         seen.update(item["id"] for item in page.items)
                     items = batcher.add([normalize_sms(item, self.privacy) for item in page.items])
@@ -206,6 +209,7 @@ class Run:
             removed = batch.deleted_by_event + batch.gone
             self.progress.upserted += len(batch.found)
             self.progress.deleted += len(removed)
+            self._saw(batch.found)
             rows = [normalize_sms(item, self.privacy) for item in batch.found]
             yield rows + [tombstone(i) for i in removed]
         yield from self._recent(table, exclude=set(ids))
@@ -247,7 +251,12 @@ class Run:
             self.progress.recent_changed += len(changed)
             self.progress.upserted += len(changed)
             if changed:
+                self._saw(changed)
                 yield [normalize_sms(item, self.privacy) for item in changed]
+
+    def _saw(self, items: list[dict[str, Any]]) -> None:
+        if self.on_sms is not None:
+            self.on_sms(items)
 
     def _guard_removals(self, count: int, table: LoadedTable) -> None:
         """Stop before this run removes too much of `table` without `deleted` events."""
@@ -256,15 +265,7 @@ class Run:
         self._unproven_removals += count
         if self.allow_mass_delete:
             return
-        rows = table.count()
-        allowed = max(settings.DELETE_GUARD_MIN_ROWS, self.max_delete_share * rows)
-        if self._unproven_removals > allowed:
-            raise MassDeleteRefused(
-                f"this run would remove {self._unproven_removals:,} of the {rows:,} SMS in the "
-                f"warehouse without `deleted` events behind them, more than max_delete_share = "
-                f"{self.max_delete_share:g} (and {settings.DELETE_GUARD_MIN_ROWS} rows) allows; "
-                "nothing was removed"
-            )
+        refuse_mass_delete(self._unproven_removals, table, "SMS", self.max_delete_share)
 
 
 def _version(date_updated: Any, status: Any) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
-"""The source's state, typed: the backfill plan, the change feed's last check, the privacy mode.
+"""The source's state, typed: the backfill plan, the change feed's last check, the privacy mode,
+and what the context tables (users, leads, ...) last read.
 
 dlt keeps it in the pipeline state, in the destination with every load; this module is the
 only one that reads or writes it, and the only one that decides from it what a run does.
@@ -18,6 +19,7 @@ from .sms.backfill import Window
 from .timestamps import parse_timestamp, to_ms
 
 _PRIVACY_KEY = "privacy"
+_CONTEXT_KEY = "context"
 
 
 @dataclass
@@ -83,6 +85,72 @@ class BackfillPlan:
         )
 
 
+@dataclass(frozen=True)
+class CustomField:
+    """A lead custom field a setting names, as Close defines it: its id, type and column."""
+
+    name: str
+    id: str
+    type: str
+    multiple: bool
+    column: str
+
+
+@dataclass
+class ContextState:
+    """What the context tables remember: when each small table was read, the lead and contact
+    events' last check, and the lead custom fields resolved to Close's ids."""
+
+    # Table name -> Close's clock when its full list was last read.
+    refreshed: dict[str, datetime] = field(default_factory=dict)
+    checked_at: datetime | None = None
+    custom_fields: list[CustomField] = field(default_factory=list)
+
+    def refresh_due(self, table: str, now: datetime, interval: timedelta) -> bool:
+        """Whether `table` is read again: never read, or read `interval` ago or longer."""
+        last = self.refreshed.get(table)
+        return last is None or now - last >= interval
+
+    def follows_events(self, now: datetime) -> bool:
+        """Whether the lead and contact events since the last check still cover every change."""
+        horizon = now - timedelta(days=settings.EVENT_RETENTION_DAYS - settings.HORIZON_SAFETY_DAYS)
+        return self.checked_at is not None and self.checked_at >= horizon
+
+    def events_since(self) -> datetime:
+        """Where the next read of lead and contact events starts (see `feed_start`)."""
+        assert self.checked_at is not None, "follows_events() comes first"
+        return self.checked_at - timedelta(seconds=settings.EVENT_LOOKBACK_SECONDS)
+
+    def check_due(self, now: datetime) -> bool:
+        """Whether a read that found no events records its check (see FEED_CHECKPOINT_SECONDS)."""
+        return self.checked_at is None or now - self.checked_at >= timedelta(
+            seconds=settings.FEED_CHECKPOINT_SECONDS
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "refreshed": {name: at.isoformat() for name, at in self.refreshed.items()},
+            "checked_at": self.checked_at.isoformat() if self.checked_at else None,
+            "custom_fields": [
+                [cf.name, cf.id, cf.type, cf.multiple, cf.column] for cf in self.custom_fields
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, value: Mapping[str, Any]) -> ContextState:
+        checked = value.get("checked_at")
+        return cls(
+            refreshed={
+                name: parse_timestamp(at) for name, at in (value.get("refreshed") or {}).items()
+            },
+            checked_at=parse_timestamp(checked) if checked else None,
+            custom_fields=[
+                CustomField(str(n), str(i), str(t), bool(m), str(c))
+                for n, i, t, m, c in value.get("custom_fields") or []
+            ],
+        )
+
+
 @dataclass
 class SourceState:
     """Everything the source remembers between runs."""
@@ -91,16 +159,19 @@ class SourceState:
     feed_checked_at: datetime | None = None
     # The privacy mode the data was loaded with (see `Privacy.enforce`); None: not recorded.
     privacy_mode: dict[str, Any] | None = None
+    context: ContextState = field(default_factory=ContextState)
 
     @classmethod
     def read(cls, state: Mapping[str, Any]) -> SourceState:
         plan = state.get("backfill")
         checked = state.get("feed_checked_at")
         privacy_mode = state.get(_PRIVACY_KEY)
+        context = state.get(_CONTEXT_KEY)
         return cls(
             backfill=BackfillPlan.from_state(plan) if plan else None,
             feed_checked_at=parse_timestamp(checked) if checked else None,
             privacy_mode=dict(privacy_mode) if privacy_mode else None,
+            context=ContextState.from_state(context) if context else ContextState(),
         )
 
     @classmethod
@@ -115,6 +186,8 @@ class SourceState:
             state["feed_checked_at"] = self.feed_checked_at.isoformat()
         if self.privacy_mode is not None:
             state[_PRIVACY_KEY] = dict(self.privacy_mode)
+        if self.context != ContextState():
+            state[_CONTEXT_KEY] = self.context.to_state()
 
     @property
     def backfill_in_progress(self) -> bool:

@@ -14,9 +14,12 @@ from ..timestamps import parse_timestamp
 
 
 def read_events(
-    client: CloseClient, since: datetime, actions: Iterable[str] = settings.EVENT_ACTIONS
+    client: CloseClient,
+    since: datetime,
+    actions: Iterable[str] = settings.EVENT_ACTIONS,
+    object_type: str = settings.EVENT_OBJECT_TYPE,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield pages of SMS events with `date_updated >= since`, one query per action.
+    """Yield pages of `object_type` events with `date_updated >= since`, one query per action.
 
     Pages are followed while `cursor_next` is set, empty ones included: Close's own scripts
     page on the cursor alone, and a filtered scan may return an empty page before more events.
@@ -24,7 +27,7 @@ def read_events(
     since_text = since.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     for action in actions:
         params: dict[str, Any] = {
-            "object_type": settings.EVENT_OBJECT_TYPE,
+            "object_type": object_type,
             "action": action,
             "date_updated__gte": since_text,
             "_limit": settings.EVENT_PAGE_SIZE,

@@ -1,0 +1,99 @@
+"""Reads of the context from Close, each checked as the SMS reads are: an answer that ignores a
+filter, or holds what was not asked for, stops the run (ApiContractError)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ... import settings
+from ...errors import ApiContractError
+from ..api.client import CloseClient, RequestRejected
+
+
+def read_list(
+    client: CloseClient, endpoint: str, params: dict[str, Any] | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Every page of an offset-paged list, each object once; each must match `params`.
+
+    `params` name filters whose value each object must carry (e.g. {"lead_id": ...}). An object
+    that comes again (a new one shifted the offsets) is dropped.
+    """
+    filters = dict(params or {})
+    seen: set[str] = set()
+    offset = 0
+    while True:
+        body = client.get(endpoint, {**filters, "_skip": offset, "_limit": settings.PAGE_SIZE})
+        page = list(body.get("data") or [])
+        offset += len(page)
+        fresh = []
+        for item in page:
+            object_id = item.get("id") if isinstance(item, dict) else None
+            if not object_id:
+                raise ApiContractError(f"Close answered {endpoint} with an object without an id")
+            for name, wanted in filters.items():
+                if item.get(name) != wanted:
+                    raise ApiContractError(
+                        f"Close answered {endpoint} for {name}={wanted} with another object "
+                        f"({object_id}: {name}={item.get(name)!r}): the filter was not applied"
+                    )
+            if object_id not in seen:
+                seen.add(object_id)
+                fresh.append(item)
+        if fresh:
+            yield fresh
+        if not body.get("has_more") or not page:
+            return
+
+
+@dataclass
+class Fetched:
+    """Objects fetched by id: those Close returned, and those proven gone by their own 404."""
+
+    found: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+
+def fetch_by_ids(
+    client: CloseClient, endpoint: str, ids: list[str], noun: str
+) -> Iterator[Fetched]:
+    """Objects by `id__in`, 100 a request; an id missing from an answer is fetched alone, and
+    counted gone only when Close answers 404 for it."""
+    for start in range(0, len(ids), settings.ID_BATCH_SIZE):
+        batch = ids[start : start + settings.ID_BATCH_SIZE]
+        body = client.get(endpoint, {"id__in": ",".join(batch), "_limit": len(batch)})
+        data = list(body.get("data") or [])
+        asked = set(batch)
+        strangers = [item.get("id") for item in data if item.get("id") not in asked]
+        if strangers:
+            raise ApiContractError(
+                f"Close ignored the id__in filter of {endpoint}: asked for {len(batch)} "
+                f"{noun}, it answered with {len(strangers)} others (e.g. {strangers[0]})"
+            )
+        result = Fetched(found=data)
+        returned = {item["id"] for item in data}
+        for object_id in batch:
+            if object_id in returned:
+                continue
+            item = fetch_one(client, endpoint, object_id)
+            if item is None:
+                result.gone.append(object_id)
+            else:
+                result.found.append(item)
+        yield result
+
+
+def fetch_one(client: CloseClient, endpoint: str, object_id: str) -> dict[str, Any] | None:
+    """One object by id, or None when Close answers 404 for it (the proof that it is gone)."""
+    try:
+        item = client.get(f"{endpoint}{object_id}/")
+    except RequestRejected as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if item.get("id") != object_id:
+        raise ApiContractError(
+            f"{endpoint}{object_id}/ answered with another object ({item.get('id')!r})"
+        )
+    return item

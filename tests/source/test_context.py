@@ -1,0 +1,191 @@
+"""The context SMS point to (users, statuses, templates, numbers, leads, contacts): loaded with
+the SMS, kept current from the event log in one incremental run, checked, and priced."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from close_sms.emulator.crm import Crm
+from tests.support import (
+    context_mismatches,
+    count,
+    run_cli,
+    sync,
+    unresolved_references,
+)
+
+CONTEXT_TABLES = ("users", "lead_statuses", "sms_templates", "phone_numbers", "leads", "contacts")
+CONTEXT_PATHS = (
+    "/user/",
+    "/status/lead/",
+    "/custom_field/lead/",
+    "/sms_template/",
+    "/phone_number/",
+    "/lead/",
+    "/contact/",
+)
+
+
+def _paths(running: Any, since: int = 0) -> Counter[str]:
+    return Counter(r.path.removeprefix("/api/v1") for r in running.emu.request_log[since:])
+
+
+def _tables(target: Any) -> set[str]:
+    rows = target.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'close_sms'"
+    )
+    return {row[0] for row in rows}
+
+
+def test_a_backfill_resolves_every_reference_with_typed_custom_fields(emulator, target):
+    running = emulator(sms=800, seed=5)
+
+    sync(running, target, lead_custom_fields=["Industry", "Employees", "Renewal date"])
+
+    assert unresolved_references(target) == {
+        "user_id": 0,
+        "lead_id": 0,
+        "contact_id": 0,
+        "template_id": 0,
+    }
+    assert context_mismatches(target, running.emu) == []
+    assert count(target, "SELECT count(*) FROM close_sms.users WHERE NOT is_active") > 0
+    assert count(target, "SELECT count(*) FROM close_sms.phone_numbers WHERE is_group_number") > 0
+    with running.emu.lock:
+        crm = running.emu.store.crm
+        ids = {cf.name: cf.id for cf in crm.fields.values()}
+        lead = next(lead for lead in crm.leads.values() if len(lead.custom) >= 3)
+        want = (lead.custom.get(ids["Industry"]), lead.custom.get(ids["Employees"]))
+        renewal = lead.custom.get(ids["Renewal date"])
+    industry, employees, renewal_date = target.query(
+        f"SELECT industry, employees, renewal_date FROM close_sms.leads WHERE id = '{lead.id}'"
+    )[0]
+    assert (industry, employees) == (want[0], float(want[1]) if want[1] is not None else None)
+    assert isinstance(employees, float | None)
+    assert renewal is None or renewal_date.isoformat() == str(renewal)[:10]
+
+
+def _referenced(emu, column: str) -> list[str]:
+    return sorted({s[column] for s in emu.snapshot().values() if s[column]})
+
+
+@pytest.mark.parametrize("merge_events", ["all", "lead_only"])
+def test_renames_deletes_and_merges_arrive_in_one_incremental_run(emulator, target, merge_events):
+    running = emulator(sms=800, seed=7, merge_events=merge_events)
+    emu = running.emu
+    sync(running, target)
+    assert context_mismatches(target, emu) == []
+
+    leads = _referenced(emu, "lead_id")
+    contacts = _referenced(emu, "contact_id")
+    with emu.lock:
+        crm = emu.store.crm
+        statuses = list(crm.statuses)
+        user = next(iter(crm.users))
+        template = next(iter(crm.templates))
+        number = next(iter(crm.numbers))
+        on_other_leads = [c for c in contacts if crm.contacts[c].lead_id not in leads[:4]]
+    emu.rename_lead(leads[0], "Renamed Inc.")
+    emu.set_lead_status(leads[1], statuses[-1])
+    emu.delete_lead(leads[2])
+    emu.update_contact(on_other_leads[0], {"name": "Renamed Person", "title": "CTO"})
+    emu.delete_contact(on_other_leads[1])
+    moved = [s["id"] for s in emu.snapshot().values() if s["lead_id"] == leads[3]]
+    emu.merge_leads(leads[3], leads[4])
+    emu.rename_user(user, "New", "Name")
+    emu.deactivate_user(user)
+    emu.rename_template(template, "Renamed template")
+    emu.relabel_number(number, "Renamed number")
+    emu.clock.advance(120)
+
+    # The small tables have no events: read again because their hour is up.
+    emu.clock.advance(3700)
+    sync(running, target)
+
+    assert context_mismatches(target, emu) == []
+    assert moved
+    on_lead = dict(target.query("SELECT id, lead_id FROM close_sms.sms"))
+    assert {on_lead[sms_id] for sms_id in moved} == {leads[4]}
+    assert count(target, f"SELECT count(*) FROM close_sms.leads WHERE id = '{leads[3]}'") == 0
+
+
+def test_an_ignored_id_in_filter_stops_the_run_and_commits_nothing(emulator, tmp_path, monkeypatch):
+    running = emulator(sms=500, seed=9)
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    before = {
+        table: count(database, f"SELECT count(*) FROM close_sms.{table}")
+        for table in ("sms", *CONTEXT_TABLES)
+    }
+    lead = _referenced(running.emu, "lead_id")[0]
+    running.emu.rename_lead(lead, "Renamed Inc.")
+    sms = next(iter(running.emu.snapshot().values()))
+    running.emu.create_sms(
+        {k: sms[k] for k in ("lead_id", "contact_id", "remote_phone", "local_phone")}
+        | {"status": "inbox", "direction": "inbound", "text": "new"}
+    )
+    running.emu.clock.advance(120)
+    select = Crm.select
+
+    def ignoring_id_in(self: Crm, kind: str, filters: dict[str, list[str]]) -> list[Any]:
+        return select(self, kind, {k: v for k, v in filters.items() if k != "id__in"})
+
+    monkeypatch.setattr(Crm, "select", ignoring_id_in)
+
+    result = run_cli(
+        "sync",
+        "--database",
+        str(database),
+        "--base-url",
+        running.base_url,
+        api_key=running.api_key,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 4, result.stderr
+    assert "id__in" in result.stderr
+    after = {table: count(database, f"SELECT count(*) FROM close_sms.{table}") for table in before}
+    assert after == before
+    name = f"SELECT name FROM close_sms.leads WHERE id = '{lead}'"
+    assert count(database, name) != "Renamed Inc."
+
+
+def test_context_off_loads_no_context_and_asks_for_none(emulator, target):
+    running = emulator(sms=500, seed=11)
+    sync(running, target, context=False)
+    running.emu.clock.advance(4000)
+    sync(running, target, context=False)
+
+    assert not _tables(target) & set(CONTEXT_TABLES)
+    asked = _paths(running)
+    assert not [path for path in asked if path.startswith(CONTEXT_PATHS)]
+    assert asked["/event/"] and not [
+        r for r in running.emu.request_log if r.params.get("object_type") in ("lead", "contact")
+    ]
+
+
+def test_the_context_costs_few_requests(emulator, tmp_path):
+    off = emulator(sms=4000, seed=13)
+    on = emulator(sms=4000, seed=13)
+    sync(off, tmp_path / "off.duckdb", context=False)
+    sync(on, tmp_path / "on.duckdb")
+    first_off, first_on = len(off.emu.request_log), len(on.emu.request_log)
+    assert first_on <= first_off * 1.15, (first_off, _paths(on) - _paths(off))
+
+    for running in (off, on):
+        running.emu.clock.advance(120)
+    sync(off, tmp_path / "off.duckdb", context=False)
+    sync(on, tmp_path / "on.duckdb")
+    quiet_off = len(off.emu.request_log) - first_off
+    quiet_on = len(on.emu.request_log) - first_on
+    assert quiet_on - quiet_off <= 8, (_paths(on, first_on), _paths(off, first_off))
+    assert not [p for p in _paths(on, first_on) if p.startswith(("/user/", "/sms_template/"))]
+
+    # An hour on, the small tables are read again.
+    since = len(on.emu.request_log)
+    on.emu.clock.advance(3700)
+    sync(on, tmp_path / "on.duckdb")
+    assert _paths(on, since)["/user/"] == 1
