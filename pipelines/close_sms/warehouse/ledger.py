@@ -68,6 +68,10 @@ class SyncRun:
     lag_seconds: float | None = None
     backfill_windows_left: int | None = None
     version: str = ""
+    # Listing positions stepped past (Close answered 404 "Empty query" for each alone), and
+    # SMS Close answered 403 for: neither read nor removed.
+    skipped_positions: int = 0
+    sms_unreadable: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The row with ISO timestamps, for the journal and `status --json`."""
@@ -109,6 +113,8 @@ def ledger_columns() -> dict[str, TColumnSchema]:
         "lag_seconds": "double",
         "backfill_windows_left": "bigint",
         "version": "text",
+        "skipped_positions": "bigint",
+        "sms_unreadable": "bigint",
     }
     required = ("run_id", "started_at", "ended_at", "outcome", "exit_status")
     return {
