@@ -82,7 +82,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     say(
         f"Sync done ({report.mode}) in {report.seconds:.1f} s: {report.backfill_sms:,} SMS backfilled, "
         f"{report.events:,} events, {report.removed:,} removed by reconcile, "
-        f"{report.requests:,} requests, {report.rate_limit_waits} rate-limit waits; "
+        f"{report.requests:,} requests, {report.rate_limit_waits} rate-limit waits, "
+        f"{report.skipped_positions:,} unlistable positions stepped past, "
+        f"{report.unreadable:,} SMS unreadable (HTTP 403); "
         + (f"{len(report.views)} views applied" if report.wrote else "nothing new to write")
     )
     return EXIT_OK

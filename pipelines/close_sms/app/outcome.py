@@ -69,6 +69,16 @@ class SyncReport:
         return sum(c.deleted for c in self.chunks)
 
     @property
+    def skipped_positions(self) -> int:
+        """Listing positions stepped past: Close answered 404 "Empty query" for each alone."""
+        return sum(c.skipped_positions for c in self.chunks)
+
+    @property
+    def unreadable(self) -> int:
+        """SMS Close answered 403 for, left as they were."""
+        return sum(c.unreadable for c in self.chunks)
+
+    @property
     def requests(self) -> int:
         return sum(c.requests.requests for c in self.chunks)
 
@@ -115,6 +125,8 @@ class SyncReport:
             feed_checked_at=feed_read,
             lag_seconds=max(0.0, (ended - feed_read).total_seconds()) if feed_read else None,
             backfill_windows_left=chunks[-1].windows_left if chunks and chunks[-1].mode else None,
+            skipped_positions=self.skipped_positions,
+            sms_unreadable=self.unreadable,
             version=ledger.product_version(),
         )
 

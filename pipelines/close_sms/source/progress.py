@@ -46,6 +46,10 @@ class SyncProgress:
     deleted: int = 0
     # SMS of the recent re-read that differed from the warehouse (changes without an event).
     recent_changed: int = 0
+    # Listing positions stepped past: Close answered 404 "Empty query" for each alone.
+    skipped_positions: int = 0
+    # SMS Close answered 403 for: kept as they were, neither updated nor removed.
+    unreadable: int = 0
     requests: RequestStats = field(default_factory=RequestStats)
     # Called once the run knows what it does, after every backfill page, and with
     # (reason, seconds) before long waits.

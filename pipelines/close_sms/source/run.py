@@ -18,7 +18,7 @@ from .privacy import Privacy
 from .progress import RunMode, SyncProgress, measure_pending
 from .sms.backfill import BackfillReader, Window
 from .sms.columnar import ArrowBatcher
-from .sms.feed import fetch_by_ids, read_events
+from .sms.feed import FetchedBatch, fetch_by_ids, read_events
 from .sms.prefetch import PrefetchedPage, ReaderSettings, open_prefetcher, park
 from .sms.schema import normalize_event, normalize_sms, tombstone
 from .state import BackfillPlan, SourceState
@@ -108,6 +108,7 @@ class Run:
             prefetcher = open_prefetcher(
                 self.client, self.reader_settings, plan.windows, self.prefetch_pages
             )
+            skipped_before = prefetcher.skipped_positions
             batcher = ArrowBatcher(settings.ARROW_BATCH_SMS)
             # Pages whose rows are not all with dlt yet, so not in the state either.
             unrecorded: list[PrefetchedPage] = []
@@ -127,6 +128,7 @@ class Run:
                 yield from self._hand_over(state, plan, unrecorded, batcher.flush())
                 chunk_done = True
             finally:
+                self.progress.skipped_positions += prefetcher.skipped_positions - skipped_before
                 if chunk_done and not prefetcher.finished and prefetcher.handed:
                     # Reads on while dlt loads this chunk; the runner's next chunk adopts it.
                     park(self.reader_settings, prefetcher)
@@ -140,13 +142,31 @@ class Run:
                 # what this run read is not loaded yet, so `seen` is left out.
                 table = LoadedTable.of_current_resource()
                 loaded_before = table.ids_loaded_before(plan.load_id, plan.start)
-                removed = [sms_id for sms_id in loaded_before if sms_id not in seen]
-                self._guard_removals(len(removed), table)
-                self.progress.removed = len(removed)
-                if removed:
-                    yield [tombstone(sms_id) for sms_id in removed]
+                yield from self._prove_removals([i for i in loaded_before if i not in seen], table)
             plan.complete = True
         state.write(dlt.current.source_state())
+
+    def _prove_removals(self, missing: list[str], table: LoadedTable) -> Iterator[TDataItems]:
+        """Remove the SMS the reconcile's listing did not return that Close answers 404 for.
+
+        A listing that stepped past a position it could not read proves nothing about which
+        SMS was there, and a 403 hides an SMS from lists: so each one is asked for by id (100
+        per request), and only its own 404 removes it; one Close still returns is loaded again.
+        """
+        self._guard_removals(len(missing), table)
+        for batch in fetch_by_ids(self.client, missing, deleted_events=set()):
+            self.progress.removed += len(batch.gone)
+            self.progress.upserted += len(batch.found)
+            rows = self._rows(batch)
+            if rows:
+                yield rows
+
+    def _rows(self, batch: FetchedBatch) -> list[dict[str, Any]]:
+        """The rows of SMS fetched again by id: those found, and tombstones of those gone."""
+        self.progress.unreadable += len(batch.unreadable)
+        self._saw(batch.found)
+        rows = [normalize_sms(item, self.privacy) for item in batch.found]
+        return rows + [tombstone(i) for i in batch.deleted_by_event + batch.gone]
 
     def _hand_over(
         self,
@@ -206,12 +226,9 @@ class Run:
         deleted = {e["object_id"] for e in events if e.get("action") == "deleted"}
         for batch in fetch_by_ids(self.client, ids, deleted):
             self._guard_removals(len(batch.gone), table)
-            removed = batch.deleted_by_event + batch.gone
             self.progress.upserted += len(batch.found)
-            self.progress.deleted += len(removed)
-            self._saw(batch.found)
-            rows = [normalize_sms(item, self.privacy) for item in batch.found]
-            yield rows + [tombstone(i) for i in removed]
+            self.progress.deleted += len(batch.deleted_by_event) + len(batch.gone)
+            yield self._rows(batch)
         yield from self._recent(table, exclude=set(ids))
 
     def _recent(self, table: LoadedTable, exclude: set[str]) -> Iterator[TDataItems]:
@@ -253,6 +270,7 @@ class Run:
             if changed:
                 self._saw(changed)
                 yield [normalize_sms(item, self.privacy) for item in changed]
+        self.progress.skipped_positions += reader.progress.skipped_positions
 
     def _saw(self, items: list[dict[str, Any]]) -> None:
         if self.on_sms is not None:

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import filelock
+from dlt.common.destination import PreparedTableSchema
 from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.utils import new_table
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
@@ -68,6 +70,10 @@ class SyncRun:
     lag_seconds: float | None = None
     backfill_windows_left: int | None = None
     version: str = ""
+    # Listing positions stepped past (Close answered 404 "Empty query" for each alone), and
+    # SMS Close answered 403 for: neither read nor removed.
+    skipped_positions: int = 0
+    sms_unreadable: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The row with ISO timestamps, for the journal and `status --json`."""
@@ -109,6 +115,8 @@ def ledger_columns() -> dict[str, TColumnSchema]:
         "lag_seconds": "double",
         "backfill_windows_left": "bigint",
         "version": "text",
+        "skipped_positions": "bigint",
+        "sms_unreadable": "bigint",
     }
     required = ("run_id", "started_at", "ended_at", "outcome", "exit_status")
     return {
@@ -194,7 +202,9 @@ def write_runs(sql: SqlClientBase[Any], runs: list[SyncRun]) -> None:
     with sql.begin_transaction():
         if not sql.has_dataset():
             sql.create_dataset()
-        create_table(sql, LEDGER_TABLE, [{"name": n, **h} for n, h in ledger_columns().items()])
+        declared = [{"name": n, **h} for n, h in ledger_columns().items()]
+        create_table(sql, LEDGER_TABLE, declared)
+        _add_missing_columns(sql, declared)
         for run in runs:
             # Delete, then insert: a journal written again after a crash adds no duplicate.
             sql.execute_sql(f"DELETE FROM {table} WHERE run_id = %s", run.run_id)
@@ -202,6 +212,27 @@ def write_runs(sql: SqlClientBase[Any], runs: list[SyncRun]) -> None:
             sql.execute_sql(
                 f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
                 *(row[name] for name in names),
+            )
+
+
+def _add_missing_columns(sql: SqlClientBase[Any], columns: list[TColumnSchema]) -> None:
+    """Add the columns a newer version declares to a ledger an older version created."""
+    *_, schema, table = sql.make_qualified_table_name_path(LEDGER_TABLE, quote=False)
+    rows = sql.execute_sql(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s",
+        schema,
+        table,
+    )
+    present = {name for (name,) in rows or ()}
+    mapper = sql.capabilities.get_type_mapper()
+    prepared = cast(PreparedTableSchema, new_table(LEDGER_TABLE, columns=columns))
+    for column in columns:
+        if column["name"] not in present:
+            sql.execute_sql(
+                f"ALTER TABLE {sql.make_qualified_table_name(LEDGER_TABLE)} ADD COLUMN "
+                f"{sql.escape_column_name(column['name'])} "
+                f"{mapper.to_destination_type(column, prepared)}"
             )
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,8 @@ _ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9_-]+/")
 KEYS_PER_ORGANIZATION_LIMIT = 3
 # The start of the 404 body Close's REST framework sends for a record deleted mid-query.
 EMPTY_QUERY = "Empty query"
+# Quick retries of such a list page, for the transient case, before the caller steps past it.
+EMPTY_QUERY_RETRIES = 2
 
 
 class RequestRejected(CloseApiError):
@@ -42,6 +45,10 @@ class RequestRejected(CloseApiError):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+
+class DeletedMidQuery(CloseApiError):
+    """A list page kept answering 404 "Empty query": a deleted SMS Close still lists lies in it."""
 
 
 class InvalidResponse(CloseApiError):
@@ -199,7 +206,8 @@ class CloseClient:
             self._count("responses_429")
             self.keys.pause(sender, retry_wait_from_429(response))
             return None
-        if status in (401, 403):
+        # A 403 on one item is that item's permission, not the key's.
+        if status == 401 or (status == 403 and group == path):
             raise AuthError(
                 f"Close rejected {self.keys.describe(sender)} (HTTP {status}): "
                 f"{_error_message(response)}"
@@ -208,8 +216,9 @@ class CloseClient:
             message = _error_message(response)
             if status == 404 and message.startswith(EMPTY_QUERY) and group == path:
                 # Close's framework answers a list whose record at the offset was deleted
-                # mid-query this way; on an item it means the item is gone.
-                return _Failure(f"HTTP 404 {message}")
+                # mid-query this way; on an item it means the item is gone. It may pass, or
+                # repeat at that offset on every request: the caller steps past it.
+                return _Failure(f"HTTP 404 {message}", DeletedMidQuery, EMPTY_QUERY_RETRIES)
             raise RequestRejected(status, message)
         if status >= 500:
             return _Failure(f"HTTP {status}")
@@ -236,10 +245,9 @@ class CloseClient:
 
     def _backoff(self, failures: int, method: str, path: str, failure: _Failure) -> int:
         failures += 1
-        if failures > self.config.max_retries:
-            raise failure.error(
-                f"{method} {path}: {failure.reason}, after {self.config.max_retries} retries"
-            )
+        retries = min(self.config.max_retries, failure.max_retries)
+        if failures > retries:
+            raise failure.error(f"{method} {path}: {failure.reason}, after {retries} retries")
         self._count("retries")
         cap = min(self.config.backoff_max, self.config.backoff_base * 2 ** (failures - 1))
         self._sleep(random.uniform(cap / 2, cap), failure.reason)
@@ -285,6 +293,8 @@ class _Failure:
     reason: str
     # Raised once the retries run out.
     error: type[CloseApiError] = UnreachableError
+    # Fewer retries than configured, for failures the caller can work around.
+    max_retries: int = sys.maxsize
     # A refused or unresolvable connection: a wrong URL far more often than a blip.
     refused: bool = False
 

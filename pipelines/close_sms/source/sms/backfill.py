@@ -11,7 +11,7 @@ from typing import Any
 
 from ... import settings
 from ...errors import ApiContractError, CloseApiError
-from ..api.client import CloseClient, RequestRejected
+from ..api.client import CloseClient, DeletedMidQuery, RequestRejected
 from ..timestamps import format_filter, parse_timestamp, to_ms
 
 _MAX_SKIP_MESSAGE = re.compile(r"max_skip\s*=\s*(\d+)")
@@ -52,16 +52,33 @@ class BackfillProgress:
     pages: int = 0
     sms: int = 0
     windows_pending: int = 0
+    # Listing positions stepped past because Close answered 404 "Empty query" for them alone.
+    skipped_positions: int = 0
 
 
 @dataclass
 class _Page:
+    """Consecutive positions of a window's listing from `offset`, each an SMS or a hole."""
+
     window: Window
     items: list[dict[str, Any]]
     has_more: bool
     offset: int
     # Each item's date_created, in epoch milliseconds.
     created: list[int] = field(default_factory=list)
+    # Each item's position (`_skip`) in the window's listing.
+    positions: list[int] = field(default_factory=list)
+    # Positions stepped past: Close answers 404 "Empty query" for any page that holds them.
+    holes: list[int] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        """How many positions the page covers, holes included."""
+        return len(self.items) + len(self.holes)
+
+
+class _PastMaxSkip(Exception):
+    """Stepping past a hole needs an offset beyond `max_skip`: the window must be refined."""
 
 
 def _created_ms(item: dict[str, Any]) -> int:
@@ -134,6 +151,9 @@ class BackfillReader:
                         self.max_skip = min(self.max_skip, exc.max_skip)
                         self._queue[:0] = self._past_max_skip(window)
                         continue
+                    except _PastMaxSkip:
+                        self._queue[:0] = self._refine(window)
+                        continue
                     seen = self._seen.pop(window, None) or list(window.tail)
                     self._check(page, seen)
                     successors = self._successors(page, seen)
@@ -143,6 +163,10 @@ class BackfillReader:
                     if not successors:
                         self.progress.windows_done += 1
                     self.progress.pages += 1
+                    # Holes in the re-read overlap were counted with the page before.
+                    self.progress.skipped_positions += sum(
+                        1 for hole in page.holes if hole >= window.skip
+                    )
                     self.progress.sms += len(page.items)
                     self.progress.windows_pending = len(self._active) + len(self._queue)
                     if page.items:
@@ -208,20 +232,58 @@ class BackfillReader:
         # read shifts Close's offsets, and without the overlap the next one would be skipped.
         # Close's `max_skip` caps it: a page there re-reads more, and still reaches new SMS.
         offset = min(max(0, window.skip - self.overlap), self.max_skip)
+        entries, has_more = self._read(window, offset, self.page_size)
+        while entries and entries[-1] is None:
+            # A hole ends the page: read on until an SMS, so the page ends on a known date
+            # and says truly whether more follow.
+            more, has_more = self._read(window, offset + len(entries), 1)
+            if not more:
+                break
+            entries += more
+        page = _Page(window, [], has_more, offset)
+        for position, item in enumerate(entries, offset):
+            if item is None:
+                page.holes.append(position)
+            else:
+                page.items.append(item)
+                page.positions.append(position)
+        page.created = [_created_ms(item) for item in page.items]
+        return page
+
+    def _read(
+        self, window: Window, skip: int, limit: int
+    ) -> tuple[list[dict[str, Any] | None], bool]:
+        """Positions `skip`.. of the window's listing, at most `limit`, and whether more follow.
+
+        Close answers 404 "Empty query" for every page holding an SMS it deleted but still
+        lists; such a page is read in halves, down to that one position: a hole (None).
+        """
+        if skip > self.max_skip:
+            raise _PastMaxSkip()
         params: dict[str, Any] = {"date_created__gte": format_filter(window.lower)}
         if window.upper < settings.OPEN_END_MS:
             params["date_created__lt"] = format_filter(window.upper)
-        params.update({"_limit": self.page_size, "_skip": offset})
+        params.update({"_limit": limit, "_skip": skip})
         try:
             body = self.client.get(settings.SMS_ENDPOINT, params)
+        except DeletedMidQuery:
+            if limit == 1:
+                # Whether more follow is learnt from the next position.
+                return [None], True
+            half = limit // 2
+            head, more = self._read(window, skip, half)
+            if not more or not head:
+                return head, more
+            # From where the head ended: Close may answer fewer than asked for.
+            rest, more = self._read(window, skip + len(head), limit - len(head))
+            return head + rest, more
         except RequestRejected as exc:
             match = _MAX_SKIP_MESSAGE.search(exc.message)
             if not match:
                 raise
             raise MaxSkipExceeded(window, int(match[1])) from exc
-        page = _Page(window, list(body.get("data") or []), bool(body.get("has_more")), offset)
-        page.created = [_created_ms(item) for item in page.items]
-        return page
+        items: list[dict[str, Any] | None] = list(body.get("data") or [])
+        return items, bool(body.get("has_more"))
 
     def _check(self, page: _Page, seen: list[str]) -> None:
         """Stop at a page that breaks what the windows rely on, before anything is handed out.
@@ -261,7 +323,11 @@ class BackfillReader:
         the next unread ones may lie before the offset; a changed order of SMS sharing a
         timestamp shows as SMS read before coming back out of order.
         """
-        overlap = [item.get("id") for item in page.items[: page.window.skip - page.offset]]
+        overlap = [
+            item.get("id")
+            for item, position in zip(page.items, page.positions, strict=True)
+            if position < page.window.skip
+        ]
         if not seen or not overlap:
             return
         read_at = {sms_id: index for index, sms_id in enumerate(seen)}
@@ -281,34 +347,38 @@ class BackfillReader:
     def _successors(self, page: _Page, seen: list[str]) -> list[Window]:
         """The windows that replace `page.window` once its page is handed out."""
         window = page.window
-        if window.fine and window.skip and not page.items:
+        if window.fine and window.skip and not page.width:
             # The page before promised more SMS in this millisecond range: Close ignored the
             # fraction of the filter, and reading on would silently skip SMS.
             raise MaxSkipExceeded(window, self.max_skip, millisecond_filters=False)
-        if page.offset and not page.items:
+        if page.offset and not page.width:
             raise ApiContractError(
                 f"the page at offset {page.offset} of the second before {_upper_text(window)} "
                 f"came back empty: more than {self.overlap - 1} of the SMS read before it were "
                 "deleted between two requests, so SMS not read yet may lie before that offset"
             )
-        if not page.has_more or not page.items:
+        if not page.has_more:
             return []
         precision = self._precision(window)
         created = page.created
-        oldest_slice = max(window.lower, min(created) // precision * precision)
+        top = self._top_slice(window)
+        # A page of holes alone has no date: it stays in the window's newest slice.
+        oldest_slice = max(window.lower, min(created) // precision * precision) if created else top
         in_oldest = [
-            item["id"]
-            for item, moment in zip(page.items, created, strict=True)
+            (item["id"], position)
+            for item, moment, position in zip(page.items, created, page.positions, strict=True)
             if moment < oldest_slice + precision
         ]
-        if oldest_slice >= self._top_slice(window):
+        if oldest_slice >= top:
             # The whole page lies in the window's newest slice: page on by offset inside it.
-            skip = page.offset + len(page.items)
+            skip = page.offset + page.width
             handed = set(seen)
-            ids = seen + [sms_id for sms_id in in_oldest if sms_id not in handed]
+            ids = seen + [sms_id for sms_id, _ in in_oldest if sms_id not in handed]
         else:
-            skip = len(in_oldest)
-            ids = in_oldest
+            # The page ends on an SMS (see `_fetch`). A hole right before the oldest slice's
+            # first SMS may lie in either slice: left out, the next page only re-reads it.
+            skip = page.offset + page.width - in_oldest[0][1]
+            ids = [sms_id for sms_id, _ in in_oldest]
         successor = Window(
             window.lower,
             min(window.upper, oldest_slice + precision),

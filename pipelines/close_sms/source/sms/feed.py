@@ -9,7 +9,7 @@ from typing import Any
 
 from ... import settings
 from ...errors import ApiContractError
-from ..api.client import CloseClient, RequestRejected
+from ..api.client import CloseClient, DeletedMidQuery, RequestRejected
 from ..timestamps import parse_timestamp
 
 
@@ -80,6 +80,8 @@ class FetchedBatch:
     deleted_by_event: list[str] = field(default_factory=list)
     # Ids Close answered 404 for, one by one, without a `deleted` event behind them.
     gone: list[str] = field(default_factory=list)
+    # Ids Close answered 403 for: this key may not read them, so they stay as they are.
+    unreadable: list[str] = field(default_factory=list)
 
 
 def fetch_by_ids(
@@ -90,29 +92,27 @@ def fetch_by_ids(
 ) -> Iterator[FetchedBatch]:
     """Fetch SMS by id in batches; an id missing from an answer is removed only with proof.
 
-    The proof is a `deleted` event naming it, or a 404 for the id itself. An answer holding SMS
-    that were not asked for means Close ignored the `id__in` filter: the run stops.
+    The proof is a `deleted` event naming it, or a 404 for the id itself; a 403 for it leaves
+    it as it is. An answer holding SMS that were not asked for means Close ignored the
+    `id__in` filter: the run stops.
     """
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
-        body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(batch), "_limit": len(batch)})
-        data = list(body.get("data") or [])
-        asked = set(batch)
-        strangers = [item.get("id") for item in data if item.get("id") not in asked]
-        if strangers:
-            raise ApiContractError(
-                f"Close ignored the id__in filter of {settings.SMS_ENDPOINT}: asked for "
-                f"{len(batch)} SMS, it answered with {len(strangers)} others (e.g. {strangers[0]})"
-            )
-        result = FetchedBatch(found=data)
-        returned = {item["id"] for item in data}
+        result = FetchedBatch(found=_list_by_ids(client, batch))
+        returned = {item["id"] for item in result.found}
         for sms_id in batch:
             if sms_id in returned:
                 continue
             if sms_id in deleted_events:
                 result.deleted_by_event.append(sms_id)
                 continue
-            item = fetch_one(client, sms_id)
+            try:
+                item = fetch_one(client, sms_id)
+            except RequestRejected as exc:
+                if exc.status != 403:
+                    raise
+                result.unreadable.append(sms_id)
+                continue
             if item is None:
                 result.gone.append(sms_id)
             else:
@@ -120,8 +120,35 @@ def fetch_by_ids(
         yield result
 
 
+def _list_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
+    """The SMS of `ids` an `id__in` query returns.
+
+    Close answers 404 "Empty query" for a query naming an SMS it deleted but still indexes:
+    the ids are halved until that one is alone, and it is left for its own request.
+    """
+    try:
+        body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(ids), "_limit": len(ids)})
+    except DeletedMidQuery:
+        if len(ids) == 1:
+            return []
+        half = len(ids) // 2
+        return _list_by_ids(client, ids[:half]) + _list_by_ids(client, ids[half:])
+    data = list(body.get("data") or [])
+    asked = set(ids)
+    strangers = [item.get("id") for item in data if item.get("id") not in asked]
+    if strangers:
+        raise ApiContractError(
+            f"Close ignored the id__in filter of {settings.SMS_ENDPOINT}: asked for "
+            f"{len(ids)} SMS, it answered with {len(strangers)} others (e.g. {strangers[0]})"
+        )
+    return data
+
+
 def fetch_one(client: CloseClient, sms_id: str) -> dict[str, Any] | None:
-    """One SMS by id, or None when Close answers 404 for it (the proof that it is gone)."""
+    """One SMS by id, or None when Close answers 404 for it (the proof that it is gone).
+
+    A 403 (this key may not read it) is raised as `RequestRejected`.
+    """
     try:
         item = client.get(f"{settings.SMS_ENDPOINT}{sms_id}/")
     except RequestRejected as exc:

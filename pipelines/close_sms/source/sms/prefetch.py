@@ -35,6 +35,8 @@ class PrefetchedPage:
     pending: tuple[Window, ...]
     windows_done: int
     last: bool = False
+    # Listing positions the reader stepped past since the entry before.
+    skipped_positions: int = 0
 
 
 class Prefetcher:
@@ -44,6 +46,9 @@ class Prefetcher:
         self.reader = reader
         # What the consumer has been handed up to: the windows its state should now hold.
         self.handed: tuple[Window, ...] = tuple(reader.windows)
+        # Listing positions stepped past up to what the consumer has been handed.
+        self.skipped_positions = 0
+        self._skipped_queued = 0
         self._buffer: queue.Queue[object] = queue.Queue(maxsize=buffer_pages)
         self._stop = threading.Event()
         self._finished = False
@@ -75,6 +80,7 @@ class Prefetcher:
             assert isinstance(entry, PrefetchedPage)
             # Windows whose last page was empty end without a page: the last entry says so.
             self.handed = entry.pending
+            self.skipped_positions += entry.skipped_positions
             if entry.last:
                 self._finished = True
                 return
@@ -100,7 +106,10 @@ class Prefetcher:
 
     def _page(self, items: list[dict], last: bool = False) -> PrefetchedPage:
         pending = tuple(self.reader.pending)
-        return PrefetchedPage(items, pending, self.reader.progress.windows_done, last)
+        progress = self.reader.progress
+        skipped = progress.skipped_positions - self._skipped_queued
+        self._skipped_queued = progress.skipped_positions
+        return PrefetchedPage(items, pending, progress.windows_done, last, skipped)
 
     def _put(self, entry: object) -> bool:
         """Wait for room in the buffer; False once the prefetcher is closed."""
