@@ -33,6 +33,16 @@ def _paths(running: Any, since: int = 0) -> Counter[str]:
     return Counter(r.path.removeprefix("/api/v1") for r in running.emu.request_log[since:])
 
 
+def _context_requests(records: list[Any]) -> int:
+    """Requests only the context makes: its endpoints, and the event log's lead and contact pages."""
+    return sum(
+        1
+        for r in records
+        if r.path.removeprefix("/api/v1").startswith(CONTEXT_PATHS)
+        or r.params.get("object_type") in ("lead", "contact")
+    )
+
+
 def _tables(target: Any) -> set[str]:
     rows = target.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'close_sms'"
@@ -173,15 +183,19 @@ def test_the_context_costs_few_requests(emulator, tmp_path):
     sync(off, tmp_path / "off.duckdb", context=False)
     sync(on, tmp_path / "on.duckdb")
     first_off, first_on = len(off.emu.request_log), len(on.emu.request_log)
-    assert first_on <= first_off * 1.15, (first_off, _paths(on) - _paths(off))
+    # The SMS reads' own count varies with how the backfill's workers split their windows, so
+    # the context's cost is counted request by request, against the SMS-only sync.
+    context_cost = _context_requests(on.emu.request_log)
+    assert context_cost <= first_off * 0.15, (first_off, _paths(on) - _paths(off))
 
     for running in (off, on):
         running.emu.clock.advance(120)
     sync(off, tmp_path / "off.duckdb", context=False)
     sync(on, tmp_path / "on.duckdb")
     quiet_off = len(off.emu.request_log) - first_off
-    quiet_on = len(on.emu.request_log) - first_on
-    assert quiet_on - quiet_off <= 8, (_paths(on, first_on), _paths(off, first_off))
+    quiet_on = _context_requests(on.emu.request_log[first_on:])
+    assert quiet_on <= 8, (_paths(on, first_on), _paths(off, first_off))
+    assert len(on.emu.request_log) - first_on <= quiet_off + 8
     assert not [p for p in _paths(on, first_on) if p.startswith(("/user/", "/sms_template/"))]
 
     # An hour on, the small tables are read again.
