@@ -1,4 +1,5 @@
-"""The client against the emulator's recorded rate-limit answers: groups by method, warnings."""
+"""The client against the emulator's recorded answers: rate-limit forms and groups by method,
+the POST override refused, warnings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from close_sms import settings
 from close_sms.source.api.client import CloseClient
 from close_sms.source.sms.feed import fetch_by_ids
+from tests.support import mismatches, sync
 
 CLIENT_LOG = "close_sms.source.api.client"
 
@@ -94,3 +96,29 @@ def test_override_lookups_are_paced_in_their_own_tenfold_lower_group(emulator):
     reads = [r for r in emu.request_log if r.method == "GET" and r.status == 200]
     # Paced with the override's group they would get a tenth of that.
     assert len(reads) >= 0.5 * 20 * elapsed, f"{len(reads)} list reads in {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("refusal", [400, 405])
+def test_a_refused_post_override_falls_back_to_get_batches_for_the_rest_of_the_run(
+    emulator, tmp_path, refusal
+):
+    """The change feed names 150 new SMS: 100 ids are too long for a URL, and Close refuses the
+    POST override. The ids go as GETs short enough for a URL; no second override is sent."""
+    running = emulator(sms=300, seed=12, refuse_method_override=refusal)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database, recent_window_hours=0)
+    some = next(iter(emu.snapshot().values()))
+    base = {key: some[key] for key in ("lead_id", "contact_id", "remote_phone", "local_phone")}
+    for number in range(150):
+        emu.create_sms({**base, "status": "inbox", "direction": "inbound", "text": f"{number}"})
+    emu.clock.advance(settings.EVENT_LOOKBACK_SECONDS + 60)
+    emu.clear_request_log()
+
+    sync(running, database, recent_window_hours=0)
+
+    assert mismatches(database, emu.snapshot()) == []
+    overrides = [r for r in emu.request_log if r.method == "POST"]
+    assert [r.status for r in overrides] == [refusal]
+    lookups = [r for r in emu.request_log if r.method == "GET" and "id__in" in r.params]
+    assert sum(len(r.params["id__in"].split(",")) for r in lookups) >= 150

@@ -47,6 +47,10 @@ class RequestRejected(CloseApiError):
         self.message = message
 
 
+class OverrideRefused(RequestRejected):
+    """Close refused the POST override for a query too long for a URL (400 or 405)."""
+
+
 class DeletedMidQuery(CloseApiError):
     """A list page kept answering 404 "Empty query": a deleted SMS Close still lists lies in it."""
 
@@ -105,6 +109,8 @@ class CloseClient:
         self._stats_lock = threading.Lock()
         self._local = threading.local()
         self.server_time: datetime | None = None
+        # Paths whose POST override Close refused: their long queries are not sent again.
+        self._override_refused: set[str] = set()
         # Whether a successful answer carried a rate-limit header; None until the first one.
         self._paced_by_headers: bool | None = None
         if len(self.keys.keys) > KEYS_PER_ORGANIZATION_LIMIT:
@@ -127,17 +133,30 @@ class CloseClient:
         return session
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """GET `path`; long query strings go as Close's POST with `x-http-method-override`."""
+        """GET `path`; long query strings go as Close's POST with `x-http-method-override`.
+
+        Raises `OverrideRefused` when Close refuses that POST (400, 405), and from then on for
+        every query of `path` too long for a URL, without sending it: the caller splits it.
+        """
         params = dict(params or {})
         url = self.base_url + path
-        if len(url) + len(urlencode(params)) + 1 > settings.MAX_URL_LENGTH:
+        if len(url) + len(urlencode(params)) + 1 <= settings.MAX_URL_LENGTH:
+            return self._request("GET", path, params=params)
+        if path in self._override_refused:
+            raise OverrideRefused(405, f"{path}: Close refused the POST override earlier")
+        try:
             return self._request(
                 "POST",
                 path,
                 json_body={"_params": params},
                 headers={"x-http-method-override": "GET"},
             )
-        return self._request("GET", path, params=params)
+        except RequestRejected as exc:
+            if exc.status not in (400, 405):
+                raise
+            with self._stats_lock:
+                self._override_refused.add(path)
+            raise OverrideRefused(exc.status, exc.message) from None
 
     def check_keys(self) -> None:
         """GET `/me/` (the cheapest call) with every key: a rejected one stops the run first."""
@@ -255,12 +274,15 @@ class CloseClient:
 
     def _await_slot(self, group: str, key: int | None) -> int:
         """Wait for the next slot of `group` (on `key`, or the key free soonest); its key."""
+        due = self.keys.due(group, key)
+        ahead = 0.0 if due is None else due - time.monotonic()
+        if ahead > 0 and self.config.on_wait:
+            self.config.on_wait("rate limit", ahead)
         slot = self.keys.claim(group, key)
-        if slot.wait > 0 or slot.blocked > 0:
+        if slot.blocked > 0:
             with self._stats_lock:
                 self.stats.rate_limit_waits += 1
-                self.stats.rate_limit_wait_seconds += slot.wait + slot.blocked
-        self._sleep(slot.wait, "rate limit")
+                self.stats.rate_limit_wait_seconds += slot.blocked
         return slot.key
 
     def _sleep(self, seconds: float, reason: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
-import math
 import re
 import threading
 import time
@@ -24,6 +23,9 @@ _RATELIMIT = re.compile(
 # draft-ietf-httpapi-ratelimit-headers: `RateLimit: "default";r=5;t=3` (remaining, reset) and
 # `RateLimit-Policy: "default";q=10;w=10` (limit, window).
 _IETF_ITEM = re.compile(r"(?:^|;)\s*(?P<name>[rtqw])=(?P<value>\d+(?:\.\d+)?)")
+# Close's longest recorded window: without any rate-limit description, one more request may be
+# in flight after each such span without a 429.
+_HEADERLESS_RAMP_SECONDS = 15.0
 # Where a whole-second `reset` may put the window's end, from (request sent + reset) to
 # (answer received + reset): rounded down, up to a second later; rounded up, up to one earlier.
 _ROUNDING_SLACK = {"floor": (0.0, 1.0), "ceil": (-1.0, 0.0)}
@@ -112,7 +114,8 @@ class _Budget:
     ends_at: float = 0.0
     # The longest `reset` seen: how long the windows after the described one are assumed to last.
     window: float = 0.0
-    answered: bool = False
+    # When the first answer came (None: not yet).
+    first_answer: float | None = None
     # Seconds from a slot to its answer (moving average): a request sent later than this before
     # a window's end lands in the next window.
     round_trip: float = 0.0
@@ -125,8 +128,10 @@ class _Budget:
     ends: dict[str, tuple[float, float]] = field(default_factory=dict)
     last_sent: float = 0.0
     last_remaining: float = 0.0
-    # Described by a 429's body only: Close's answers carry no rate-limit header.
+    # Described by a 429's body only: Close's answers carry no rate-limit header. Then the
+    # answer times of the requests since that 429 (the latest `limit`) are all there is to count.
     headerless: bool = False
+    answers: list[float] = field(default_factory=list)
 
 
 class RateLimitPacer:
@@ -180,12 +185,6 @@ class RateLimitPacer:
             bisect.insort(budget.slots, slot)
             return slot - now
 
-    def due(self, group: str) -> float | None:
-        """When the slot `group` has promised ahead is due (None: none is, wait for an answer)."""
-        with self._lock:
-            slots = self._budgets.setdefault(group, _Budget()).slots
-            return slots[-1] if slots and slots[-1] > self._clock() else None
-
     def _next_slot(self, budget: _Budget, now: float) -> float | None:
         if budget.slots and budget.slots[-1] > now:
             # One slot promised ahead at a time: the next is placed once it is due, with what
@@ -193,7 +192,15 @@ class RateLimitPacer:
             return None
         start = max(now, self._paused_until)
         if budget.limit is None:
-            return None if budget.slots and not budget.answered else start
+            if budget.first_answer is None:
+                return None if budget.slots else start
+            # No description yet (answers without headers): one request at a time, one more
+            # for every span of Close's longest window without a 429, so that the 429 that
+            # describes the window finds few others in flight.
+            allowed = 1 + (now - budget.first_answer) // _HEADERLESS_RAMP_SECONDS
+            return None if len(budget.slots) >= allowed else start
+        if budget.headerless:
+            return _sliding_slot(budget, start)
         described = [slot for slot in budget.slots if slot < budget.ends_at]
         # Whole-second resets, rounding unknown: the window ends by the earliest of the
         # roundings' latest ends, or a second later.
@@ -220,7 +227,7 @@ class RateLimitPacer:
             allowed = budget.limit
         window_end = window_start + budget.window
         promised = [slot for slot in budget.slots if window_start <= slot < window_end]
-        left = allowed - len(promised) - budget.headerless
+        left = allowed - len(promised)
         if left < 1:
             # Nothing left means slots are promised: their answers come before any new slot.
             return None
@@ -241,11 +248,13 @@ class RateLimitPacer:
             if budget.slots:
                 sent = budget.slots.pop(0)
                 sample = max(0.0, now - sent)
-                budget.round_trip += (sample - budget.round_trip) / 5 if budget.answered else sample
-            budget.answered = True
+                first = budget.first_answer is None
+                budget.round_trip += sample if first else (sample - budget.round_trip) / 5
+            if budget.first_answer is None:
+                budget.first_answer = now
             if reading is None:
-                if budget.headerless:
-                    _count_headerless(budget, sent)
+                if budget.headerless and budget.limit is not None:
+                    budget.answers = [*budget.answers, now][-int(budget.limit) :]
                 return
             # Without a stated limit, at least what is left plus the answered request.
             budget.limit = (
@@ -255,6 +264,8 @@ class RateLimitPacer:
             )
             budget.remaining = reading.remaining
             budget.headerless = headerless
+            # The 429's window holds every request before it; the count starts at its end.
+            budget.answers = []
             if reading.whole:
                 _place_whole_second_end(budget, reading, sent, now)
                 # The spread of the next window's first slots, not its count, hangs on it: a
@@ -311,17 +322,17 @@ def _place_whole_second_end(budget: _Budget, reading: RateReading, sent: float, 
     budget.ends_at = max(hi for _, hi in budget.ends.values())
 
 
-def _count_headerless(budget: _Budget, sent: float) -> None:
-    """Count an answer without headers in the windows a 429's body described, one after another.
-
-    The windows are guessed from the 429's reset: one request fewer per window keeps a window
-    Close starts at its first request from reaching into the next one.
-    """
-    if sent >= budget.ends_at:
-        passed = math.floor((sent - budget.ends_at) / budget.window) + 1
-        budget.ends_at = budget.ends_early = budget.ends_at + passed * budget.window
-        budget.remaining = (budget.limit or 1.0) - 1
-    budget.remaining -= 1
+def _sliding_slot(budget: _Budget, start: float) -> float | None:
+    """The next slot when only a 429's body described the window: none before its end, then
+    no more than `limit` requests within any `window` (the answer `limit` requests back plus a
+    window), which holds whether Close's windows are aligned or start at their first request."""
+    start = max(start, budget.ends_at)
+    free = int(budget.limit or 1) - len(budget.slots)
+    if free < 1:
+        return None
+    if len(budget.answers) < free:
+        return start
+    return max(start, budget.answers[-free] + budget.window)
 
 
 def _rule_out(budget: _Budget, ends: Mapping[str, tuple[float, float]]) -> bool:
@@ -342,10 +353,9 @@ def _spread(start: float, promised: list[float], window_end: float, left: float)
 
 @dataclass(frozen=True)
 class KeySlot:
-    """A claimed request slot: which key sends, and how long to sleep first."""
+    """A claimed request slot, due now: which key sends."""
 
     key: int
-    wait: float
     # Seconds `KeyPool.claim` waited before the slot was claimed.
     blocked: float = 0.0
 
@@ -371,34 +381,50 @@ class KeyPool:
         return f"key {key + 1} of {len(self.keys)}" if len(self.keys) > 1 else "the API key"
 
     def reserve(self, group: str, key: int | None = None) -> KeySlot | None:
-        """Claim the soonest slot of `group` on any key (or on `key`); None: wait for an answer."""
+        """Claim a slot of `group` that is due now on any key (or on `key`); None: wait.
+
+        Slots are claimed only once due, never promised ahead: a slot computed earlier would
+        miss what the answers that came meanwhile said (a window's end narrowed, a 429).
+        """
         with self._answered:
-            candidates = range(len(self.keys)) if key is None else [key]
-            # Rotating the start breaks ties between equally free keys in turn.
-            turn = next(self._turn)
-            soonest: tuple[float, int] | None = None
-            for index in sorted(candidates, key=lambda i: (i - turn) % len(self.keys)):
-                moment = self._pacers[index].next_slot(group)
-                if moment is not None and (soonest is None or moment < soonest[0]):
-                    soonest = (moment, index)
-            if soonest is None:
+            moment = self._soonest(group, key)
+            if moment is None or moment[0] > self._clock():
                 return None
-            wait = self._pacers[soonest[1]].reserve(group)
-            return None if wait is None else KeySlot(soonest[1], wait)
+            wait = self._pacers[moment[1]].reserve(group)
+            return None if wait is None else KeySlot(moment[1])
+
+    def due(self, group: str, key: int | None = None) -> float | None:
+        """When the next slot of `group` (on `key`) is due; None: not before an answer."""
+        with self._answered:
+            moment = self._soonest(group, key)
+            return None if moment is None else moment[0]
+
+    def _soonest(self, group: str, key: int | None) -> tuple[float, int] | None:
+        """The soonest next slot of `group` over the keys (or `key`), and its key."""
+        candidates = range(len(self.keys)) if key is None else [key]
+        # Rotating the start breaks ties between equally free keys in turn.
+        turn = next(self._turn)
+        soonest: tuple[float, int] | None = None
+        for index in sorted(candidates, key=lambda i: (i - turn) % len(self.keys)):
+            moment = self._pacers[index].next_slot(group)
+            if moment is not None and (soonest is None or moment < soonest[0]):
+                soonest = (moment, index)
+        return soonest
 
     def claim(self, group: str, key: int | None = None) -> KeySlot:
-        """`reserve`, waiting while it has no slot: until an answer, or a promised slot is due."""
+        """`reserve`, waiting while it has no slot: until an answer, or the next slot is due."""
         began = None
         with self._answered:
             while (slot := self.reserve(group, key)) is None:
                 began = self._clock() if began is None else began
-                candidates = range(len(self.keys)) if key is None else [key]
-                due = [d for i in candidates if (d := self._pacers[i].due(group)) is not None]
+                due = self.due(group, key)
                 # Answers wake the waiters; the timeout only re-checks in case one never comes.
-                timeout = min(due) - self._clock() if due else settings.KEY_POOL_RECHECK_SECONDS
+                timeout = (
+                    due - self._clock() if due is not None else settings.KEY_POOL_RECHECK_SECONDS
+                )
                 self._answered.wait(max(0.0, timeout))
         blocked = 0.0 if began is None else self._clock() - began
-        return KeySlot(slot.key, slot.wait, blocked)
+        return KeySlot(slot.key, blocked)
 
     def observe(
         self, key: int, group: str, headers: Mapping[str, str], fallback: RateReading | None = None

@@ -9,7 +9,7 @@ from typing import Any
 
 from ... import settings
 from ...errors import ApiContractError
-from ..api.client import CloseClient, DeletedMidQuery, RequestRejected
+from ..api.client import CloseClient, DeletedMidQuery, OverrideRefused, RequestRejected
 from ..timestamps import parse_timestamp
 
 
@@ -124,11 +124,13 @@ def _list_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
     """The SMS of `ids` an `id__in` query returns.
 
     Close answers 404 "Empty query" for a query naming an SMS it deleted but still indexes:
-    the ids are halved until that one is alone, and it is left for its own request.
+    the ids are halved until that one is alone, and it is left for its own request. When Close
+    refuses the POST override that a query too long for a URL needs, the ids are halved until
+    their query fits in a URL.
     """
     try:
         body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(ids), "_limit": len(ids)})
-    except DeletedMidQuery:
+    except (DeletedMidQuery, OverrideRefused):
         if len(ids) == 1:
             return []
         half = len(ids) // 2
