@@ -12,7 +12,7 @@ import pytest
 from close_sms import settings
 from close_sms.source.api.client import CloseClient
 from close_sms.source.sms.feed import fetch_by_ids
-from tests.support import mismatches, sync
+from tests.support import mismatches, run_cli, sync
 
 CLIENT_LOG = "close_sms.source.api.client"
 
@@ -122,3 +122,35 @@ def test_a_refused_post_override_falls_back_to_get_batches_for_the_rest_of_the_r
     assert [r.status for r in overrides] == [refusal]
     lookups = [r for r in emu.request_log if r.method == "GET" and "id__in" in r.params]
     assert sum(len(r.params["id__in"].split(",")) for r in lookups) >= 150
+
+
+def test_the_cli_says_each_pacing_warning_once_on_stderr_even_when_quiet(emulator, tmp_path):
+    """dlt's log level is CRITICAL in the CLI: the warnings must not depend on a logger."""
+    running = emulator(sms=300, rps=50, ratelimit_window=1, ratelimit_header_form="none")
+    keys = [running.api_key] + [f"api_pacerWARNINGkey{n}ForTHEpoolQx81" for n in range(3)]
+    for key in keys[1:]:
+        running.emu.add_api_key(key)
+    database = tmp_path / "warehouse.duckdb"
+
+    try:
+        result = run_cli(
+            "sync",
+            "--quiet",
+            "--base-url",
+            running.base_url,
+            "--database",
+            str(database),
+            api_key=",".join(keys),
+        )
+    finally:
+        for key in keys[1:]:
+            running.emu.remove_api_key(key)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "close-sms: warning: 4 API keys: Close's organization limit is 3 times a key's, so a "
+        "fourth key adds no requests a second",
+        "close-sms: warning: Close's answers carry no rate-limit header: pacing from 429 "
+        "answers alone",
+    ]
+    assert mismatches(database, running.emu.snapshot()) == []

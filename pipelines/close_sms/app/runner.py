@@ -78,6 +78,7 @@ def run_sync(options: SyncOptions, say: Say) -> SyncReport:
 def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncReport:
     began = time.monotonic()
     warehouse = options.warehouse
+    warn = _warning_printer()
 
     def next_source() -> tuple[Any, SyncProgress]:
         first = not report.chunks
@@ -86,6 +87,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
             on_start=_start_printer(say) if first else None,
             on_page=options.on_page,
             on_wait=_wait_printer(say),
+            on_warning=warn,
         )
         source = close_sms_source(
             **options.source_args,
@@ -182,6 +184,19 @@ def _wait_printer(say: Say) -> Callable[[str, float], None]:
             say(f"  waiting {seconds:.1f} s ({reason})")
 
     return on_wait
+
+
+def _warning_printer() -> Callable[[str], None]:
+    """Warnings go to stderr even with --quiet (cron mail should carry them), once a run:
+    every chunk's source says them again."""
+    said: set[str] = set()
+
+    def on_warning(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            print(f"close-sms: warning: {message}", file=sys.stderr, flush=True)
+
+    return on_warning
 
 
 @contextmanager

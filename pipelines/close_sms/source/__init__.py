@@ -155,6 +155,7 @@ def close_sms_source(
                 max_retries=int(max_retries),
                 backoff_max=float(backoff_max),
                 on_wait=progress.on_wait if progress else None,
+                on_warning=progress.on_warning if progress else None,
             ),
         ),
         start_date=parse_start_date(start_date),

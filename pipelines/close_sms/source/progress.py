@@ -56,6 +56,8 @@ class SyncProgress:
     on_start: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
     on_page: Callable[[SyncProgress], None] | None = field(default=None, repr=False)
     on_wait: Callable[[str, float], None] | None = field(default=None, repr=False)
+    # Called with each warning of the run (one line), e.g. Close sends no rate-limit header.
+    on_warning: Callable[[str], None] | None = field(default=None, repr=False)
 
 
 def measure_pending(progress: SyncProgress, windows: Sequence[Window], until: datetime) -> None:

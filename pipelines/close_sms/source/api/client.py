@@ -81,6 +81,8 @@ class ClientConfig:
     backoff_max: float = settings.BACKOFF_MAX_SECONDS
     user_agent: str = "close-sms/0.1 (+dlt)"
     on_wait: Callable[[str, float], None] | None = field(default=None, repr=False)
+    # Where the client's warnings go (one line each); without it, this module's logger.
+    on_warning: Callable[[str], None] | None = field(default=None, repr=False)
 
 
 def _error_message(response: requests.Response) -> str:
@@ -114,12 +116,18 @@ class CloseClient:
         # Whether a successful answer carried a rate-limit header; None until the first one.
         self._paced_by_headers: bool | None = None
         if len(self.keys.keys) > KEYS_PER_ORGANIZATION_LIMIT:
-            logger.warning(
-                "%d API keys: Close's organization limit is %d times a key's, so a fourth key "
-                "adds no requests a second",
-                len(self.keys.keys),
-                KEYS_PER_ORGANIZATION_LIMIT,
+            self._warn(
+                f"{len(self.keys.keys)} API keys: Close's organization limit is "
+                f"{KEYS_PER_ORGANIZATION_LIMIT} times a key's, so a fourth key adds no "
+                "requests a second"
             )
+
+    def _warn(self, message: str) -> None:
+        """Tell the user once: through `on_warning`, which the CLI prints, else the logger."""
+        if self.config.on_warning:
+            self.config.on_warning(message)
+        else:
+            logger.warning(message)
 
     def _session(self) -> requests.Session:
         # requests.Session is not guaranteed thread-safe: one per worker thread.
@@ -258,7 +266,7 @@ class CloseClient:
             first = self._paced_by_headers is None
             self._paced_by_headers = read_rate_limit(response.headers) is not None
             if first and not self._paced_by_headers:
-                logger.warning(
+                self._warn(
                     "Close's answers carry no rate-limit header: pacing from 429 answers alone"
                 )
 
