@@ -33,6 +33,11 @@ Rows (all from one run; A = 100k SMS, D = 1M, J = 60k, --quick 20k, 100k and 20k
   g  each view over G SMS, via tests/benchmarks/bench_views.py (best of 3, slowest view)
   j  backfill of J SMS that each carry 3 fields the schema does not declare (text, number,
      bool, as Close's `import_id`) / the same backfill without them (best of 2 each)
+  p  the pacer under each rate-limit form Close has sent (10 s windows that start at their
+     first request, `reset` rounded down and up; no header at all; POST overrides in a group
+     with a tenth of GET's limit): 8 threads reading through one client for 4 windows;
+     successful requests of the group after its first window / the budget, and 429s (less
+     one learning 429) / all requests
 
 Rows h and i read one emulator process (the same data set as d's, each into a fresh
 database); its buckets are per key, so row i starts with a full bucket as row h did.
@@ -381,6 +386,78 @@ def change_sms(base_url: str, updated: int = 50, created: int = 30, deleted: int
     return updated + created + deleted
 
 
+# ---- the pacer under each rate-limit form ---------------------------------------------------
+
+PACER_WINDOW = 10
+PACER_WINDOWS = 4
+PACER_WORKERS = 8
+# (header form, reset rounding, POST overrides in their own group with a tenth of the limit)
+PACER_ROWS = (
+    *(
+        (form, rounding, False)
+        for form in ("ratelimit", "x-rate-limit", "ratelimit-separate", "ietf")
+        for rounding in ("floor", "ceil")
+    ),
+    ("none", "fraction", False),
+    ("ratelimit", "floor", True),
+)
+
+
+def pacer_row(table: Table, form: str, rounding: str, override: bool) -> None:
+    """One pacer row: the emulator in this process (its load is a few requests a second)."""
+    from close_sms import settings
+    from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+    from close_sms.source.api.client import CloseClient
+    from close_sms.source.sms.feed import fetch_by_ids
+
+    rps, share = (10, 0.1) if override else (5, 1.0)
+    config = EmulatorConfig(
+        rps=rps,
+        latency_ms=50,
+        ratelimit_window=PACER_WINDOW,
+        ratelimit_reset_rounding=rounding,  # type: ignore[arg-type]
+        ratelimit_header_form=form,  # type: ignore[arg-type]
+        ratelimit_group_by_method=override,
+        ratelimit_override_share=share,
+    )
+    emu = Emulator(config)
+    emu.generate(n=300, seed=8)
+    server = EmulatorServer(emu, port=0, quiet=True).start()
+    client = CloseClient(server.base_url, DEMO_API_KEY)
+    # 100 ids make a query too long for a URL: each lookup is a POST override.
+    ids = sorted(emu.snapshot())[:100]
+    stop = time.time() + PACER_WINDOW * PACER_WINDOWS + 1
+
+    def read() -> None:
+        while time.time() < stop:
+            if override:
+                next(fetch_by_ids(client, ids, set(), batch_size=len(ids)))
+            else:
+                client.get(settings.SMS_ENDPOINT, {"_limit": 1})
+
+    with ThreadPoolExecutor(PACER_WORKERS) as pool:
+        for done in [pool.submit(read) for _ in range(PACER_WORKERS)]:
+            done.result()
+    server.stop()
+    method = "POST" if override else "GET"
+    log = [r for r in emu.request_log if r.method == method and r.path == SMS_LIST]
+    since = log[0].time + PACER_WINDOW
+    until = log[0].time + PACER_WINDOW * PACER_WINDOWS
+    accepted = sum(1 for r in log if r.status == 200 and since <= r.time < until)
+    limit = round(rps * PACER_WINDOW * share)
+    used = accepted / (limit * (PACER_WINDOWS - 1))
+    throttled = sum(1 for r in log if r.status == 429)
+    counted = max(0, throttled - 1) / len(log)
+    what = "POST overrides, a tenth of GET's limit" if override else f"reset {rounding}"
+    table.add(
+        "p",
+        f"pacer, {form} header, {what}: {limit} per {PACER_WINDOW} s, {PACER_WORKERS} threads",
+        f"{accepted} of {limit * (PACER_WINDOWS - 1)} = {used:.2f}; 429s {throttled} of {len(log)}",
+        ">= 0.90, 429s (less one) <= 1%",
+        used >= 0.90 and counted <= 0.01,
+    )
+
+
 # ---- the run --------------------------------------------------------------------------------
 
 
@@ -440,7 +517,7 @@ def run(args: argparse.Namespace) -> None:
         else (100_000, 40_000, 1_000_000, 1_000_000, 60_000)
     )
     e_small = 10_000 if not args.quick else 2_000
-    only = set(args.only or "abchidefgj")
+    only = set(args.only or "abchidefgjp")
     table = Table()
     workdir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     print(f"machine: {machine()}\nwork dir: {workdir}", flush=True)
@@ -630,6 +707,9 @@ def run(args: argparse.Namespace) -> None:
                 "<= 1.10",
                 ratio <= 1.10,
             )
+        if "p" in only:
+            for form, rounding, override in PACER_ROWS:
+                pacer_row(table, form, rounding, override)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
