@@ -158,6 +158,27 @@ def test_bad_ignored_context_filters_are_refused():
         EmulatorConfig(ignored_context_filters="lead.id__in")  # type: ignore[arg-type]
 
 
+def test_a_forbidden_object_answers_403_and_lists_leave_it_out(emulator):
+    run = emulator(sms=400)
+    leads = _all(run, "/lead/")
+    lead, contact = leads[2], leads[5]["contact_ids"][0]
+    run.emu.forbid_object("lead", lead["id"])
+    run.emu.forbid_object("contact", contact)
+
+    for path in (f"/lead/{lead['id']}/", f"/contact/{contact}/"):
+        forbidden = run.get(path)
+        assert forbidden.status_code == 403 and forbidden.json()["error"], path
+    assert [x["id"] for x in _all(run, "/lead/")] == [x["id"] for x in leads if x != lead]
+    asked = [lead["id"], leads[3]["id"]]
+    by_id = run.get("/lead/", params={"id__in": ",".join(asked)}).json()["data"]
+    assert [x["id"] for x in by_id] == [leads[3]["id"]]
+    assert contact not in {c["id"] for c in _all(run, "/contact/")}
+    assert run.get("/contact/", params={"id__in": contact}).json()["data"] == []
+    assert run.get(f"/lead/{leads[3]['id']}/").status_code == 200
+    with pytest.raises(KeyError):
+        run.emu.forbid_object("lead", "lead_missing")
+
+
 def test_every_sms_reference_resolves(emulator):
     run = emulator(sms=3000)
     users = {u["id"]: u for u in _all(run, "/user/")}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support import (
+    as_target,
     context_mismatches,
     count,
     run_cli,
@@ -173,6 +174,42 @@ def test_an_ignored_id_in_filter_stops_the_run_and_commits_nothing(emulator, tmp
     after = {table: count(database, f"SELECT count(*) FROM close_sms.{table}") for table in before}
     assert after == before
     assert count(database, renamed) == 0
+
+
+def test_objects_close_answers_403_for_are_kept_counted_and_the_run_goes_on(emulator, tmp_path):
+    running = emulator(sms=800, seed=15)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    leads = _referenced(emu, "lead_id")
+    with emu.lock:
+        crm = emu.store.crm
+        contact = next(
+            i for i in _referenced(emu, "contact_id") if crm.contacts[i].lead_id not in leads[:2]
+        )
+        number = next(iter(crm.numbers))
+    # Changes this key may not read, each a record Close answers 403 for, and one it may.
+    emu.rename_lead(leads[0], "Hidden")
+    emu.forbid_object("lead", leads[0])
+    emu.update_contact(contact, {"name": "Hidden"})
+    emu.forbid_object("contact", contact)
+    emu.forbid_object("phone_number", number)
+    emu.rename_lead(leads[1], "Visible")
+    emu.clock.advance(3700)  # the small tables are read again
+
+    report = sync(running, database)
+
+    assert sum(chunk.context_unreadable for chunk in report.chunks) == 3
+    lead_names = _by_id(database, "leads")
+    assert lead_names[leads[1]] == "Visible"
+    assert lead_names[leads[0]] not in (None, "Hidden")
+    assert _by_id(database, "contacts")[contact] not in (None, "Hidden")
+    assert number in _by_id(database, "phone_numbers", "label")
+
+
+def _by_id(database: Any, table: str, column: str = "name") -> dict[str, Any]:
+    """`column` of every row of a context table, by id."""
+    return dict(as_target(database).query(f"SELECT id, {column} FROM close_sms.{table}"))
 
 
 def test_context_off_loads_no_context_and_asks_for_none(emulator, target):

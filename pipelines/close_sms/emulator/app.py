@@ -752,7 +752,10 @@ class EmulatorApp:
             store = self._store(principal)
             ctx = self._ctx(request, principal)
             if method == "GET":
-                item = store.crm.render(kind, store.crm.get(kind, object_id))
+                found = store.crm.get(kind, object_id)
+                if object_id in store.crm.forbidden:
+                    raise Forbidden()
+                item = store.crm.render(kind, found)
                 return self._json(200, self._project([item], _split(params.get("_fields")))[0])
             if method == "PUT":
                 payload = self._json_body(request)
