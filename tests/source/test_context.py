@@ -3,6 +3,7 @@ the SMS, kept current from the event log in one incremental run, checked, and pr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -210,6 +211,37 @@ def test_objects_close_answers_403_for_are_kept_counted_and_the_run_goes_on(emul
 def _by_id(database: Any, table: str, column: str = "name") -> dict[str, Any]:
     """`column` of every row of a context table, by id."""
     return dict(as_target(database).query(f"SELECT id, {column} FROM close_sms.{table}"))
+
+
+def test_many_leads_gone_without_events_stop_the_run_unless_allowed(emulator, tmp_path):
+    running = emulator(sms=2400, seed=17)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    leads = _referenced(emu, "lead_id")
+    kept, merged = leads[:10], leads[10:]
+    assert len(merged) > 100  # the guard lets 100 removals through, whatever the share
+    for n, source in enumerate(merged):
+        emu.merge_leads(source, kept[n % len(kept)])
+    # The merges' events leave the log: only each merged lead's own 404 says it is gone.
+    emu.clock.advance(31 * 86400)
+    before = count(database, "SELECT count(*) FROM close_sms.leads")
+
+    def sync_cli(*options: str) -> Any:
+        arguments = ("--database", str(database), "--base-url", running.base_url, *options)
+        return run_cli("sync", *arguments, api_key=running.api_key, cwd=tmp_path)
+
+    refused = sync_cli()
+
+    assert refused.returncode == 7, refused.stderr
+    assert re.search(rf"would remove 1\d\d of the {before} leads", refused.stderr)
+    assert count(database, "SELECT count(*) FROM close_sms.leads") == before
+
+    allowed = sync_cli("--allow-mass-delete")
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert context_mismatches(database, emu) == []
+    assert count(database, "SELECT count(*) FROM close_sms.leads") == len(kept)
 
 
 def test_context_off_loads_no_context_and_asks_for_none(emulator, target):
