@@ -188,7 +188,7 @@ class ContextRun:
         """The whole list when due, or when the SMS name an id the warehouse does not hold.
 
         A listed object missing now is deleted only with proof, its own 404 (users never are:
-        Close keeps former members). One Close still returns alone is loaded again.
+        Close keeps former members).
         """
         yield from self.waits.until_done(SMS_RESOURCES)
         state = self._state()
@@ -205,10 +205,8 @@ class ContextRun:
         if table != schema.USERS:
             missing = fetch_each(self.client, endpoint, sorted(known - listed))
             self._checked(table, missing, loaded)
-            rows = [to_row(item, self.run.privacy) for item in missing.found]
-            rows += [schema.tombstone(object_id) for object_id in missing.gone]
-            if rows:
-                yield rows
+            if missing.gone:
+                yield [schema.tombstone(object_id) for object_id in missing.gone]
         state.refreshed[table] = now
         self._save()
 
