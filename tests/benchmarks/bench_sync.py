@@ -38,6 +38,9 @@ Rows (all from one run; A = 100k SMS, D = 1M, J = 60k, --quick 20k, 100k and 20k
      with a tenth of GET's limit): 8 threads reading through one client for 4 windows;
      successful requests of the group after its first window / the budget, and 429s (less
      one learning 429) / all requests
+  k  the context's requests (users, statuses, templates, numbers, the leads and contacts the
+     SMS name, their events, the SMS a merge moved) in the first sync of D SMS, against the
+     SMS-only requests of the same sync; and in a quiet incremental run after it
 
 Rows h and i read one emulator process (the same data set as d's, each into a fresh
 database); its buckets are per key, so row i starts with a full bucket as row h did.
@@ -75,6 +78,20 @@ ME = "/api/v1/me/"
 FLOOR_TIMESTAMPS = ("date_created", "date_updated", "activity_at", "date_sent", "date_scheduled")
 # Keys the emulator accepts beside the demo key when asked to (public test values).
 EXTRA_KEYS = ("api_2ndBENCHkeyForTHEpoolQx81mZt", "api_3rdBENCHkeyForTHEpoolVb27nLw")
+# The requests only the context makes (row k): its endpoints, the lead and contact events, and
+# the SMS of a lead others were merged into (the only SMS list filtered by lead_id).
+CONTEXT_PATHS = tuple(
+    f"/api/v1{path}"
+    for path in (
+        "/user/",
+        "/status/lead/",
+        "/custom_field/lead/",
+        "/sms_template/",
+        "/phone_number/",
+        "/lead/",
+        "/contact/",
+    )
+)
 
 
 # ---- the emulator, in its own process -------------------------------------------------------
@@ -105,6 +122,8 @@ def serve_emulator(args: argparse.Namespace) -> None:
             reply = {"ok": True}
         elif command == "stats":
             reply = _log_stats(emu.request_log)
+        elif command == "context-stats":
+            reply = _context_stats(emu.request_log)
         else:
             reply = {"error": f"unknown command {command!r}"}
         print(json.dumps(reply), flush=True)
@@ -139,6 +158,23 @@ def _log_stats(log: list[Any]) -> dict[str, Any]:
         "sms_list_ok": sms_list_ok,
         "list_span": (max(list_ok_times) - min(list_ok_times)) if list_ok_times else 0.0,
     }
+
+
+def is_context_request(path: str, params: dict[str, str]) -> bool:
+    """Whether a request is one a sync with `context = false` does not make."""
+    return (
+        path.startswith(CONTEXT_PATHS)
+        or (path == EVENTS and params.get("object_type") in ("lead", "contact"))
+        or (path == SMS_LIST and "lead_id" in params)
+    )
+
+
+def _context_stats(log: list[Any]) -> dict[str, Any]:
+    """The log's requests, and the context's among them by path."""
+    context: Counter[str] = Counter(
+        rec.path.removeprefix("/api/v1") for rec in log if is_context_request(rec.path, rec.params)
+    )
+    return {"requests": len(log), "context": sum(context.values()), "by_path": dict(context)}
 
 
 def _undeclared_fields(index: int) -> dict[str, Any]:
@@ -458,6 +494,45 @@ def pacer_row(table: Table, form: str, rounding: str, override: bool) -> None:
     )
 
 
+# ---- the context's cost (row k) -------------------------------------------------------------
+
+
+def context_cost(table: Table, sms: int, workdir: Path) -> None:
+    """Row k: the context's share of a first sync's requests, and its requests in a quiet run.
+
+    One sync with the context on, each request of the emulator's log classed as the context's
+    or the SMS's: a sync with `context = false` makes exactly the SMS's, so the figures need no
+    second sync (whose SMS requests would differ anyway, with how the workers split windows).
+    """
+    database = workdir / "k.duckdb"
+    with EmulatorProcess(sms, seed=4) as emu:
+        seconds, _ = sync(emu.base_url, database)
+        first = emu.ask("context-stats")
+        emu.ask("advance 360")
+        sync(emu.base_url, database)  # the cron run after the backfill: its lookback is quiet
+        emu.ask("advance 360")
+        emu.ask("clear")
+        sync(emu.base_url, database)
+        quiet = emu.ask("context-stats")
+    loaded = rows_in(database)
+    sms_only = first["requests"] - first["context"]
+    share = first["context"] / sms_only
+    table.add(
+        "k",
+        f"context requests: first sync of {loaded:,} SMS / its SMS requests; a quiet run",
+        f"{first['context']:,} / {sms_only:,} = {share:.1%} ({_largest(first)}; "
+        f"{seconds:.0f} s); quiet run {quiet['context']} of {quiet['requests']} "
+        f"({_largest(quiet)})",
+        "<= 15%; <= 8",
+        share <= 0.15 and quiet["context"] <= 8,
+    )
+
+
+def _largest(stats: dict[str, Any]) -> str:
+    by_path = sorted(stats["by_path"].items(), key=lambda item: -item[1])
+    return ", ".join(f"{path} {n:,}" for path, n in by_path) or "none"
+
+
 # ---- the run --------------------------------------------------------------------------------
 
 
@@ -517,7 +592,7 @@ def run(args: argparse.Namespace) -> None:
         else (100_000, 40_000, 1_000_000, 1_000_000, 60_000)
     )
     e_small = 10_000 if not args.quick else 2_000
-    only = set(args.only or "abchidefgjp")
+    only = set(args.only or "abchidefgjkp")
     table = Table()
     workdir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     print(f"machine: {machine()}\nwork dir: {workdir}", flush=True)
@@ -710,6 +785,8 @@ def run(args: argparse.Namespace) -> None:
         if "p" in only:
             for form, rounding, override in PACER_ROWS:
                 pacer_row(table, form, rounding, override)
+        if "k" in only:
+            context_cost(table, d_sms, workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from close_sms.emulator import DEMO_API_KEY, OTHER_ORG_API_KEY
+from close_sms.emulator import DEMO_API_KEY, OTHER_ORG_API_KEY, EmulatorConfig
 
 from .spec import component_validator, validate_response
 from .support import all_events
@@ -100,6 +100,83 @@ def test_paging_fields_and_filters(emulator):
         "data": [],
         "has_more": False,
     }
+
+
+def test_an_ignored_context_filter_answers_as_if_unfiltered(emulator):
+    ignored = {"lead.id__in", "contact.lead_id", "phone_number.user_id"}
+    run = emulator(sms=600, ignored_context_filters=ignored)
+    assert run.emu.config.ignored_context_filters == frozenset(ignored)
+    leads = _all(run, "/lead/")
+    wanted = [leads[3]["id"], leads[7]["id"]]
+    for answer in (
+        run.get("/lead/", params={"id__in": ",".join(wanted), "_limit": 2}),
+        requests.post(
+            run.base_url + "/lead/",
+            auth=(DEMO_API_KEY, ""),
+            headers={"x-http-method-override": "GET"},
+            json={"_params": {"id__in": wanted, "_limit": 2}},
+            timeout=10,
+        ),
+    ):
+        body = answer.json()
+        assert [x["id"] for x in body["data"]] == [x["id"] for x in leads[:2]]
+        assert body["has_more"] is True
+    contacts = _all(run, "/contact/")
+    on_lead = run.get("/contact/", params={"lead_id": wanted[0], "_limit": 100}).json()["data"]
+    assert [c["id"] for c in on_lead] == [c["id"] for c in contacts[:100]]
+    # The filters not named still apply.
+    one = run.get("/contact/", params={"id__in": contacts[5]["id"]}).json()["data"]
+    assert [c["id"] for c in one] == [contacts[5]["id"]]
+    numbers = _all(run, "/phone_number/")
+    owner = next(n["user_id"] for n in numbers if n["user_id"])
+    assert _all(run, "/phone_number/", user_id=owner) == numbers
+    groups = _all(run, "/phone_number/", is_group_number="true")
+    assert groups and all(n["is_group_number"] for n in groups)
+
+
+@pytest.mark.parametrize("ignored", ["contact.id__in", "lead_merge.lead_id"])
+def test_the_other_context_filters_apply_when_one_is_ignored(emulator, ignored):
+    run = emulator(sms=400, ignored_context_filters=[ignored])
+    lead = _all(run, "/lead/")[4]
+    by_id = _all(run, "/contact/", id__in=",".join(lead["contact_ids"]))
+    if ignored == "contact.id__in":
+        assert by_id == _all(run, "/contact/")
+    else:
+        assert {c["id"] for c in by_id} == set(lead["contact_ids"])
+    by_lead = run.get("/contact/", params={"lead_id": lead["id"]}).json()["data"]
+    assert {c["id"] for c in by_lead} == set(lead["contact_ids"])
+    assert run.get("/lead/", params={"id__in": lead["id"]}).json()["data"] == [lead]
+
+
+def test_bad_ignored_context_filters_are_refused():
+    assert EmulatorConfig().ignored_context_filters == frozenset()
+    with pytest.raises(ValueError, match="lead.lead_id not a filter of the context lists"):
+        EmulatorConfig(ignored_context_filters={"lead.lead_id"})
+    with pytest.raises(ValueError, match="id__in not a filter of the context lists"):
+        EmulatorConfig(ignored_context_filters={"id__in"})
+    with pytest.raises(ValueError, match="set, list or tuple"):
+        EmulatorConfig(ignored_context_filters="lead.id__in")  # type: ignore[arg-type]
+
+
+def test_a_forbidden_object_answers_403_and_lists_leave_it_out(emulator):
+    run = emulator(sms=400)
+    leads = _all(run, "/lead/")
+    lead, contact = leads[2], leads[5]["contact_ids"][0]
+    run.emu.forbid_object("lead", lead["id"])
+    run.emu.forbid_object("contact", contact)
+
+    for path in (f"/lead/{lead['id']}/", f"/contact/{contact}/"):
+        forbidden = run.get(path)
+        assert forbidden.status_code == 403 and forbidden.json()["error"], path
+    assert [x["id"] for x in _all(run, "/lead/")] == [x["id"] for x in leads if x != lead]
+    asked = [lead["id"], leads[3]["id"]]
+    by_id = run.get("/lead/", params={"id__in": ",".join(asked)}).json()["data"]
+    assert [x["id"] for x in by_id] == [leads[3]["id"]]
+    assert contact not in {c["id"] for c in _all(run, "/contact/")}
+    assert run.get("/contact/", params={"id__in": contact}).json()["data"] == []
+    assert run.get(f"/lead/{leads[3]['id']}/").status_code == 200
+    with pytest.raises(KeyError):
+        run.emu.forbid_object("lead", "lead_missing")
 
 
 def test_every_sms_reference_resolves(emulator):

@@ -3,13 +3,14 @@ the SMS, kept current from the event log in one incremental run, checked, and pr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from close_sms.emulator.crm import Crm
 from tests.support import (
+    as_target,
     context_mismatches,
     count,
     run_cli,
@@ -122,28 +123,42 @@ def test_renames_deletes_and_merges_arrive_in_one_incremental_run(emulator, targ
     assert count(target, f"SELECT count(*) FROM close_sms.leads WHERE id = '{leads[3]}'") == 0
 
 
-def test_an_ignored_id_in_filter_stops_the_run_and_commits_nothing(emulator, tmp_path, monkeypatch):
-    running = emulator(sms=500, seed=9)
+@pytest.mark.parametrize("ignored", ["lead.id__in", "contact.id__in"])
+def test_an_ignored_id_in_filter_stops_the_run_and_commits_nothing(emulator, tmp_path, ignored):
+    running = emulator(sms=500, seed=9, ignored_context_filters={ignored})
+    emu = running.emu
     database = tmp_path / "warehouse.duckdb"
+    leads = _referenced(emu, "lead_id")
+    # The first run asks for every lead in one request and takes the contacts from the leads:
+    # an answer that ignores the filter then holds just what was asked for, and is right.
+    assert set(leads) == set(emu.lead_ids()) and len(leads) <= 100
     sync(running, database)
+    assert context_mismatches(database, emu) == []
     before = {
         table: count(database, f"SELECT count(*) FROM close_sms.{table}")
         for table in ("sms", *CONTEXT_TABLES)
     }
-    lead = _referenced(running.emu, "lead_id")[0]
-    running.emu.rename_lead(lead, "Renamed Inc.")
-    sms = next(iter(running.emu.snapshot().values()))
-    running.emu.create_sms(
+    with emu.lock:
+        crm = emu.store.crm
+        # An unfiltered answer to a request for one object holds the oldest one.
+        lead = next(i for i in leads if i != next(iter(crm.leads)))
+        contact = next(
+            i
+            for i in _referenced(emu, "contact_id")
+            if i != next(iter(crm.contacts)) and crm.contacts[i].lead_id != lead
+        )
+    if ignored == "lead.id__in":
+        emu.rename_lead(lead, "Renamed")
+        renamed = "SELECT count(*) FROM close_sms.leads WHERE name = 'Renamed'"
+    else:
+        emu.update_contact(contact, {"name": "Renamed"})
+        renamed = "SELECT count(*) FROM close_sms.contacts WHERE name = 'Renamed'"
+    sms = next(iter(emu.snapshot().values()))
+    emu.create_sms(
         {k: sms[k] for k in ("lead_id", "contact_id", "remote_phone", "local_phone")}
         | {"status": "inbox", "direction": "inbound", "text": "new"}
     )
-    running.emu.clock.advance(120)
-    select = Crm.select
-
-    def ignoring_id_in(self: Crm, kind: str, filters: dict[str, list[str]]) -> list[Any]:
-        return select(self, kind, {k: v for k, v in filters.items() if k != "id__in"})
-
-    monkeypatch.setattr(Crm, "select", ignoring_id_in)
+    emu.clock.advance(120)
 
     result = run_cli(
         "sync",
@@ -156,11 +171,77 @@ def test_an_ignored_id_in_filter_stops_the_run_and_commits_nothing(emulator, tmp
     )
 
     assert result.returncode == 4, result.stderr
-    assert "id__in" in result.stderr
+    assert f"ignored the id__in filter of /{ignored.split('.')[0]}/" in result.stderr
     after = {table: count(database, f"SELECT count(*) FROM close_sms.{table}") for table in before}
     assert after == before
-    name = f"SELECT name FROM close_sms.leads WHERE id = '{lead}'"
-    assert count(database, name) != "Renamed Inc."
+    assert count(database, renamed) == 0
+
+
+def test_objects_close_answers_403_for_are_kept_counted_and_the_run_goes_on(emulator, tmp_path):
+    running = emulator(sms=800, seed=15)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    leads = _referenced(emu, "lead_id")
+    with emu.lock:
+        crm = emu.store.crm
+        contact = next(
+            i for i in _referenced(emu, "contact_id") if crm.contacts[i].lead_id not in leads[:2]
+        )
+        number = next(iter(crm.numbers))
+    # Changes this key may not read, each a record Close answers 403 for, and one it may.
+    emu.rename_lead(leads[0], "Hidden")
+    emu.forbid_object("lead", leads[0])
+    emu.update_contact(contact, {"name": "Hidden"})
+    emu.forbid_object("contact", contact)
+    emu.forbid_object("phone_number", number)
+    emu.rename_lead(leads[1], "Visible")
+    emu.clock.advance(3700)  # the small tables are read again
+
+    report = sync(running, database)
+
+    assert sum(chunk.context_unreadable for chunk in report.chunks) == 3
+    lead_names = _by_id(database, "leads")
+    assert lead_names[leads[1]] == "Visible"
+    assert lead_names[leads[0]] not in (None, "Hidden")
+    assert _by_id(database, "contacts")[contact] not in (None, "Hidden")
+    assert number in _by_id(database, "phone_numbers", "label")
+
+
+def _by_id(database: Any, table: str, column: str = "name") -> dict[str, Any]:
+    """`column` of every row of a context table, by id."""
+    return dict(as_target(database).query(f"SELECT id, {column} FROM close_sms.{table}"))
+
+
+def test_many_leads_gone_without_events_stop_the_run_unless_allowed(emulator, tmp_path):
+    running = emulator(sms=2400, seed=17)
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    leads = _referenced(emu, "lead_id")
+    kept, merged = leads[:10], leads[10:]
+    assert len(merged) > 100  # the guard lets 100 removals through, whatever the share
+    for n, source in enumerate(merged):
+        emu.merge_leads(source, kept[n % len(kept)])
+    # The merges' events leave the log: only each merged lead's own 404 says it is gone.
+    emu.clock.advance(31 * 86400)
+    before = count(database, "SELECT count(*) FROM close_sms.leads")
+
+    def sync_cli(*options: str) -> Any:
+        arguments = ("--database", str(database), "--base-url", running.base_url, *options)
+        return run_cli("sync", *arguments, api_key=running.api_key, cwd=tmp_path)
+
+    refused = sync_cli()
+
+    assert refused.returncode == 7, refused.stderr
+    assert re.search(rf"would remove 1\d\d of the {before} leads", refused.stderr)
+    assert count(database, "SELECT count(*) FROM close_sms.leads") == before
+
+    allowed = sync_cli("--allow-mass-delete")
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert context_mismatches(database, emu) == []
+    assert count(database, "SELECT count(*) FROM close_sms.leads") == len(kept)
 
 
 def test_context_off_loads_no_context_and_asks_for_none(emulator, target):

@@ -14,7 +14,7 @@ from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
 from .auth import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE, Principal, authenticate
-from .config import SMS_LIST_FILTERS
+from .config import CONTEXT_LIST_FILTERS, SMS_LIST_FILTERS
 from .crm import InvalidUpdate, UnknownObject
 from .emulator import Emulator, RequestRecord
 from .events import ALLOWED_COMBINATIONS, FILTER_NAMES, CursorError
@@ -75,24 +75,25 @@ _RESOURCE = {
     "event_item": "event",
     "me": "me",
 }
+
+
+def _filters_of(kind: str) -> frozenset[str]:
+    """The list filters of a kind of context object, from `CONTEXT_LIST_FILTERS`."""
+    return frozenset(
+        name.split(".", 1)[1] for name in CONTEXT_LIST_FILTERS if name.startswith(f"{kind}.")
+    )
+
+
 # The context objects' collections: kind -> (path under /api/v1, rate-limit group, filters).
 _CRM_PATHS: dict[str, tuple[str, str, frozenset[str]]] = {
     "user": ("/user/", "user", frozenset({"_order_by"})),
     "lead_status": ("/status/lead/", "status.lead", frozenset()),
     "custom_field": ("/custom_field/lead/", "custom_field.lead", frozenset()),
     "sms_template": ("/sms_template/", "sms_template", frozenset()),
-    "phone_number": (
-        "/phone_number/",
-        "phone_number",
-        frozenset({"number", "user_id", "is_group_number"}),
-    ),
-    "lead": ("/lead/", "lead", frozenset({"id__in"})),
-    "contact": ("/contact/", "contact", frozenset({"id__in", "lead_id"})),
-    "lead_merge": (
-        "/activity/lead_merge/",
-        "activity.lead_merge",
-        frozenset({"id__in", "lead_id", "user_id"}),
-    ),
+    "phone_number": ("/phone_number/", "phone_number", _filters_of("phone_number")),
+    "lead": ("/lead/", "lead", _filters_of("lead")),
+    "contact": ("/contact/", "contact", _filters_of("contact")),
+    "lead_merge": ("/activity/lead_merge/", "activity.lead_merge", _filters_of("lead_merge")),
 }
 # Collections whose lists also answer a POST with x-http-method-override: GET (long id__in).
 _CRM_OVERRIDABLE = frozenset({"lead", "contact", "lead_merge"})
@@ -723,10 +724,11 @@ class EmulatorApp:
         _, _, filter_names = _CRM_PATHS[kind]
         self._check_unknown(params, frozenset({"_limit", "_skip", "_fields"}) | filter_names)
         skip, limit = self._paging(params)
+        ignored = self.config.ignored_context_filters
         filters = {
             name: _split(params[name]) or []
             for name in filter_names
-            if name in params and name != "_order_by"
+            if name in params and name != "_order_by" and f"{kind}.{name}" not in ignored
         }
         with self.emu.lock:
             store = self._store(principal)
@@ -750,7 +752,10 @@ class EmulatorApp:
             store = self._store(principal)
             ctx = self._ctx(request, principal)
             if method == "GET":
-                item = store.crm.render(kind, store.crm.get(kind, object_id))
+                found = store.crm.get(kind, object_id)
+                if object_id in store.crm.forbidden:
+                    raise Forbidden()
+                item = store.crm.render(kind, found)
                 return self._json(200, self._project([item], _split(params.get("_fields")))[0])
             if method == "PUT":
                 payload = self._json_body(request)

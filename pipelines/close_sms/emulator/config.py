@@ -24,6 +24,13 @@ SMS_LIST_FILTERS = frozenset(
 MAX_UNDECLARED_FIELDS = 50
 # The filters of GET /event/; `ignored_event_filters` may name any of them.
 EVENT_LIST_FILTERS = frozenset({*FILTER_NAMES} | {f"date_updated__{op}" for op in _DATE_OPS})
+# The filters of the context lists, each as `kind.filter` (the kinds of Emulator's CRM objects);
+# `ignored_context_filters` may name any of them.
+CONTEXT_LIST_FILTERS = frozenset(
+    {"phone_number.number", "phone_number.user_id", "phone_number.is_group_number"}
+    | {"lead.id__in", "contact.id__in", "contact.lead_id"}
+    | {"lead_merge.id__in", "lead_merge.lead_id", "lead_merge.user_id"}
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class EmulatorConfig:
     ignored_filters: frozenset[str] = frozenset()
     # The same for /event/ filters (none of Close's sources shows it there; the sync checks).
     ignored_event_filters: frozenset[str] = frozenset()
+    # The same for the context lists' filters, named `kind.filter` (e.g. "lead.id__in").
+    ignored_context_filters: frozenset[str] = frozenset()
     # False: a POST with x-http-method-override: GET to /activity/sms/ ignores its _params body
     # and answers like an unfiltered GET.
     override_params_readable: bool = True
@@ -135,6 +144,7 @@ class EmulatorConfig:
         for name, endpoint, known in (
             ("ignored_filters", "/activity/sms/", SMS_LIST_FILTERS),
             ("ignored_event_filters", "/event/", EVENT_LIST_FILTERS),
+            ("ignored_context_filters", "the context lists", CONTEXT_LIST_FILTERS),
         ):
             object.__setattr__(
                 self, name, _filter_names(getattr(self, name), name, endpoint, known)

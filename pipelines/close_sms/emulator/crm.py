@@ -184,6 +184,8 @@ class Crm:
         self.leads: dict[str, Lead] = {}
         self.contacts: dict[str, Contact] = {}
         self.merges: dict[str, LeadMerge] = {}
+        # Ids GET answers 403 for and lists leave out: objects the keys may not read.
+        self.forbidden: set[str] = set()
 
     # ---- lookups ------------------------------------------------------------------------
 
@@ -220,7 +222,11 @@ class Crm:
             for name, values in filters.items()
             if name != "id__in"
         ]
-        return [o for o in objects if all(_attribute(o, a) in want for a, want in tests)]
+        return [
+            o
+            for o in objects
+            if o.id not in self.forbidden and all(_attribute(o, a) in want for a, want in tests)
+        ]
 
     def user_name(self, user_id: str | None) -> str | None:
         """The name of a user, None for none or an unknown one."""

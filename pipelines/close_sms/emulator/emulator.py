@@ -197,6 +197,16 @@ class Emulator:
                 raise KeyError(sms_id)
             self.store.forbidden.add(row)
 
+    def forbid_object(self, kind: str, object_id: str) -> None:
+        """Make a context object (`kind` of `Crm.select`: lead, contact, user...) one the keys
+        may not read: its GET answers 403 and lists (id__in included) leave it out.
+
+        KeyError when no such object exists.
+        """
+        with self.lock:
+            self.store.crm.get(kind, object_id)
+            self.store.crm.forbidden.add(object_id)
+
     def delete_lead(self, lead_id: str, api_key: str = DEMO_API_KEY) -> list[str]:
         """Same as DELETE /lead/{id}/: the lead's SMS and contacts go, each with a `deleted`
         event, then the lead's own `deleted` event; returns the deleted SMS ids."""

@@ -50,6 +50,8 @@ class SyncProgress:
     skipped_positions: int = 0
     # SMS Close answered 403 for: kept as they were, neither updated nor removed.
     unreadable: int = 0
+    # Context objects (leads, contacts, ...) Close answered 403 for: kept as they were.
+    context_unreadable: int = 0
     requests: RequestStats = field(default_factory=RequestStats)
     # Called once the run knows what it does, after every backfill page, and with
     # (reason, seconds) before long waits.

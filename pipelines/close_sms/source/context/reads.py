@@ -49,17 +49,19 @@ def read_list(
 
 @dataclass
 class Fetched:
-    """Objects fetched by id: those Close returned, and those proven gone by their own 404."""
+    """Objects fetched by id: those Close returned, those proven gone by their own 404, and
+    those it answered 403 for (this key may not read them: they stay as they are)."""
 
     found: list[dict[str, Any]] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
 
 def fetch_by_ids(
     client: CloseClient, endpoint: str, ids: list[str], noun: str
 ) -> Iterator[Fetched]:
-    """Objects by `id__in`, 100 a request; an id missing from an answer is fetched alone, and
-    counted gone only when Close answers 404 for it."""
+    """Objects by `id__in`, 100 a request; an id missing from an answer is fetched alone (see
+    `fetch_each`)."""
     for start in range(0, len(ids), settings.ID_BATCH_SIZE):
         batch = ids[start : start + settings.ID_BATCH_SIZE]
         body = client.get(endpoint, {"id__in": ",".join(batch), "_limit": len(batch)})
@@ -71,21 +73,33 @@ def fetch_by_ids(
                 f"Close ignored the id__in filter of {endpoint}: asked for {len(batch)} "
                 f"{noun}, it answered with {len(strangers)} others (e.g. {strangers[0]})"
             )
-        result = Fetched(found=data)
         returned = {item["id"] for item in data}
-        for object_id in batch:
-            if object_id in returned:
-                continue
-            item = fetch_one(client, endpoint, object_id)
-            if item is None:
-                result.gone.append(object_id)
-            else:
-                result.found.append(item)
+        result = fetch_each(client, endpoint, [i for i in batch if i not in returned])
+        result.found[:0] = data
         yield result
 
 
+def fetch_each(client: CloseClient, endpoint: str, ids: list[str]) -> Fetched:
+    """Objects a list left out, each asked for alone: found, gone (404) or unreadable (403)."""
+    result = Fetched()
+    for object_id in ids:
+        try:
+            item = fetch_one(client, endpoint, object_id)
+        except RequestRejected as exc:
+            if exc.status != 403:
+                raise
+            result.unreadable.append(object_id)
+            continue
+        if item is None:
+            result.gone.append(object_id)
+        else:
+            result.found.append(item)
+    return result
+
+
 def fetch_one(client: CloseClient, endpoint: str, object_id: str) -> dict[str, Any] | None:
-    """One object by id, or None when Close answers 404 for it (the proof that it is gone)."""
+    """One object by id, or None when Close answers 404 for it (the proof that it is gone); a
+    403 is raised as `RequestRejected`."""
     try:
         item = client.get(f"{endpoint}{object_id}/")
     except RequestRejected as exc:

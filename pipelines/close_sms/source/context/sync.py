@@ -21,7 +21,7 @@ from ..sms.feed import read_events
 from ..sms.schema import normalize_sms
 from ..state import ContextState, CustomField
 from . import schema
-from .reads import fetch_by_ids, fetch_one, read_list
+from .reads import Fetched, fetch_by_ids, fetch_each, read_list
 
 # The resources that load SMS: the context waits for them, as they name what it fetches.
 SMS_RESOURCES = ("sms_backfill", "sms_events", "sms_merged")
@@ -203,14 +203,10 @@ class ContextRun:
             listed.update(item["id"] for item in page)
             yield [to_row(item, self.run.privacy) for item in page]
         if table != schema.USERS:
-            gone = [
-                object_id
-                for object_id in sorted(known - listed)
-                if fetch_one(self.client, endpoint, object_id) is None
-            ]
-            self._guard(table, len(gone), loaded)
-            if gone:
-                yield [schema.tombstone(object_id) for object_id in gone]
+            missing = fetch_each(self.client, endpoint, sorted(known - listed))
+            self._checked(table, missing, loaded)
+            if missing.gone:
+                yield [schema.tombstone(object_id) for object_id in missing.gone]
         state.refreshed[table] = now
         self._save()
 
@@ -277,7 +273,7 @@ class ContextRun:
         custom_fields = self._custom_fields() if wanted else []
         first = True
         for batch in fetch_by_ids(self.client, settings.LEAD_ENDPOINT, sorted(wanted), "leads"):
-            self._guard(schema.LEADS, len(batch.gone), loaded)
+            self._checked(schema.LEADS, batch, loaded)
             for lead in batch.found:
                 for contact in lead.get("contacts") or []:
                     if isinstance(contact, dict) and contact.get("id"):
@@ -312,7 +308,7 @@ class ContextRun:
             yield [schema.contact_row(item, self.run.privacy) for item in fresh]
         rest = sorted(wanted - self._embedded.keys())
         for batch in fetch_by_ids(self.client, settings.CONTACT_ENDPOINT, rest, "contacts"):
-            self._guard(schema.CONTACTS, len(batch.gone), loaded)
+            self._checked(schema.CONTACTS, batch, loaded)
             rows = [schema.contact_row(item, self.run.privacy) for item in batch.found]
             yield rows + [schema.tombstone(i) for i in batch.gone]
         removed = sorted(deleted & known)
@@ -353,13 +349,14 @@ class ContextRun:
         self._save()
         return resolved
 
-    def _guard(self, table: str, count: int, loaded: LoadedTable) -> None:
-        """The mass-delete guard of the SMS, per context table."""
-        if not count:
-            return
-        self._unproven[table] += count
-        if not self.run.allow_mass_delete:
-            refuse_mass_delete(self._unproven[table], loaded, table, self.run.max_delete_share)
+    def _checked(self, table: str, fetched: Fetched, loaded: LoadedTable) -> None:
+        """Count `fetched`'s unreadable objects; put its removals under the SMS's mass-delete
+        guard, per context table."""
+        self.run.progress.context_unreadable += len(fetched.unreadable)
+        if fetched.gone:
+            self._unproven[table] += len(fetched.gone)
+            if not self.run.allow_mass_delete:
+                refuse_mass_delete(self._unproven[table], loaded, table, self.run.max_delete_share)
 
 
 def _resolve(name: str, defined: list[dict[str, Any]]) -> CustomField:
