@@ -166,3 +166,24 @@ def test_a_403_on_one_sms_of_the_feed_is_no_rejected_key(emulator, tmp_path: Pat
     rows = warehouse_rows(database)
     assert rows[drafts[1]]["text"] == "recent 1"
     assert [rows[drafts[0]]["text"], rows[drafts[2]]["text"]] == ["edited", "edited"]
+
+
+def test_a_403_is_a_rejected_key_on_lists_and_one_object_s_problem_on_items(emulator):
+    # Lists whose names hold an underscore (`/phone_number/`, `/sms_template/`) once looked
+    # like an object's request: a 403 there was taken for one object's, not for the key's.
+    import pytest
+
+    from close_sms.errors import AuthError
+    from close_sms.source.api.client import ClientConfig, CloseClient, RequestRejected
+
+    running = emulator(sms=10)
+    client = CloseClient(running.base_url, running.api_key, ClientConfig(backoff_max=0.05))
+    number = client.get("/phone_number/")["data"][0]["id"]
+    for path in ("/phone_number/", "/sms_template/"):
+        running.emu.faults.add("403", 1, path)
+        with pytest.raises(AuthError):
+            client.get(path)
+    running.emu.faults.add("403", 1, "/phone_number/")
+    with pytest.raises(RequestRejected) as rejected:
+        client.get_item("/phone_number/", number)
+    assert rejected.value.status == 403

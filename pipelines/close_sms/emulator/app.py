@@ -341,6 +341,9 @@ class EmulatorApp:
         if kind in ("502", "503", "504"):
             # A real 504 from Close had an empty body with a JSON content type.
             return Response(b"", status=int(kind), content_type="application/json")
+        if kind == "403":
+            # Close's framework answers a permission it does not grant this key with a 403.
+            return self._json(403, {"error": "You don't have permission to do that."})
         if kind == "429":
             reset = float(fault.params.get("reset", 1.0))
             decision = RateDecision(False, int(self.config.bucket_size or 1), 0, reset)

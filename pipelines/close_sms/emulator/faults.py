@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_KINDS = frozenset(
-    {"429", "502", "503", "504", "slow", "hang", "drop", "truncate", "malformed", "html200"}
+    {"403", "429", "502", "503", "504", "slow", "hang", "drop", "truncate", "malformed", "html200"}
 )
 
 

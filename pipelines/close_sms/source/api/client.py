@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import sys
 import threading
 import time
@@ -27,9 +26,6 @@ from .pacing import KeyPool, json_body, read_429_body, read_rate_limit, retry_wa
 
 logger = logging.getLogger(__name__)
 
-# An object id in a path (`acti_...`): item requests share one pacing group, and a path
-# without one is a list.
-_ID_SEGMENT = re.compile(r"/[a-z]+_[A-Za-z0-9_-]+/")
 # Close's organization limit is three times a key's (its rate-limit documentation).
 KEYS_PER_ORGANIZATION_LIMIT = 3
 # The start of the 404 body Close's REST framework sends for a record deleted mid-query.
@@ -166,6 +162,10 @@ class CloseClient:
                 self._override_refused.add(path)
             raise OverrideRefused(exc.status, exc.message) from None
 
+    def get_item(self, list_path: str, object_id: str) -> dict[str, Any]:
+        """GET one object of the list at `list_path`; every object's request shares one group."""
+        return self._request("GET", f"{list_path}{object_id}/", group=f"{list_path}{{id}}/")
+
     def check_keys(self) -> None:
         """GET `/me/` (the cheapest call) with every key: a rejected one stops the run first."""
         for key in range(len(self.keys.keys)):
@@ -179,11 +179,15 @@ class CloseClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         key: int | None = None,
+        group: str | None = None,
     ) -> dict[str, Any]:
-        """Send until an answer is final, applying the retry policy to each attempt's outcome."""
+        """Send until an answer is final, applying the retry policy to each attempt's outcome.
+
+        `group` is the pacing group of an object's request (see `get_item`); a list's is its path.
+        """
         # Written here rather than with urllib3's Retry: Close's waits come from the RateLimit
         # header and a legacy body field, and truncated or invalid bodies fail after urllib3.
-        group = _ID_SEGMENT.sub("/{id}/", path)
+        group = group or path
         request = {"params": params, "json": json_body, "headers": headers}
         failures = throttled = 0
         while True:

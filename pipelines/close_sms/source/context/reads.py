@@ -101,7 +101,7 @@ def fetch_one(client: CloseClient, endpoint: str, object_id: str) -> dict[str, A
     """One object by id, or None when Close answers 404 for it (the proof that it is gone); a
     403 is raised as `RequestRejected`."""
     try:
-        item = client.get(f"{endpoint}{object_id}/")
+        item = client.get_item(endpoint, object_id)
     except RequestRejected as exc:
         if exc.status == 404:
             return None

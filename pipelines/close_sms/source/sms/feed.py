@@ -152,7 +152,7 @@ def fetch_one(client: CloseClient, sms_id: str) -> dict[str, Any] | None:
     A 403 (this key may not read it) is raised as `RequestRejected`.
     """
     try:
-        item = client.get(f"{settings.SMS_ENDPOINT}{sms_id}/")
+        item = client.get_item(settings.SMS_ENDPOINT, sms_id)
     except RequestRejected as exc:
         if exc.status == 404:
             return None
