@@ -181,6 +181,13 @@ def mismatches(where: Target | Path, snapshot: dict[str, dict[str, Any]]) -> lis
     actual = warehouse_rows(where)
     problems = [f"missing {i}" for i in sorted(expected.keys() - actual.keys())]
     problems += [f"extra {i}" for i in sorted(actual.keys() - expected.keys())]
+    # `warehouse_rows` keys by id, so a row stored twice would hide there.
+    problems += [
+        f"{sms_id} stored {times} times"
+        for sms_id, times in as_target(where).query(
+            "SELECT id, count(*) FROM close_sms.sms GROUP BY id HAVING count(*) > 1 ORDER BY id"
+        )
+    ]
     for sms_id in sorted(expected.keys() & actual.keys()):
         for name, value in expected[sms_id].items():
             if actual[sms_id][name] != value:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 
-from tests.support import Target, cli_command, cli_env, mismatches, run_cli
+from close_sms.errors import DatabaseError
+from tests.support import Target, cli_command, cli_env, mismatches, run_cli, sync
 
 # Long enough a backfill (chunks of 400 SMS, 20 ms a page) to stop mid-way.
 SLOW = {"sms": 4000, "latency_ms": 20}
@@ -119,3 +124,154 @@ def test_full_disk_exits_6_naming_the_path_and_the_next_run_with_room_is_exact(e
 
         assert with_room.returncode == 0, with_room.stderr
         assert mismatches(database, running.emu.snapshot()) == []
+
+
+# The tables one delete-insert merge writes together: the root and its nested table.
+SMS_CHAIN = ("sms", "sms__attachments")
+# The format of the job dlt adds to merge a chain's staged rows.
+MERGE_JOB_FORMAT = "sql"
+
+
+def fill_disk(folder: Path) -> None:
+    """Write zeros into `folder` until its disk has no room left."""
+    with (folder / "filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(bytes(1 << 16))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+
+
+@contextmanager
+def disk_full_once_sms_rows_commit(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[threading.Event]:
+    """Fill `folder`'s disk between a load job committing `sms` rows and dlt recording that.
+
+    The job is held until the rest of its table chain has loaded, so dlt's next writes (the
+    job's completion, then the merge job the chain starts) both hit the full disk: the state a
+    disk that fills at the wrong moment leaves. The event is set once the disk was filled.
+    """
+    record = PackageStorage.save_pending_transition
+    once = threading.Lock()
+    filled = threading.Event()
+
+    def chain_jobs_in_flight(storage: PackageStorage, load_id: str, file_name: str) -> list[str]:
+        files = [*storage.list_new_jobs(load_id), *storage.list_started_jobs(load_id)]
+        return [
+            name
+            for name in map(os.path.basename, files)
+            if name != file_name and ParsedLoadJobFileName.parse(name).table_name in SMS_CHAIN
+        ]
+
+    def fill_then_record(
+        storage: PackageStorage,
+        load_id: str,
+        file_name: str,
+        state: str,
+        failed_message: str | None = None,
+    ) -> None:
+        job = ParsedLoadJobFileName.parse(file_name)
+        is_sms_rows = job.table_name == "sms" and job.file_format != MERGE_JOB_FORMAT
+        if state == "completed" and is_sms_rows and once.acquire(blocking=False):
+            deadline = time.monotonic() + 60
+            while chain_jobs_in_flight(storage, load_id, file_name):
+                assert time.monotonic() < deadline, "the rest of the sms chain never loaded"
+                time.sleep(0.05)
+            fill_disk(folder)
+            filled.set()
+        record(storage, load_id, file_name, state, failed_message)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PackageStorage, "save_pending_transition", fill_then_record)
+        yield filled
+
+
+def test_full_disk_between_a_load_commit_and_its_record_leaves_no_duplicate_sms(
+    emulator, target, monkeypatch
+):
+    running = emulator(sms=400, seed=104)
+    # Only dlt's working folder is on the small disk: the destination commits every row.
+    working_dir = target.warehouse.working_dir
+    working_dir.parent.mkdir(parents=True, exist_ok=True)
+    with small_disk(working_dir, "16m"):
+        with (
+            disk_full_once_sms_rows_commit(working_dir, monkeypatch) as filled,
+            pytest.raises(DatabaseError, match="No space left on device"),
+        ):
+            sync(running, target)
+        assert filled.is_set()
+        assert _unfinished_jobs(target) == [("sms", "data")]
+
+        (working_dir / "filler").unlink()
+        sync(running, target)
+
+        assert mismatches(target, running.emu.snapshot()) == []
+
+
+def _unfinished_jobs(target: Target) -> list[tuple[str, str]]:
+    """The sms chain's jobs in the one pending package not yet recorded as done: (table, data
+    or merge), queued ones first. Other tables' jobs may be anywhere: they load in parallel."""
+    pipeline = target.warehouse.pipeline()
+    (load_id,) = pipeline.list_normalized_load_packages()
+    jobs = pipeline.get_load_package_info(load_id).jobs
+    return [
+        (job.table_name, "merge" if job.file_format == MERGE_JOB_FORMAT else "data")
+        for job in (info.job_file_info for info in jobs["new_jobs"] + jobs["started_jobs"])
+        if job.table_name in SMS_CHAIN
+    ]
+
+
+# `close-sms ARGS`, killed (as the OOM killer or a power cut would) at KILL_AT: once dlt queued
+# the job that merges staged `sms` rows, or once that job committed, before dlt records it.
+KILLED_AT_THE_SMS_MERGE = """
+import os, runpy, signal, sys
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+
+queue, record = PackageStorage.import_job, PackageStorage.save_pending_transition
+
+def kill_at(moment, path):
+    job = ParsedLoadJobFileName.parse(os.path.basename(path))
+    if os.environ["KILL_AT"] == moment and (job.table_name, job.file_format) == ("sms", "sql"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def queue_then_kill(storage, load_id, path, *args, **kwargs):
+    queue(storage, load_id, path, *args, **kwargs)
+    kill_at("queued", path)
+
+def kill_then_record(storage, load_id, file_name, *args, **kwargs):
+    kill_at("committed", file_name)
+    record(storage, load_id, file_name, *args, **kwargs)
+
+PackageStorage.import_job = queue_then_kill
+PackageStorage.save_pending_transition = kill_then_record
+sys.argv[0] = "close-sms"
+runpy.run_module("close_sms.app.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["queued", "committed"])
+def test_killed_at_the_merge_the_next_run_merges_again_exactly(emulator, target, tmp_path, kill_at):
+    running = emulator(sms=400, seed=105)
+    args = ("sync", "--base-url", running.base_url, *target.cli_args)
+    script = tmp_path / "killed_at_the_sms_merge.py"
+    script.write_text(KILLED_AT_THE_SMS_MERGE)
+    killed = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=cli_env(running.api_key, KILL_AT=kill_at, **target.env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    unfinished = _unfinished_jobs(target)
+    assert unfinished[0] == ("sms", "merge")
+    # Killed once queued, dlt has not recorded the data job whose completion queued the merge.
+    assert [kind for _, kind in unfinished[1:]] == (["data"] if kill_at == "queued" else [])
+
+    resumed = run_cli(*args, api_key=running.api_key, **target.env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert mismatches(target, running.emu.snapshot()) == []

@@ -26,6 +26,7 @@ from ..source import MISSING_KEY, RunMode, SyncProgress, close_sms_source
 from ..warehouse.destination import Warehouse, database_error, storage_error
 from ..warehouse.lock import writer_lock
 from ..warehouse.reader_copy import publish_reader_copy
+from ..warehouse.restage import restage_partly_loaded_packages
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
 from .config import BACKFILL_CHUNK_SIZE, not_coercible
@@ -114,6 +115,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         # would silently skip this run's backfill or change feed: finish them first.
         say("Finishing the load that an interrupted run left pending")
         pipeline.normalize()
+        restage_partly_loaded_packages(pipeline)
         pipeline.load()
         report.wrote = True
 
