@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 from datetime import timedelta, timezone
 
 import pytest
@@ -471,6 +472,7 @@ def test_a_broken_view_file_is_a_database_error_and_the_data_stays_loaded(
     (broken / "10_broken.sql").write_text(
         "CREATE OR REPLACE VIEW close_sms.broken AS SELECT no_such_column FROM close_sms.sms;\n"
     )
+    shutil.copy(views.sql_dir() / "dictionary.yml", broken)
     monkeypatch.setattr(views, "sql_dir", lambda *args: broken)
 
     with pytest.raises(DatabaseError, match="10_broken.sql"):
