@@ -365,7 +365,11 @@ def template_performance(
     named = names(rows, context)
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        if row["direction"] == "outbound" and row["status"] not in UNSENT and row.get("template_id"):
+        if (
+            row["direction"] == "outbound"
+            and row["status"] not in UNSENT
+            and row.get("template_id")
+        ):
             groups[row["template_id"]].append(row)
     return {
         template: {

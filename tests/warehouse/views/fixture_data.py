@@ -415,7 +415,11 @@ def context_rows() -> dict[str, list[dict]]:
         }
 
     return {
-        "users": [user("user_1", "Ann", "Lee"), user("user_2", "Bo", "Chen"), user("user_3", "Cy", None)],
+        "users": [
+            user("user_1", "Ann", "Lee"),
+            user("user_2", "Bo", "Chen"),
+            user("user_3", "Cy", None),
+        ],
         "lead_statuses": [
             {"id": "stat_potential", "label": "Potential"},
             {"id": "stat_won", "label": "Won"},
