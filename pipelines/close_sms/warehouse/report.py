@@ -407,7 +407,10 @@ def _rate_axis(title: str) -> dict[str, Any]:
         "overlaying": "x",
         "side": "top",
         "tickformat": ".0%",
-        "range": [0, 1.05],
+        # A little room left of 0%, so a marker there is not cut by the axis.
+        "range": [-0.03, 1.05],
+        "dtick": 0.25,
+        "showgrid": False,
     }
 
 
@@ -452,7 +455,10 @@ def _templates_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figur
         yaxis={"autorange": "reversed"},
         xaxis_title="outbound SMS",
         xaxis2=_rate_axis("reply rate"),
-        legend={"orientation": "h", "y": -0.2},
+        # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
+        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
+        # Room for the rate axis on top, under the title.
+        margin={"t": 110},
     )
     return figure
 
@@ -493,7 +499,10 @@ def _numbers_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
         yaxis={"autorange": "reversed"},
         xaxis_title="SMS",
         xaxis2=_rate_axis("failure rate (failed / (sent + failed))"),
-        legend={"orientation": "h", "y": -0.2},
+        # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
+        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
+        # Room for the rate axis on top, under the title.
+        margin={"t": 110},
     )
     return figure
 
