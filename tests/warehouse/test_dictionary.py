@@ -18,7 +18,7 @@ from close_sms.warehouse.dictionary import (
 from close_sms.warehouse.views import apply_views, dictionary_path
 from tests.support import sync
 from tests.warehouse.views.dataset import Loader, column_names
-from tests.warehouse.views.fixture_data import sms_rows
+from tests.warehouse.views.fixture_data import context_rows, sms_rows
 
 DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "tables-and-views.md"
 # What the catalog says of the dataset close_sms, read without the code under test:
@@ -83,14 +83,18 @@ def test_the_dictionary_describes_exactly_a_synced_dataset_and_is_in_its_catalog
     assert comments == want
     # The recent fields others describe already are really there.
     assert comments[("sms", "caller_id_mode")] and comments[("sms_messages", "agent_config_id")]
+    # The context tables the sync loads are described, and so are the names the views take.
+    assert comments[("users", None)] and comments[("phone_numbers", "label")]
+    assert comments[("sms_messages", "lead_name")] and comments[("sms_numbers", "owner_name")]
 
 
 def test_comments_skip_what_is_missing_and_are_written_once(loader):
-    loader.load(sms=sms_rows())
+    loader.load(sms=sms_rows(), context=context_rows())
     with loader.sql_client() as sql:
         apply_views(sql)
-        # No SMS of this account has a caller id field: dlt made no such column.
-        assert "caller_id_mode" not in column_names(sql, "sms")
+        # A field the source does not declare, and no number of this account has: dlt made
+        # no such column.
+        assert "is_premium" not in column_names(sql, "phone_numbers")
         assert apply_comments(sql, load_dictionary(dictionary_path())) == 0
         ((comment,),) = sql.execute_sql(
             "SELECT comment FROM duckdb_columns() WHERE schema_name = 'close_sms'"

@@ -18,6 +18,24 @@ SELECT message_date, direction, status, message_count, attachment_count, total_c
 FROM close_sms.sms_daily
 ORDER BY message_date DESC, direction, status
 LIMIT 8"""
+# The reps by name, as sms_messages carries it, with what the context adds: their email.
+TOP_REPS_QUERY = """\
+SELECT user_name, user_email,
+    count(*) FILTER (WHERE direction = 'outbound' AND status = 'sent') AS sent,
+    count(*) FILTER (WHERE direction = 'inbound') AS received,
+    count(*) FILTER (WHERE is_failed) AS failed
+FROM close_sms.sms_messages
+WHERE user_id IS NOT NULL
+GROUP BY user_name, user_email
+ORDER BY sent + received DESC, user_name
+LIMIT 5"""
+# Templates by name, from the context table sms_templates.
+TEMPLATES_QUERY = """\
+SELECT template_name, sent_count, round(failure_rate, 3) AS failure_rate,
+    round(reply_rate, 3) AS reply_rate, round(median_reply_seconds / 3600, 1) AS median_reply_hours
+FROM close_sms.sms_template_performance
+ORDER BY sent_count DESC, template_name
+LIMIT 5"""
 
 
 def _summary(label: str, report: SyncReport) -> str:
@@ -105,7 +123,12 @@ def run_demo(
     with warehouse.sql_client(read_only=True) as sql:
         ((exists,),) = sql.execute_sql("SELECT count(*) FROM close_sms.sms")
         print(f"\nclose_sms.sms holds {exists:,} SMS; Close holds {len(emulator.snapshot()):,}.")
-        print(f"\nExample query on the views:\n{EXAMPLE_QUERY};\n")
-        print(sql.native_connection.sql(EXAMPLE_QUERY))
+        for title, query in (
+            ("Example query on the views", EXAMPLE_QUERY),
+            ("Top reps, by name", TOP_REPS_QUERY),
+            ("Templates, by name", TEMPLATES_QUERY),
+        ):
+            print(f"\n{title}:\n{query};\n")
+            print(sql.native_connection.sql(query))
     print(f"Inspect it with: close-sms status --database {database}")
     return emulator.snapshot()

@@ -1,6 +1,8 @@
 """`close-sms report`: one self-contained HTML page of charts over the analytics views.
 
-Its last panel is the sync's health, from the run ledger (view `sync_health`).
+Templates and local numbers are named from the context tables (views
+`sms_template_performance` and `sms_numbers`); its last panel is the sync's health, from the run
+ledger (view `sync_health`).
 
 The page embeds plotly.js (no CDN), so it opens offline from a file or an e-mail. Next to
 each chart, the rows it was drawn from are embedded as JSON
@@ -42,6 +44,8 @@ RESPONSE_BUCKETS: tuple[tuple[str, float | None], ...] = (
 )
 NO_REPLY = "no reply"
 TOP_USERS = 10
+TOP_TEMPLATES = 10
+TOP_NUMBERS = 10
 # Fewer days than this get a tick per day; more days of senders are drawn per week.
 SHORT_HISTORY_DAYS = 7
 LONG_HISTORY_DAYS = 31
@@ -54,6 +58,8 @@ _VIEWS_READ = (
     "sms_user_daily",
     "sms_opt_outs",
     "sms_ai_vs_human",
+    "sms_template_performance",
+    "sms_numbers",
     "sync_health",
 )
 # The sender kinds of sms_ai_vs_human, with their names and colours in the report.
@@ -150,6 +156,23 @@ SELECT message_date, sender_kind, outbound_count, sent_count, failed_count, repl
     median_reply_seconds, failure_rate, total_cost_cents
 FROM {DATASET_NAME}.sms_ai_vs_human
 ORDER BY message_date, sender_kind
+"""
+
+_TEMPLATES = f"""
+SELECT template_id, template_name, outbound_count, sent_count, failed_count, failure_rate,
+    replied_count, reply_rate, median_reply_seconds
+FROM {DATASET_NAME}.sms_template_performance
+ORDER BY outbound_count DESC, template_id
+LIMIT {TOP_TEMPLATES}
+"""
+
+# Numbers Close no longer lists, or SMS without one, are still someone's volume: kept.
+_NUMBERS = f"""
+SELECT local_phone, local_phone_label, owner_name, message_count, inbound_count, sent_count,
+    failed_count, failure_rate, top_error_message, top_error_count
+FROM {DATASET_NAME}.sms_numbers
+ORDER BY message_count DESC, local_phone
+LIMIT {TOP_NUMBERS}
 """
 
 _OVERVIEW = f"""
@@ -377,6 +400,113 @@ def _senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+def _rate_axis(title: str) -> dict[str, Any]:
+    """A second x axis on top, for a rate drawn over counts."""
+    return {
+        "title": title,
+        "overlaying": "x",
+        "side": "top",
+        "tickformat": ".0%",
+        # A little room left of 0%, so a marker there is not cut by the axis.
+        "range": [-0.03, 1.05],
+        "dtick": 0.25,
+        "showgrid": False,
+    }
+
+
+def _templates_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    # A template the context lacks (or with the context off) is shown by its id.
+    labels = [row["template_name"] or row["template_id"] for row in rows]
+    for key, name, color in (
+        ("sent_count", "sent", "#1f77b4"),
+        ("failed_count", "failed", "#d62728"),
+    ):
+        figure.add_bar(
+            name=name,
+            orientation="h",
+            y=labels,
+            x=[row[key] for row in rows],
+            marker_color=color,
+        )
+    figure.add_scatter(
+        name="reply rate",
+        mode="markers",
+        xaxis="x2",
+        y=labels,
+        x=[row["reply_rate"] for row in rows],
+        marker={"color": "#2ca02c", "size": 11, "symbol": "diamond"},
+        customdata=[
+            [
+                ""
+                if row["median_reply_seconds"] is None
+                else _duration(row["median_reply_seconds"]),
+                row["failure_rate"] or 0,
+            ]
+            for row in rows
+        ],
+        hovertemplate=(
+            "%{y}<br>reply rate %{x:.0%}<br>median reply %{customdata[0]}"
+            "<br>failure rate %{customdata[1]:.0%}<extra></extra>"
+        ),
+    )
+    figure.update_layout(
+        title=f"SMS templates (top {TOP_TEMPLATES} by outbound SMS): sent, failed and reply rate",
+        barmode="stack",
+        yaxis={"autorange": "reversed"},
+        xaxis_title="outbound SMS",
+        xaxis2=_rate_axis("reply rate"),
+        # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
+        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
+        # Room for the rate axis on top, under the title.
+        margin={"t": 110},
+    )
+    return figure
+
+
+def _number_label(row: dict[str, Any]) -> str:
+    """A local number as people know it: its label and owner, then the number itself."""
+    named = " / ".join(part for part in (row["local_phone_label"], row["owner_name"]) if part)
+    number = row["local_phone"] or "(no number)"
+    return f"{named} ({number})" if named else number
+
+
+def _numbers_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    labels = [_number_label(row) for row in rows]
+    for key, name, color in (
+        ("sent_count", "sent", "#1f77b4"),
+        ("failed_count", "failed", "#d62728"),
+        ("inbound_count", "received", "#7f7f7f"),
+    ):
+        figure.add_bar(
+            name=name, orientation="h", y=labels, x=[row[key] for row in rows], marker_color=color
+        )
+    figure.add_scatter(
+        name="failure rate",
+        mode="markers",
+        xaxis="x2",
+        y=labels,
+        x=[row["failure_rate"] for row in rows],
+        marker={"color": "#000000", "size": 10, "symbol": "x"},
+        customdata=[[row["top_error_message"] or "", row["top_error_count"] or 0] for row in rows],
+        hovertemplate=(
+            "%{y}<br>failure rate %{x:.1%}<br>top error: %{customdata[0]}"
+            " (%{customdata[1]})<extra></extra>"
+        ),
+    )
+    figure.update_layout(
+        title=f"Local numbers (top {TOP_NUMBERS} by SMS): volume and delivery failure rate",
+        barmode="stack",
+        yaxis={"autorange": "reversed"},
+        xaxis_title="SMS",
+        xaxis2=_rate_axis("failure rate (failed / (sent + failed))"),
+        # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
+        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
+        # Room for the rate axis on top, under the title.
+        margin={"t": 110},
+    )
+    return figure
+
+
 def _sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     days = [row["run_date"] for row in rows]
     for key, name, color in (
@@ -441,6 +571,8 @@ def collect(sql: SqlClientBase[Any]) -> dict[str, Any]:
         "opt_outs": _records(sql, _OPT_OUTS),
         "readable_texts": _records(sql, _READABLE_TEXTS)[0],
         "senders": _records(sql, _SENDERS),
+        "templates": _records(sql, _TEMPLATES),
+        "numbers": _records(sql, _NUMBERS),
         "sync_health": _records(sql, _SYNC_HEALTH),
     }
 
@@ -489,6 +621,8 @@ def write_report(sql: SqlClientBase[Any], out: Path) -> Path:
             {"days": data["opt_outs"], "texts": data["readable_texts"]},
         ),
         ("senders", _senders_figure(Figure(), data["senders"]), data["senders"]),
+        ("templates", _templates_figure(Figure(), data["templates"]), data["templates"]),
+        ("numbers", _numbers_figure(Figure(), data["numbers"]), data["numbers"]),
         ("sync_health", _sync_health_figure(Figure(), data["sync_health"]), data["sync_health"]),
     ]
     sections = []

@@ -4,10 +4,11 @@ Each file holds one `CREATE OR REPLACE VIEW close_sms.<name>` statement in DuckD
 and is applied in file-name order, so a numeric prefix orders views that build on other views.
 On other destinations each file is translated first (`dialect.translate`).
 
-The views read dlt's tables `sms`, `sms__attachments` and `sms_events`, and the run ledger
-`sync_runs`. A dataset that has not loaded them yet (a fresh one, or a sync that never saw an
-attachment or an event) gets them created empty first, with the column names, types and order
-dlt itself creates (the ledger's own for `sync_runs`), so every view binds and returns no rows,
+The views read dlt's tables `sms`, `sms__attachments` and `sms_events`, the context tables
+(`users`, `lead_statuses`, `sms_templates`, `phone_numbers`, `leads`, `contacts`) and the run
+ledger `sync_runs`. A dataset that has not loaded them yet (a fresh one, a sync that never saw an
+attachment or an event, or one with the context turned off) gets them created empty first, with the column names, types and order
+dlt itself creates (the ledger's own for `sync_runs`), so every view binds (the context's columns null),
 and a later dlt load adopts the tables as they are. Likewise a table loaded before a field was
 declared (an old dataset without `sequence_id` or the agent fields) gets the column appended,
 null, as dlt's next load would append it.
@@ -28,6 +29,7 @@ from sqlglot.errors import SqlglotError
 
 from ..errors import DatabaseError
 from ..settings import DATASET_NAME
+from ..source.context.schema import CONTEXT_TABLES, table_hints
 from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
 from .dictionary import DICTIONARY_FILE, apply_comments, load_dictionary
@@ -93,6 +95,7 @@ def _base_tables() -> dict[str, list[TColumnSchema]]:
         "sms": sms_columns() | _ROOT_DLT_COLUMNS,
         "sms__attachments": attachment_columns() | _NESTED_DLT_COLUMNS,
         "sms_events": event_columns() | _ROOT_DLT_COLUMNS,
+        **{table: table_hints(table)["columns"] | _ROOT_DLT_COLUMNS for table in CONTEXT_TABLES},
         LEDGER_TABLE: ledger_columns(),
     }
     return {

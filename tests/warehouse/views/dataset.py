@@ -1,7 +1,7 @@
-"""Loads hand-made SMS and events into DuckDB or PostgreSQL with a real dlt pipeline.
+"""Loads hand-made SMS, events and context into DuckDB or PostgreSQL with a real dlt pipeline.
 
-The resources carry the project's table hints (source/schema.py), so the tables, types and
-nested attachment table are the ones the sync creates.
+The resources carry the project's table hints (source/sms/schema.py, source/context/schema.py),
+so the tables, types and nested attachment table are the ones the sync creates.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.sql_client import SqlClientBase
 
 from close_sms.settings import DATASET_NAME
+from close_sms.source.context.schema import table_hints
 from close_sms.source.sms.schema import attachment_columns, event_columns, sms_columns
 
 UTC = dt.timezone.utc
@@ -30,7 +31,11 @@ _pipeline_numbers = itertools.count()
 
 
 @dlt.source(name="close_sms", root_key=True)
-def test_source(sms_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]):
+def test_source(
+    sms_rows: list[dict[str, Any]],
+    event_rows: list[dict[str, Any]],
+    context_rows: dict[str, list[dict[str, Any]]],
+):
     @dlt.resource(
         name="sms",
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
@@ -52,7 +57,12 @@ def test_source(sms_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]
         if event_rows:
             yield event_rows
 
-    return sms, sms_events
+    context = [
+        dlt.resource(rows, name=table, **table_hints(table))
+        for table, rows in context_rows.items()
+        if rows
+    ]
+    return sms, sms_events, *context
 
 
 class Loader:
@@ -91,10 +101,18 @@ class Loader:
         )
 
     def load(
-        self, sms: Iterable[dict[str, Any]] = (), events: Iterable[dict[str, Any]] = ()
+        self,
+        sms: Iterable[dict[str, Any]] = (),
+        events: Iterable[dict[str, Any]] = (),
+        context: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
+        """Load rows; `context` maps a context table (`users`, `leads`, ...) to its rows."""
         info = self.pipeline.run(
-            test_source([dict(row) for row in sms], [dict(row) for row in events]),
+            test_source(
+                [dict(row) for row in sms],
+                [dict(row) for row in events],
+                {table: [dict(row) for row in rows] for table, rows in (context or {}).items()},
+            ),
             loader_file_format=LOADER_FILE_FORMATS[self.kind],
         )
         info.raise_on_failed_jobs()

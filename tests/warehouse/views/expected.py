@@ -291,19 +291,145 @@ def ai_vs_human(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     for row in rows:
         if row["direction"] == "outbound" and row["status"] not in UNSENT:
             groups[(utc_date(message_at(row)), sender_kind(row))].append(row)
-    answers = {}
-    for key, group in groups.items():
-        sent = sum(r["status"] == "sent" for r in group)
-        failed = sum(r["status"] == "error" for r in group)
-        replies = [s for r in group if (s := reply_seconds(r, rows)) is not None]
-        answers[key] = {
+    return {
+        key: {
             "outbound_count": len(group),
+            **_outcomes(group, rows),
+            "total_cost_cents": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+        }
+        for key, group in groups.items()
+    }
+
+
+def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in rows}
+
+
+def _full_name(user: dict[str, Any] | None) -> str | None:
+    if user is None:
+        return None
+    return " ".join(p for p in (user.get("first_name"), user.get("last_name")) if p) or None
+
+
+def names(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """sms_messages' context columns per SMS; an empty `context` is the context turned off."""
+    users = _by_id(context.get("users", []))
+    leads = _by_id(context.get("leads", []))
+    statuses = _by_id(context.get("lead_statuses", []))
+    contacts = _by_id(context.get("contacts", []))
+    templates = _by_id(context.get("sms_templates", []))
+    numbers: dict[str, dict[str, Any]] = {}
+    # A number listed twice: the row updated last wins.
+    for number in sorted(context.get("phone_numbers", []), key=lambda n: n["date_updated"]):
+        numbers[number["number"]] = number
+    answers = {}
+    for row in rows:
+        lead = leads.get(row["lead_id"]) or {}
+        status = statuses.get(lead.get("status_id")) or {}
+        number = numbers.get(row["local_phone"]) or {}
+        answers[row["id"]] = {
+            "user_email": (users.get(row["user_id"]) or {}).get("email"),
+            "lead_name": lead.get("name"),
+            "lead_status_id": lead.get("status_id"),
+            "lead_status_label": status.get("label") or lead.get("status_label"),
+            "contact_name": (contacts.get(row["contact_id"]) or {}).get("name"),
+            "template_name": (templates.get(row.get("template_id")) or {}).get("name"),
+            "local_phone_label": number.get("label"),
+            "local_phone_owner_id": number.get("user_id"),
+            "local_phone_owner_name": _full_name(users.get(number.get("user_id"))),
+        }
+    return answers
+
+
+def _outcomes(group: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sent, failed and replied counts and rates of outbound SMS (others in `group` ignored)."""
+    outbound = [r for r in group if r["direction"] == "outbound" and r["status"] not in UNSENT]
+    sent = sum(r["status"] == "sent" for r in outbound)
+    failed = sum(r["status"] == "error" for r in outbound)
+    replies = [s for r in outbound if (s := reply_seconds(r, rows)) is not None]
+    return {
+        "sent_count": sent,
+        "failed_count": failed,
+        "failure_rate": failed / (sent + failed) if sent + failed else None,
+        "replied_count": len(replies),
+        "reply_rate": len(replies) / sent if sent else None,
+        "median_reply_seconds": statistics.median(replies) if replies else None,
+    }
+
+
+def template_performance(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    named = names(rows, context)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if (
+            row["direction"] == "outbound"
+            and row["status"] not in UNSENT
+            and row.get("template_id")
+        ):
+            groups[row["template_id"]].append(row)
+    return {
+        template: {
+            "template_name": named[group[0]["id"]]["template_name"],
+            "outbound_count": len(group),
+            **_outcomes(group, rows),
+            "lead_count": len({r["lead_id"] for r in group if r["lead_id"] is not None}),
+        }
+        for template, group in groups.items()
+    }
+
+
+def by_lead_status(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str | None, dict[str, Any]]:
+    named = names(rows, context)
+    groups: dict[str | None, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[named[row["id"]]["lead_status_id"]].append(row)
+    return {
+        status: {
+            "lead_status_label": named[group[0]["id"]]["lead_status_label"],
+            "message_count": len(group),
+            "inbound_count": sum(r["direction"] == "inbound" for r in group),
+            "outbound_count": sum(r["direction"] == "outbound" for r in group),
+            **_outcomes(group, rows),
+            "lead_count": len({r["lead_id"] for r in group if r["lead_id"] is not None}),
+        }
+        for status, group in groups.items()
+    }
+
+
+def numbers(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    named = names(rows, context)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["local_phone"]].append(row)
+    answers = {}
+    for phone, group in groups.items():
+        outbound = [r for r in group if r["direction"] == "outbound"]
+        sent = sum(r["status"] == "sent" for r in outbound)
+        failed = sum(r["status"] == "error" for r in outbound)
+        errors = Counter(r["error_message"] for r in outbound if r["error_message"] is not None)
+        top = min(errors, key=lambda m: (-errors[m], m)) if errors else None
+        first = named[group[0]["id"]]
+        answers[phone] = {
+            "local_phone_label": first["local_phone_label"],
+            "owner_user_id": first["local_phone_owner_id"],
+            "owner_name": first["local_phone_owner_name"],
+            "message_count": len(group),
+            "inbound_count": len(group) - len(outbound),
+            "outbound_count": len(outbound),
             "sent_count": sent,
             "failed_count": failed,
             "failure_rate": failed / (sent + failed) if sent + failed else None,
-            "replied_count": len(replies),
-            "reply_rate": len(replies) / sent if sent else None,
-            "median_reply_seconds": statistics.median(replies) if replies else None,
-            "total_cost_cents": sum((r["cost"] or Decimal(0) for r in group), Decimal(0)),
+            "top_error_message": top,
+            "top_error_count": errors[top] if top else None,
+            "remote_phone_count": len({r["remote_phone"] for r in group if r["remote_phone"]}),
+            "last_message_at": max(message_at(r) for r in group),
         }
     return answers

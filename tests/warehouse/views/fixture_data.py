@@ -27,6 +27,19 @@ Opt-outs (sms_opt_outs), one lead per phone, from +120 min (`opt_out_rows`):
   - lead_o3: "START", then "quit" with a newline: opted out, never texted; "stop please"
     (sms_40) is not a keyword, nor the "STOP" a rep sent (sms_41, lead_o4).
   - lead_o5: "END" and "UNSTOP" at the same instant: the larger id is the later, opted in.
+
+Context (`context_rows`; SMS point at it through `REFERENCES`):
+  - users: user_1 Ann Lee, user_2 Bo Chen, user_3 "Cy" with no last name.
+  - leads: lead_a Potential; lead_b on a status renamed from "Qualified" to "Won" (the lead
+    still says Qualified); lead_c on a status Close no longer lists (the lead's "Lost" stands
+    in); lead_o1 Potential. The other leads are not in the context: no name, no status.
+  - contacts of lead_a and lead_b only.
+  - templates: tmpl_hello on sms_03a, sms_07 (replied after 10 min), failed sms_14 and the
+    draft sms_02 (left out: drafts never went out); tmpl_remind on sms_03b (replied after
+    5 min) and the outbox sms_19; tmpl_gone (not in sms_templates) on sms_12.
+  - local numbers: +15559999999 (every other SMS) is Ann's "Main line"; the day-1 and day-2
+    failures of sms_14, sms_16, sms_17, sms_18 went out from +15558888888, listed twice (re-issued:
+    the later row, Bo's "Support", wins); sms_15 from +15557777777, which Close does not list.
 """
 
 from __future__ import annotations
@@ -41,11 +54,33 @@ DAY2 = dt.datetime(2024, 3, 2, 9, 0, tzinfo=UTC)
 DELETED = ("sms_21", "sms_22")
 
 
+MAIN_LINE, SUPPORT_LINE, UNLISTED_LINE = "+15559999999", "+15558888888", "+15557777777"
+# What SMS point at in the context, beyond the defaults of `sms_row`.
+REFERENCES: dict[str, dict[str, str]] = {
+    "sms_02": {"template_id": "tmpl_hello"},
+    "sms_03a": {"template_id": "tmpl_hello"},
+    "sms_07": {"template_id": "tmpl_hello"},
+    "sms_14": {"template_id": "tmpl_hello", "local_phone": SUPPORT_LINE},
+    "sms_03b": {"template_id": "tmpl_remind"},
+    "sms_19": {"template_id": "tmpl_remind"},
+    "sms_12": {"template_id": "tmpl_gone"},
+    "sms_15": {"local_phone": UNLISTED_LINE},
+    **{sms_id: {"local_phone": SUPPORT_LINE} for sms_id in ("sms_16", "sms_17", "sms_18")},
+}
+
+
 def minutes(n: float) -> dt.datetime:
     return T0 + dt.timedelta(minutes=n)
 
 
 def sms_rows() -> list[dict]:
+    rows = _sms_rows()
+    for row in rows:
+        row.update(REFERENCES.get(row["id"], {}))
+    return rows
+
+
+def _sms_rows() -> list[dict]:
     a = {"lead_id": "lead_a", "remote_phone": "+15550000001"}
     b = {"lead_id": "lead_b", "remote_phone": "+15550000002"}
     return [
@@ -357,6 +392,58 @@ def opt_out_rows() -> list[dict]:
         inbound("sms_42", "lead_o5", 200, "END"),
         inbound("sms_43", "lead_o5", 200, "UNSTOP"),
     ]
+
+
+def context_rows() -> dict[str, list[dict]]:
+    """The context tables' rows described above (module docstring), by table."""
+
+    def user(user_id: str, first: str, last: str | None) -> dict:
+        email = f"{first.lower()}@example.invalid"
+        return {"id": user_id, "first_name": first, "last_name": last, "email": email}
+
+    def lead(lead_id: str, name: str, status_id: str, status_label: str) -> dict:
+        return {"id": lead_id, "name": name, "status_id": status_id, "status_label": status_label}
+
+    def number(number_id: str, phone: str, label: str, user_id: str | None, updated: int) -> dict:
+        return {
+            "id": number_id,
+            "number": phone,
+            "label": label,
+            "user_id": user_id,
+            "is_group_number": user_id is None,
+            "date_updated": T0 + dt.timedelta(days=updated),
+        }
+
+    return {
+        "users": [
+            user("user_1", "Ann", "Lee"),
+            user("user_2", "Bo", "Chen"),
+            user("user_3", "Cy", None),
+        ],
+        "lead_statuses": [
+            {"id": "stat_potential", "label": "Potential"},
+            {"id": "stat_won", "label": "Won"},
+        ],
+        "leads": [
+            lead("lead_a", "Acme Corp", "stat_potential", "Potential"),
+            lead("lead_b", "Bluth Company", "stat_won", "Qualified"),
+            lead("lead_c", "Cyberdyne", "stat_gone", "Lost"),
+            lead("lead_o1", "Opt Out Inc", "stat_potential", "Potential"),
+        ],
+        "contacts": [
+            {"id": "cont_lead_a", "lead_id": "lead_a", "name": "Alice Customer"},
+            {"id": "cont_lead_b", "lead_id": "lead_b", "name": "Bob Customer"},
+        ],
+        "sms_templates": [
+            {"id": "tmpl_hello", "name": "Hello"},
+            {"id": "tmpl_remind", "name": "Reminder"},
+        ],
+        "phone_numbers": [
+            number("phon_main", MAIN_LINE, "Main line", "user_1", 1),
+            number("phon_old", SUPPORT_LINE, "Old support", "user_3", 1),
+            number("phon_support", SUPPORT_LINE, "Support", "user_2", 2),
+        ],
+    }
 
 
 def event_rows() -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from close_sms.errors import DatabaseError
+from close_sms.source.context.schema import CONTEXT_TABLES
 from close_sms.warehouse import views
 from close_sms.warehouse.views import (
     apply_views,
@@ -13,16 +14,18 @@ from close_sms.warehouse.views import (
     sql_dir,
     view_files,
 )
+from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, Loader, column_names
-from tests.warehouse.views.fixture_data import DELETED, event_rows, sms_rows
+from tests.warehouse.views.dataset import rows_as_dicts as query
+from tests.warehouse.views.fixture_data import DELETED, context_rows, event_rows, sms_rows
 from tests.warehouse.views.test_views import VIEWS
 
-BASE_TABLES = ("sms", "sms__attachments", "sms_events")
-COLUMNS_SQL = """
+BASE_TABLES = ("sms", "sms__attachments", "sms_events", *CONTEXT_TABLES)
+COLUMNS_SQL = f"""
 SELECT table_name, ordinal_position, column_name, data_type, is_nullable,
        numeric_precision, numeric_scale
 FROM information_schema.columns
-WHERE table_schema = 'close_sms' AND table_name IN ('sms', 'sms__attachments', 'sms_events')
+WHERE table_schema = 'close_sms' AND table_name IN ({", ".join(f"'{t}'" for t in BASE_TABLES)})
 ORDER BY table_name, ordinal_position
 """
 
@@ -42,6 +45,10 @@ def apply(loader: Loader) -> list[str]:
 def test_every_view_works_on_an_empty_database(loader):
     assert apply(loader) == VIEWS
     assert counts(loader) == dict.fromkeys(VIEWS, 0)
+    with loader.sql_client(read_only=True) as sql:
+        assert set(next(iter(expected.names(sms_rows(), {}).values()))) <= set(
+            column_names(sql, "sms_messages")
+        )
     # Applying again is harmless.
     assert apply(loader) == VIEWS
 
@@ -49,7 +56,7 @@ def test_every_view_works_on_an_empty_database(loader):
 @pytest.mark.parametrize("kind", DESTINATIONS)
 def test_empty_tables_match_what_dlt_creates(new_loader, kind):
     loaded = new_loader(kind)
-    loaded.load(sms=sms_rows(), events=event_rows())
+    loaded.load(sms=sms_rows(), events=event_rows(), context=context_rows())
     with loaded.sql_client() as sql:
         dlt_columns = sql.execute_sql(COLUMNS_SQL)
     assert {row[0] for row in dlt_columns} == set(BASE_TABLES)
@@ -72,6 +79,35 @@ def test_dlt_loads_into_the_prepared_empty_database(loader):
         assert got["sms_attachments_flat"] == sum(len(r["attachments"]) for r in rows)
         assert got["sms_status_changes"] == len(event_rows())
         apply(loader)
+
+
+def test_views_with_the_context_turned_off_have_its_columns_null(loader):
+    # A sync with context = false: no context table, so the names are null, not missing.
+    loader.load(sms=sms_rows(), events=event_rows())
+    assert apply(loader) == VIEWS
+    rows = sms_rows()
+    name_columns = list(next(iter(expected.names(rows, {}).values())))
+    with loader.sql_client(read_only=True) as sql:
+        got = query(sql, f"SELECT id, {', '.join(name_columns)} FROM close_sms.sms_messages")
+        templates = query(sql, "SELECT * FROM close_sms.sms_template_performance")
+        statuses = query(sql, "SELECT * FROM close_sms.sms_by_lead_status")
+        numbers = query(sql, "SELECT * FROM close_sms.sms_numbers")
+    assert {r.pop("id"): r for r in got} == expected.names(rows, {})
+    assert all(value is None for row in got for value in row.values())
+    # The views still count by the ids the SMS carry; only the names are missing.
+    assert {r["template_id"]: r["template_name"] for r in templates} == dict.fromkeys(
+        ("tmpl_hello", "tmpl_remind", "tmpl_gone")
+    )
+    assert [(r["lead_status_id"], r["message_count"]) for r in statuses] == [(None, len(rows))]
+    assert all(r["owner_name"] is None and r["message_count"] for r in numbers)
+
+    # Turned on later: dlt loads into the empty context tables and the views name the SMS.
+    loader.load(context=context_rows())
+    with loader.sql_client(read_only=True) as sql:
+        ((label,),) = sql.execute_sql(
+            "SELECT local_phone_owner_name FROM close_sms.sms_messages WHERE id = 'sms_14'"
+        )
+    assert label == "Bo Chen"
 
 
 def test_missing_child_and_event_tables_are_created_then_adopted_by_dlt(loader):

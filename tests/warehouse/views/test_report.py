@@ -17,13 +17,23 @@ import pytest
 
 from close_sms.errors import ConfigError
 from close_sms.warehouse.ledger import write_runs
-from close_sms.warehouse.report import NO_REPLY, RESPONSE_BUCKETS, TOP_USERS, write_report
+from close_sms.warehouse.report import (
+    NO_REPLY,
+    RESPONSE_BUCKETS,
+    TOP_NUMBERS,
+    TOP_TEMPLATES,
+    TOP_USERS,
+    write_report,
+)
 from close_sms.warehouse.views import apply_views
 from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
 from tests.warehouse.views.fixture_data import sync_runs
 
 SEQUENCE = {"sequence_id": "seq_1", "sequence_name": "Follow-up"}
+# More templates and numbers than a panel shows, a template and a number the context lacks.
+TEMPLATES = [f"tmpl_{k:02d}" for k in range(TOP_TEMPLATES + 3)]
+NUMBERS = [f"+1650555{k:04d}" for k in range(TOP_NUMBERS + 3)]
 
 
 def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
@@ -55,10 +65,30 @@ def demo_rows(n: int = 240, seed: int = 7) -> list[dict]:
                 error_message=rng.choice(("Unreachable", "Blocked")) if status == "error" else None,
                 attachments=[attachment(f"m_{i}_{k}") for k in range(rng.choice([0] * 8 + [1, 3]))],
                 text=rng.choice(["STOP", " stop", "START", "Thanks"] + ["Sounds good"] * 6),
+                template_id=None if inbound or rng.random() < 0.3 else rng.choice(TEMPLATES),
+                local_phone=rng.choice(NUMBERS),
                 **sender,
             )
         )
     return rows
+
+
+def demo_context() -> dict[str, list[dict]]:
+    """Names for all but the last template and number; number k belongs to user k."""
+    return {
+        "users": [{"id": f"user_{k}", "first_name": "Rep", "last_name": str(k)} for k in range(7)],
+        "sms_templates": [{"id": t, "name": f"Template {t[-2:]}"} for t in TEMPLATES[:-1]],
+        "phone_numbers": [
+            {
+                "id": f"phon_{k}",
+                "number": n,
+                "label": f"Line {k}",
+                "user_id": f"user_{k % 7}",
+                "date_updated": dt.datetime(2024, 5, 1, tzinfo=UTC),
+            }
+            for k, n in enumerate(NUMBERS[:-1])
+        ],
+    }
 
 
 CHARTS = (
@@ -68,6 +98,8 @@ CHARTS = (
     "busiest_users",
     "opt_outs",
     "senders",
+    "templates",
+    "numbers",
     "sync_health",
 )
 
@@ -83,7 +115,7 @@ def report(request, new_loader, tmp_path_factory):
     """The report of a demo-shaped account, and whether the database file stayed the same."""
     loader = new_loader(request.param)
     rows = demo_rows()
-    loader.load(sms=rows)
+    loader.load(sms=rows, context=demo_context())
     with loader.sql_client() as sql:
         write_runs(sql, sync_runs())
         apply_views(sql)
@@ -232,6 +264,46 @@ def test_senders(report):
     assert {r["sender_kind"] for r in got} == {"ai_agent", "sequence", "rep"}
 
 
+def test_templates(report):
+    page, rows, _ = report
+    want = expected.template_performance(rows, demo_context())
+    ranked = sorted(want, key=lambda t: (-want[t]["outbound_count"], t))
+    got = chart_data(page, "templates")
+    assert [r["template_id"] for r in got] == ranked[:TOP_TEMPLATES]
+    for record in got:
+        answer = want[record["template_id"]]
+        assert record["template_name"] == answer["template_name"]
+        assert (record["sent_count"], record["failed_count"]) == (
+            answer["sent_count"],
+            answer["failed_count"],
+        )
+        assert record["reply_rate"] == pytest.approx(answer["reply_rate"])
+    # Named where the context has the template: the chart shows the name, not the id.
+    assert "Template 00" in page or "Template 01" in page
+    assert all(r["template_name"] for r in got if r["template_id"] != TEMPLATES[-1])
+
+
+def test_numbers(report):
+    page, rows, _ = report
+    want = expected.numbers(rows, demo_context())
+    ranked = sorted(want, key=lambda n: (-want[n]["message_count"], n))
+    got = chart_data(page, "numbers")
+    assert [r["local_phone"] for r in got] == ranked[:TOP_NUMBERS]
+    for record in got:
+        answer = want[record["local_phone"]]
+        assert record["owner_name"] == answer["owner_name"]
+        assert record["local_phone_label"] == answer["local_phone_label"]
+        assert record["failed_count"] == answer["failed_count"]
+        assert record["failure_rate"] == pytest.approx(answer["failure_rate"])
+        assert record["top_error_message"] == answer["top_error_message"]
+    named = [r for r in got if r["local_phone"] != NUMBERS[-1]]
+    assert named and all(r["owner_name"].startswith("Rep ") for r in named)
+    assert all(r["local_phone_label"].startswith("Line ") for r in named)
+    # The chart shows a number as its label and owner (plotly escapes the slash).
+    label = f"{named[0]['local_phone_label']} \\u002f {named[0]['owner_name']}"
+    assert label in page
+
+
 def test_overview(report):
     page, rows, _ = report
     overview = chart_data(page, "overview")
@@ -248,6 +320,8 @@ def test_report_on_an_empty_database(loader, tmp_path):
     assert chart_data(page, "sync_health") == []
     assert chart_data(page, "opt_outs")["days"] == []
     assert chart_data(page, "senders") == []
+    assert chart_data(page, "templates") == []
+    assert chart_data(page, "numbers") == []
 
 
 def test_report_says_opt_outs_need_the_text(loader, tmp_path):

@@ -17,7 +17,17 @@ from close_sms.warehouse.views import apply_views
 from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, column_names
 from tests.warehouse.views.dataset import rows_as_dicts as query
-from tests.warehouse.views.fixture_data import DELETED, event_rows, minutes, sms_rows, sync_runs
+from tests.warehouse.views.fixture_data import (
+    DELETED,
+    MAIN_LINE,
+    SUPPORT_LINE,
+    UNLISTED_LINE,
+    context_rows,
+    event_rows,
+    minutes,
+    sms_rows,
+    sync_runs,
+)
 
 VIEWS = [
     "sms_messages",
@@ -27,8 +37,12 @@ VIEWS = [
     "sms_response_times",
     "sms_conversations",
     "sms_delivery",
+    "sms_outbound_outcomes",
     "sms_opt_outs",
     "sms_ai_vs_human",
+    "sms_template_performance",
+    "sms_by_lead_status",
+    "sms_numbers",
     "sms_status_changes",
     "sync_health",
 ]
@@ -41,7 +55,7 @@ def accounts(new_loader) -> dict[str, Loader]:
     loaders = {}
     for kind in DESTINATIONS:
         loader = new_loader(kind)
-        loader.load(sms=sms_rows(), events=event_rows())
+        loader.load(sms=sms_rows(), events=event_rows(), context=context_rows())
         loader.delete(*DELETED)
         with loader.sql_client() as sql:
             write_runs(sql, sync_runs())
@@ -89,6 +103,40 @@ def test_sms_messages(account, rows):
     assert got["sms_12"]["attachment_count"] == 3
     assert got["sms_12"]["cost"] == Decimal("0.03")
     assert got["sms_14"]["is_failed"] is True
+
+
+def test_sms_messages_name_what_the_sms_point_to(account, rows):
+    want = expected.names(rows, context_rows())
+    columns = ", ".join(next(iter(want.values())))
+    got = {
+        r.pop("id"): r for r in query(account, f"SELECT id, {columns} FROM close_sms.sms_messages")
+    }
+    assert got == want
+    # Spelled out, so the Python model is checked too.
+    assert got["sms_03a"] == {
+        "user_email": "bo@example.invalid",
+        "lead_name": "Acme Corp",
+        "lead_status_id": "stat_potential",
+        "lead_status_label": "Potential",
+        "contact_name": "Alice Customer",
+        "template_name": "Hello",
+        "local_phone_label": "Main line",
+        "local_phone_owner_id": "user_1",
+        "local_phone_owner_name": "Ann Lee",
+    }
+    # A renamed status shows its new label; one Close no longer lists, the lead's own copy.
+    assert got["sms_10"]["lead_status_label"] == "Won"
+    assert got["sms_14"]["lead_status_label"] == "Lost"
+    # The re-issued number: the row updated last, Bo's, wins, and the SMS stays one row.
+    assert (got["sms_14"]["local_phone_label"], got["sms_14"]["local_phone_owner_name"]) == (
+        "Support",
+        "Bo Chen",
+    )
+    # What the context lacks is null: a lead, a template, a number, a user's last name.
+    assert got["sms_13"]["lead_name"] is None and got["sms_13"]["contact_name"] is None
+    assert got["sms_12"]["template_name"] is None
+    assert got["sms_15"]["local_phone_label"] is None
+    assert got["sms_10"]["user_email"] == "cy@example.invalid"
 
 
 def test_sms_attachments_flat(account, rows):
@@ -241,6 +289,73 @@ def test_sms_ai_vs_human(account, rows):
     } - {(dt.date(2024, 3, 2), "ai_agent"), (dt.date(2024, 3, 2), "sequence")}
 
 
+def test_sms_template_performance(account, rows):
+    got = {
+        r.pop("template_id"): rounded(r)
+        for r in query(
+            account,
+            """SELECT template_id, template_name, outbound_count, sent_count, failed_count,
+                      failure_rate, replied_count, reply_rate, median_reply_seconds, lead_count
+               FROM close_sms.sms_template_performance""",
+        )
+    }
+    want = expected.template_performance(rows, context_rows())
+    assert got == {key: rounded(v) for key, v in want.items()}
+    # Spelled out: the draft sms_02 is left out; sms_07 was answered 10 min later, sms_03a not
+    # (sms_03b followed it); sms_14 failed.
+    hello = got["tmpl_hello"]
+    assert (hello["template_name"], hello["outbound_count"]) == ("Hello", 3)
+    assert (hello["sent_count"], hello["failed_count"], hello["replied_count"]) == (2, 1, 1)
+    assert (hello["reply_rate"], hello["median_reply_seconds"]) == (0.5, 600.0)
+    assert hello["failure_rate"] == round(1 / 3, 6)
+    # The outbox sms_19 counts as outbound, neither sent nor failed.
+    remind = got["tmpl_remind"]
+    assert (remind["outbound_count"], remind["sent_count"], remind["reply_rate"]) == (2, 1, 1.0)
+    assert got["tmpl_gone"]["template_name"] is None
+    assert set(got) == {"tmpl_hello", "tmpl_remind", "tmpl_gone"}
+
+
+def test_sms_by_lead_status(account, rows):
+    got = {
+        r.pop("lead_status_id"): rounded(r)
+        for r in query(
+            account,
+            """SELECT lead_status_id, lead_status_label, message_count, inbound_count,
+                      outbound_count, sent_count, failed_count, failure_rate, replied_count,
+                      reply_rate, median_reply_seconds, lead_count
+               FROM close_sms.sms_by_lead_status""",
+        )
+    }
+    want = expected.by_lead_status(rows, context_rows())
+    assert got == {key: rounded(v) for key, v in want.items()}
+    # Spelled out: lead_b's renamed status; lead_c's status gone from Close, every outbound
+    # SMS on it failed but sms_11; leads outside the context have no status.
+    assert (got["stat_won"]["lead_status_label"], got["stat_won"]["message_count"]) == ("Won", 2)
+    gone = got["stat_gone"]
+    assert (gone["lead_status_label"], gone["sent_count"], gone["failed_count"]) == ("Lost", 1, 5)
+    assert got[None]["lead_status_label"] is None
+    potential = got["stat_potential"]
+    assert potential["lead_count"] == 2  # lead_a and lead_o1
+
+
+def test_sms_numbers(account, rows):
+    got = {
+        r.pop("local_phone"): rounded(r)
+        for r in query(account, "SELECT * FROM close_sms.sms_numbers")
+    }
+    assert got == {key: rounded(v) for key, v in expected.numbers(rows, context_rows()).items()}
+    # Spelled out: the support line only failed, "Unreachable" three times out of four.
+    support = got[SUPPORT_LINE]
+    assert (support["local_phone_label"], support["owner_name"]) == ("Support", "Bo Chen")
+    assert (support["failed_count"], support["failure_rate"]) == (4, 1.0)
+    assert (support["top_error_message"], support["top_error_count"]) == ("Unreachable", 3)
+    unlisted = got[UNLISTED_LINE]
+    assert (unlisted["local_phone_label"], unlisted["owner_user_id"]) == (None, None)
+    assert unlisted["top_error_message"] == "Carrier violation"
+    assert got[MAIN_LINE]["owner_name"] == "Ann Lee"
+    assert got[MAIN_LINE]["top_error_message"] is None
+
+
 def test_sms_status_changes(account):
     got = {
         r.pop("event_id"): r
@@ -289,6 +404,9 @@ def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
     )
     assert mentions == 0
     # ... and the SMS counted by each view are exactly the ones left (aggregated views).
+    left_drafts = [
+        r for r in rows if r["direction"] == "outbound" and r["status"] not in expected.UNSENT
+    ]
     counted = {
         "sms_messages": ("count(*)", len(rows)),
         "sms_attachments_flat": ("count(*)", sum(len(r["attachments"]) for r in rows)),
@@ -303,11 +421,15 @@ def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
             sum(r["status"] not in expected.UNSENT for r in rows),
         ),
         "sms_delivery": ("sum(outbound_count)", sum(r["direction"] == "outbound" for r in rows)),
+        "sms_outbound_outcomes": ("count(*)", len(left_drafts)),
         "sms_opt_outs": ("count(*)", len(expected.opt_outs(rows))),
-        "sms_ai_vs_human": (
+        "sms_ai_vs_human": ("sum(outbound_count)", len(left_drafts)),
+        "sms_template_performance": (
             "sum(outbound_count)",
-            sum(r["direction"] == "outbound" and r["status"] not in expected.UNSENT for r in rows),
+            sum(bool(r.get("template_id")) for r in left_drafts),
         ),
+        "sms_by_lead_status": ("sum(message_count)", len(rows)),
+        "sms_numbers": ("sum(message_count)", len(rows)),
     }
     aggregate, want = counted[view]
     assert account.execute_sql(f"SELECT {aggregate} FROM close_sms.{view}") == [(want,)]
