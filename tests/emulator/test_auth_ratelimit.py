@@ -88,6 +88,10 @@ def test_ratelimit_semicolon_separator_and_off_by_default(emulator):
     run = emulator(sms=5, rps=50, ratelimit_separator=";")
     resp = run.get("/activity/sms/")
     assert re.match(r"^limit=50; remaining=\d+; reset=[\d.]+$", resp.headers["ratelimit"])
+    # Off by default: answers describe a budget no client reaches, as Close's most answers do.
     plain = emulator(sms=5)
-    assert "ratelimit" not in plain.get("/activity/sms/").headers
+    unlimited = "limit=1000000, remaining=999999, reset=1.000"
+    assert plain.get("/activity/sms/").headers["ratelimit"] == unlimited
     assert all(plain.get("/me/").status_code == 200 for _ in range(30))
+    silent = emulator(sms=5, ratelimit_header_form="none")
+    assert "ratelimit" not in silent.get("/activity/sms/").headers

@@ -109,6 +109,10 @@ METHOD_OVERRIDE_REFUSED_MESSAGE = (
 )
 
 
+# What answers say when rate limiting is off: a budget no client reaches.
+UNLIMITED = RateDecision(allowed=True, limit=1_000_000, remaining=999_999, reset=1.0)
+
+
 class ApiError(Exception):
     """An error response with a JSON body."""
 
@@ -241,6 +245,9 @@ class EmulatorApp:
             limiter = self.emu.ratelimiter
             if limiter is not None:
                 decision = self._rate_limit(limiter, endpoint, request.method, method, principal)
+            else:
+                # Close describes a limit on most answers; with limiting off, one never reached.
+                decision = UNLIMITED
             handler = self._handlers[endpoint]
             response = handler(request, method, params, principal, **args)
         except _Done as done:
