@@ -28,7 +28,9 @@ ranked_errors AS (
         row_number() OVER (
             PARTITION BY local_phone ORDER BY count(*) DESC, error_message
         ) AS error_rank
-    FROM close_sms.sms_messages
+    -- The SMS themselves, not sms_messages again: DuckDB 1.5 shares a view read twice as one
+    -- materialized subplan, which overran the sync's 128 MB memory limit on 600 SMS.
+    FROM close_sms.sms
     WHERE direction = 'outbound' AND error_message IS NOT NULL
     GROUP BY local_phone, error_message
 )

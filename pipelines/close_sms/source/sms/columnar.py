@@ -78,6 +78,11 @@ _TABLE_NAME = "sms"
 _EMPTY_TEXT_AS_NULL = ("dlt.destinations.postgres",)
 
 
+def _empty_text(row: dict[str, Any]) -> bool:
+    """Whether a text of `row` is empty, or will be once its NULs are removed for the destination."""
+    return any(isinstance(value, str) and not value.strip("\x00") for value in row.values())
+
+
 # pyarrow is imported on first use: 0.05 s that a cron run with nothing to backfill saves.
 @cache
 def arrow_schema(extra: tuple[tuple[str, TDataType], ...] = ()) -> pa.Schema:
@@ -132,7 +137,7 @@ class ArrowBatcher:
         others = []
         for row in rows:
             extra = _extra_fields(row)
-            if extra is None or (not self._empty_text_fits and "" in row.values()):
+            if extra is None or (not self._empty_text_fits and _empty_text(row)):
                 others.append(row)
                 continue
             self._rows.append(row)
