@@ -216,10 +216,12 @@ CONTEXT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def expected_context(emu) -> dict[str, dict[str, dict[str, Any]]]:
+def expected_context(
+    emu, snapshot: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """The context tables as Close holds them: every user, status, template and number, and the
-    live leads and contacts the SMS name."""
-    sms = emu.snapshot().values()
+    live leads and contacts the SMS name (those of `snapshot` when given, else Close's SMS)."""
+    sms = (emu.snapshot() if snapshot is None else snapshot).values()
     named = {
         "lead": {s["lead_id"] for s in sms if s["lead_id"]},
         "contact": {s["contact_id"] for s in sms if s["contact_id"]},
@@ -237,11 +239,14 @@ def expected_context(emu) -> dict[str, dict[str, dict[str, Any]]]:
     return tables
 
 
-def context_mismatches(where: Target | Path, emu) -> list[str]:
-    """Every difference between the context tables and Close; empty when equal."""
+def context_mismatches(
+    where: Target | Path, emu, snapshot: dict[str, dict[str, Any]] | None = None
+) -> list[str]:
+    """Every difference between the context tables and Close; empty when equal. `snapshot`:
+    the SMS whose leads and contacts the tables must hold, when not Close's own."""
     target = as_target(where)
     problems = []
-    for table, expected in expected_context(emu).items():
+    for table, expected in expected_context(emu, snapshot).items():
         fields = CONTEXT_FIELDS[table][1]
         actual = {
             row[0]: dict(zip(fields, row[1:], strict=True))
