@@ -338,9 +338,7 @@ class Scenario:
                 return None
             sms_id = rng.choice(readable)
             ids.append(sms_id)
-            # Between syncs nothing writes the warehouse: this is the row the sync last loaded.
-            self.forbidden[sms_id] = warehouse_rows(self.database).get(sms_id)
-            emu.forbid_sms(sms_id)
+            self.forbid(sms_id)
         elif kind == "burst_same_date_created":
             at = emu.clock.now() - timedelta(seconds=rng.randint(0, 3 * 86400))
             at = at.replace(microsecond=rng.choice([0, 123000, 999000]))
@@ -404,9 +402,7 @@ class Scenario:
                 return touched
             if kind == "rename_user":
                 user = rng.choice(users)
-                names = self.user_names.setdefault(user, {crm.users[user].name})
-                emu.rename_user(user, "Renamed", f"User {mark}")
-                names.add(crm.users[user].name)
+                self.rename_user(user, f"User {mark}")
                 return [user]
             if kind == "add_user":
                 return [emu.add_user("New", f"User {mark}", f"user{mark}@example.com")]
@@ -423,6 +419,20 @@ class Scenario:
                 emu.relabel_number(number, f"Line {mark}")
                 return [number]
         return None
+
+    def forbid(self, sms_id: str) -> None:
+        """Make one SMS unreadable (403), remembering the row the warehouse holds for it."""
+        # Called between syncs only: nothing writes the warehouse, so this is the last load.
+        self.forbidden[sms_id] = warehouse_rows(self.database).get(sms_id)
+        self.emu.forbid_sms(sms_id)
+
+    def rename_user(self, user_id: str, last_name: str) -> None:
+        """Rename a user, remembering every name the user has had."""
+        with self.emu.lock:
+            user = self.emu.store.crm.users[user_id]
+            names = self.user_names.setdefault(user_id, {user.name})
+            self.emu.rename_user(user_id, "Renamed", last_name)
+            names.add(user.name)
 
     # ---- faults ---------------------------------------------------------------------------
 
