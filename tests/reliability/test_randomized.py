@@ -49,8 +49,8 @@ def _check(counts: Counts, min_scenarios: int) -> None:
 
 def test_randomized_short(tmp_path, capsys):
     # CI runs a fixed seed so that it is repeatable; RELIABILITY_SEED=random (or a number)
-    # explores. Seed 11's account is small and meets recorded rate limits (9 s windows, groups
-    # by method), undeclared and recorded fields, hostile texts and merges logged lead-only.
+    # explores. Seed 11's account is small and has recorded rate limits (9 s windows, groups
+    # by method), undeclared and recorded fields, and merges logged with the lead events only.
     seed = _seed(default=11)
     with capsys.disabled():
         print(f"\nrandomized short run, seed {seed}")
