@@ -223,10 +223,13 @@ CONTEXT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def expected_context(emu) -> dict[str, dict[str, dict[str, Any]]]:
+def expected_context(
+    emu, snapshot: dict[str, dict[str, Any]] | None = None, named_only: bool = True
+) -> dict[str, dict[str, dict[str, Any]]]:
     """The context tables as Close holds them: every user, status, template and number, and the
-    live leads and contacts the SMS name."""
-    sms = emu.snapshot().values()
+    live leads and contacts the SMS name (those of `snapshot` when given, else Close's SMS; all
+    live leads and contacts unless `named_only`)."""
+    sms = (emu.snapshot() if snapshot is None else snapshot).values()
     named = {
         "lead": {s["lead_id"] for s in sms if s["lead_id"]},
         "contact": {s["contact_id"] for s in sms if s["contact_id"]},
@@ -239,25 +242,35 @@ def expected_context(emu) -> dict[str, dict[str, dict[str, Any]]]:
             tables[table] = {
                 obj.id: {name: crm.render(kind, obj).get(name) for name in fields}
                 for obj in objects
-                if kind not in named or obj.id in named[kind]
+                if not named_only or kind not in named or obj.id in named[kind]
             }
     return tables
 
 
-def context_mismatches(where: Target | Path, emu) -> list[str]:
-    """Every difference between the context tables and Close; empty when equal."""
+def context_mismatches(
+    where: Target | Path,
+    emu,
+    snapshot: dict[str, dict[str, Any]] | None = None,
+    allow_unnamed: bool = False,
+) -> list[str]:
+    """Every difference between the context tables and Close; empty when equal. `snapshot`:
+    the SMS whose leads and contacts the tables must hold, when not Close's own;
+    `allow_unnamed`: a live lead or contact no SMS names may stay, if it equals Close's."""
     target = as_target(where)
     problems = []
-    for table, expected in expected_context(emu).items():
+    live = expected_context(emu, snapshot, named_only=False) if allow_unnamed else {}
+    for table, expected in expected_context(emu, snapshot).items():
         fields = CONTEXT_FIELDS[table][1]
         actual = {
             row[0]: dict(zip(fields, row[1:], strict=True))
             for row in target.query(f"SELECT id, {', '.join(fields)} FROM close_sms.{table}")
         }
+        # Rows that may stay: the named ones, and with `allow_unnamed` every live one.
+        allowed = {**expected, **live.get(table, {})}
         problems += [f"{table}: missing {i}" for i in sorted(expected.keys() - actual.keys())]
-        problems += [f"{table}: extra {i}" for i in sorted(actual.keys() - expected.keys())]
-        for object_id in sorted(expected.keys() & actual.keys()):
-            for name, value in expected[object_id].items():
+        problems += [f"{table}: extra {i}" for i in sorted(actual.keys() - allowed.keys())]
+        for object_id in sorted(allowed.keys() & actual.keys()):
+            for name, value in allowed[object_id].items():
                 if actual[object_id][name] != value:
                     problems.append(
                         f"{table} {object_id}.{name}: {actual[object_id][name]!r} != {value!r}"

@@ -9,6 +9,27 @@ the next one). Each account ends with one more sync while the emulator's clock i
 compared with no exclusions at all. Each account draws from its own
 `random.Random(f"{seed}/{account}")`, so one account of a run is replayed alone
 (`run(..., accounts=[n])`); a mismatch is logged with the SMS's changes, events and sync state.
+
+Each account is Close as recorded, not as documented: rate limits in fixed windows of 1-15 s
+with whole-second resets, one of the header forms, and (for some) groups by method with a lower
+POST-override limit; recorded and undeclared fields; hostile texts (NUL bytes, empty) that a
+DuckDB warehouse keeps exactly; lead merges logged with every event or the lead events only.
+Its API changes include SMS Close deleted but still lists (every list page holding one answers
+404 "Empty query" forever: an exit 4 naming it is a failure, as the sync must step past it),
+SMS the key may not read (403), and changes to leads, contacts, users, templates and numbers.
+
+What "equal to Close" means for what the sync cannot see:
+- an SMS forbidden (403) keeps, in the warehouse, exactly the row it had when it was forbidden
+  (or stays absent): it is compared with that row, never with Close's, until Close deletes it;
+- Close logs no SMS event and moves no `date_updated` when a user is renamed, yet renders the
+  new name in `user_name` (and `created_by_name`, `updated_by_name`): an SMS may hold any name
+  its user has had.
+The context tables (users, statuses, templates, numbers, leads, contacts) are compared with the
+emulator's account after every completed sync, like the SMS. The model's syncs read the small
+tables on every run (`SOURCES__CLOSE_SMS__CONTEXT_REFRESH_MINUTES=0`), since renames of users,
+templates and numbers have no events; the leads and contacts expected are those the SMS as
+the warehouse must hold them name; a lead or contact no SMS names any more may stay if it
+equals Close's (the sync keeps such rows current: `test_unnamed_context_rows.py`).
 """
 
 from __future__ import annotations
@@ -25,11 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+from close_sms.emulator.crm import InvalidUpdate, UnknownObject
+from close_sms.emulator.ratelimit import HEADER_FORMS
 from close_sms.emulator.store import ValidationError
 from close_sms.errors import ApiContractError
+from close_sms.source.api.client import EMPTY_QUERY
 from close_sms.source.timestamps import parse_timestamp
 from tests.reliability.helpers import status
-from tests.support import cli_command, cli_env, mismatches, warehouse_rows
+from tests.support import cli_command, cli_env, context_mismatches, mismatches, warehouse_rows
 
 ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.
@@ -40,6 +64,82 @@ PHASE_MARKERS = {
     "views": ("archiving package",),
 }
 KILL_TARGETS = ("delay", "extract", "normalize", "load", "views")
+# Texts that break careless code; DuckDB keeps each exactly (PostgreSQL drops the NUL).
+HOSTILE_TEXTS = ("", "\x00", "before\x00after", "NUL at the end\x00", "a\r\nb\tc", "\u202eevil")
+# API changes and their weights; `forbid_sms` only between syncs (it reads the warehouse).
+CHANGES = {
+    "create": 30,
+    "update_draft": 10,
+    "draft_to_outbox": 8,
+    "draft_to_scheduled": 6,
+    "cancel_to_draft": 4,
+    "delete_sms": 12,
+    "delete_lead": 3,
+    "burst_same_date_created": 3,
+    "clock_advance": 10,
+    "ghost_sms": 2,
+    "forbid_sms": 2,
+    "hostile_text": 4,
+    "rename_lead": 3,
+    "set_lead_status": 3,
+    "update_contact": 3,
+    "move_contact": 2,
+    "delete_contact": 2,
+    "merge_leads": 3,
+    "rename_user": 2,
+    "add_user": 1,
+    "deactivate_user": 1,
+    "rename_template": 2,
+    "relabel_number": 2,
+}
+BETWEEN_SYNCS_ONLY = frozenset({"forbid_sms"})
+# The SMS fields that render a user's name, by the field holding the user's id.
+USER_NAME_FIELDS = (
+    ("user_id", "user_name"),
+    ("created_by", "created_by_name"),
+    ("updated_by", "updated_by_name"),
+)
+CONTEXT_CHANGES = frozenset(
+    {
+        "rename_lead",
+        "set_lead_status",
+        "update_contact",
+        "move_contact",
+        "delete_contact",
+        "delete_lead",
+        "merge_leads",
+        "rename_user",
+        "add_user",
+        "deactivate_user",
+        "rename_template",
+        "relabel_number",
+    }
+)
+
+
+def account_config(rng: random.Random) -> EmulatorConfig:
+    """Close as one account meets it: recorded rate limits (generous, so the run stays fast),
+    fields and texts, and how its lead merges are logged."""
+    limits: dict[str, Any] = {}
+    if rng.random() < 0.7:
+        by_method = rng.random() < 0.5
+        limits = {
+            "rps": rng.choice([40.0, 80.0, 200.0]),
+            "ratelimit_window": rng.randint(1, 15),
+            "ratelimit_reset_rounding": rng.choice(["floor", "ceil"]),
+            "ratelimit_header_form": rng.choice(HEADER_FORMS),
+            "ratelimit_group_by_method": by_method,
+            "ratelimit_override_share": rng.choice([0.1, 0.25, 1.0]) if by_method else 1.0,
+        }
+    return EmulatorConfig(
+        max_skip=rng.choice([300, 500]) if rng.random() < 0.3 else 250_000,
+        merge_events=rng.choice(["all", "lead_only"]),
+        recorded_sms_fields=rng.random() < 0.5,
+        recorded_sources=rng.random() < 0.3,
+        undeclared_fields=rng.choice([0, 0, 1, 4]),
+        hostile_texts=rng.random() < 0.5,
+        **limits,
+    )
 
 
 @dataclass
@@ -59,6 +159,7 @@ class Counts:
     horizon_jumps: int = 0
     final_checks: int = 0
     mismatches: int = 0
+    context_mismatches: int = 0
     unexpected_failures: list[str] = field(default_factory=list)
     mismatch_samples: list[str] = field(default_factory=list)
 
@@ -78,7 +179,8 @@ class Counts:
                 f"  horizon jumps (>30 days): {self.horizon_jumps}",
                 f"  final exact checks (clock stopped, no exclusions): {self.final_checks}",
                 f"  unexpected failures:  {len(self.unexpected_failures)}",
-                f"  mismatches:           {self.mismatches}",
+                f"  mismatches:           {self.mismatches} "
+                f"(of them in the context tables: {self.context_mismatches})",
             ]
         )
 
@@ -90,8 +192,7 @@ class Scenario:
         self.rng = rng
         self.counts = counts
         self.log = log
-        low_skip = rng.random() < 0.3
-        config = EmulatorConfig(max_skip=rng.choice([300, 500]) if low_skip else 250_000)
+        config = account_config(rng)
         self.emu = Emulator(config)
         self.emu.generate(n=rng.randint(200, 1200), seed=rng.randint(1, 10_000))
         self.server = EmulatorServer(self.emu).start()
@@ -102,19 +203,35 @@ class Scenario:
             "SOURCES__CLOSE_SMS__MAX_RETRIES": "6",
             "SOURCES__CLOSE_SMS__READ_TIMEOUT": "1.5",
             "SOURCES__CLOSE_SMS__BACKOFF_MAX": "0.2",
+            # Renames of users, templates and numbers have no events: read them every run.
+            "SOURCES__CLOSE_SMS__CONTEXT_REFRESH_MINUTES": "0",
             # The sync is not told the emulator's low max_skip: it meets the 400 and recovers.
             "RUNTIME__LOG_LEVEL": "INFO",
         }
         self.args = ("sync", "--base-url", self.server.base_url, "--database", str(self.database))
+        recorded = ("merge_events", "undeclared_fields", "hostile_texts", "recorded_sms_fields")
+        limits = ("rps", "ratelimit_window", "ratelimit_reset_rounding", "ratelimit_header_form")
+        limits += ("ratelimit_group_by_method", "ratelimit_override_share")
         log(
             f"  account: {len(self.emu.snapshot())} SMS, max_skip {config.max_skip}, "
             + ", ".join(f"{k.split('__')[-1].lower()}={v}" for k, v in self.env.items())
+            + "".join(f", {name}={getattr(config, name)}" for name in recorded)
+            + (
+                ", limits " + " ".join(str(getattr(config, n)) for n in limits)
+                if config.rps
+                else ""
+            )
         )
         self.last_seconds = 4.0
         self.force_kill_at = -1
         self.runs = 0
         self.history: dict[str, list[str]] = {}
         self.sync_began = self.emu.clock.now()
+        self.synced = False
+        # Forbidden SMS: the row the warehouse held when each was forbidden (None: none).
+        self.forbidden: dict[str, dict[str, Any] | None] = {}
+        # Every name each renamed user has had.
+        self.user_names: dict[str, set[str]] = {}
         some = next(iter(self.emu.snapshot().values()))
         self.template = {
             "lead_id": some["lead_id"],
@@ -150,86 +267,173 @@ class Scenario:
         return payload
 
     def change(self, touched: set[str] | None = None) -> None:
-        """One random API change; ids it touches are added to `touched`."""
+        """One random API change; ids it touches (SMS and context objects) are added to
+        `touched`, which is None between syncs."""
         rng = self.rng
-        emu = self.emu
-        kind = rng.choices(
-            [
-                "create",
-                "update_draft",
-                "draft_to_outbox",
-                "draft_to_scheduled",
-                "cancel_to_draft",
-                "delete_sms",
-                "delete_lead",
-                "burst_same_date_created",
-                "clock_advance",
-            ],
-            weights=[30, 10, 8, 6, 4, 12, 3, 3, 10],
-        )[0]
-        ids: list[str] = []
-        snapshot = emu.snapshot()
+        kinds = [k for k in CHANGES if touched is None or k not in BETWEEN_SYNCS_ONLY]
+        kind = rng.choices(kinds, weights=[CHANGES[k] for k in kinds])[0]
+        snapshot = self.emu.snapshot()
         try:
-            if kind == "create":
-                status = rng.choice(["sent", "inbox", "draft", "outbox", "scheduled"])
-                ids.append(emu.create_sms(self._payload(status))["id"])
-            elif kind in ("update_draft", "draft_to_outbox", "draft_to_scheduled"):
-                drafts = [i for i, s in snapshot.items() if s["status"] == "draft"]
-                if not drafts:
-                    drafts = [emu.create_sms(self._payload("draft"))["id"]]
-                sms_id = rng.choice(drafts)
-                ids.append(sms_id)
-                if kind == "update_draft":
-                    update: dict[str, Any] = {"text": f"edited {rng.randint(1, 10**6)}"}
-                    if rng.random() < 0.5:
-                        update["attachments"] = self._payload("draft").get("attachments") or []
-                    emu.update_sms(sms_id, update)
-                elif kind == "draft_to_outbox":
-                    emu.update_sms(sms_id, {"status": "outbox", "text": "sending"})
-                else:
-                    at = emu.clock.now() + timedelta(seconds=rng.randint(5, 900))
-                    emu.update_sms(
-                        sms_id,
-                        {"status": "scheduled", "text": "later", "date_scheduled": at.isoformat()},
-                    )
-            elif kind == "cancel_to_draft":
-                waiting = [i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox")]
-                if waiting:
-                    sms_id = rng.choice(waiting)
-                    ids.append(sms_id)
-                    emu.update_sms(sms_id, {"status": "draft"})
-            elif kind == "delete_sms":
-                if snapshot:
-                    sms_id = rng.choice(sorted(snapshot))
-                    ids.append(sms_id)
-                    emu.delete_sms(sms_id)
-            elif kind == "delete_lead":
-                leads = sorted({s["lead_id"] for s in snapshot.values() if s.get("lead_id")})
-                if leads:
-                    lead = rng.choice(leads)
-                    if lead == self.template["lead_id"]:
-                        return
-                    ids.extend(emu.delete_lead(lead))
-            elif kind == "burst_same_date_created":
-                at = emu.clock.now() - timedelta(seconds=rng.randint(0, 3 * 86400))
-                at = at.replace(microsecond=rng.choice([0, 123000, 999000]))
-                for _ in range(rng.randint(150, 230)):
-                    payload = self._payload(rng.choice(["sent", "inbox"]))
-                    payload["date_created"] = at.isoformat()
-                    ids.append(emu.create_sms(payload)["id"])
-            elif kind == "clock_advance":
-                # Due scheduled/outbox SMS are sent on the jump.
-                ids.extend(i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox"))
-                emu.clock.advance(rng.uniform(1, 900))
-        except ValidationError as exc:
+            ids = (
+                self._context_change(kind, snapshot)
+                if kind in CONTEXT_CHANGES
+                else self._sms_change(kind, snapshot)
+            )
+        except (ValidationError, UnknownObject, InvalidUpdate) as exc:
             self.log(f"    change {kind} rejected by the emulator: {exc}")
             return
+        if ids is None:
+            return
         self.counts.api_changes[kind] += 1
-        stamp = f"{kind} at {emu.clock.now().isoformat()} (step {self.counts.scenarios})"
-        for sms_id in ids:
-            self.history.setdefault(sms_id, []).append(stamp)
+        stamp = f"{kind} at {self.emu.clock.now().isoformat()} (step {self.counts.scenarios})"
+        for object_id in ids:
+            self.history.setdefault(object_id, []).append(stamp)
         if touched is not None:
             touched.update(ids)
+
+    def _sms_change(self, kind: str, snapshot: dict[str, dict[str, Any]]) -> list[str] | None:
+        """An SMS change; the ids it touched, or None when there was nothing to change."""
+        rng = self.rng
+        emu = self.emu
+        ids: list[str] = []
+        if kind == "create":
+            status = rng.choice(["sent", "inbox", "draft", "outbox", "scheduled"])
+            ids.append(emu.create_sms(self._payload(status))["id"])
+        elif kind in ("update_draft", "draft_to_outbox", "draft_to_scheduled", "hostile_text"):
+            drafts = [i for i, s in snapshot.items() if s["status"] == "draft"]
+            if not drafts:
+                drafts = [emu.create_sms(self._payload("draft"))["id"]]
+            sms_id = rng.choice(drafts)
+            ids.append(sms_id)
+            if kind == "update_draft":
+                update: dict[str, Any] = {"text": f"edited {rng.randint(1, 10**6)}"}
+                if rng.random() < 0.5:
+                    update["attachments"] = self._payload("draft").get("attachments") or []
+                emu.update_sms(sms_id, update)
+            elif kind == "hostile_text":
+                emu.update_sms(sms_id, {"text": rng.choice(HOSTILE_TEXTS)})
+            elif kind == "draft_to_outbox":
+                emu.update_sms(sms_id, {"status": "outbox", "text": "sending"})
+            else:
+                at = emu.clock.now() + timedelta(seconds=rng.randint(5, 900))
+                emu.update_sms(
+                    sms_id,
+                    {"status": "scheduled", "text": "later", "date_scheduled": at.isoformat()},
+                )
+        elif kind == "cancel_to_draft":
+            waiting = [i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox")]
+            if not waiting:
+                return None
+            sms_id = rng.choice(waiting)
+            ids.append(sms_id)
+            emu.update_sms(sms_id, {"status": "draft"})
+        elif kind in ("delete_sms", "ghost_sms"):
+            if not snapshot:
+                return None
+            sms_id = rng.choice(sorted(snapshot))
+            ids.append(sms_id)
+            emu.delete_sms(sms_id, keep_in_index=kind == "ghost_sms")
+        elif kind == "forbid_sms":
+            readable = sorted(snapshot.keys() - self.forbidden.keys())
+            if not readable or not self.synced:
+                return None
+            sms_id = rng.choice(readable)
+            ids.append(sms_id)
+            self.forbid(sms_id)
+        elif kind == "burst_same_date_created":
+            at = emu.clock.now() - timedelta(seconds=rng.randint(0, 3 * 86400))
+            at = at.replace(microsecond=rng.choice([0, 123000, 999000]))
+            for _ in range(rng.randint(150, 230)):
+                payload = self._payload(rng.choice(["sent", "inbox"]))
+                payload["date_created"] = at.isoformat()
+                ids.append(emu.create_sms(payload)["id"])
+        elif kind == "clock_advance":
+            # Due scheduled/outbox SMS are sent on the jump.
+            ids.extend(i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox"))
+            emu.clock.advance(rng.uniform(1, 900))
+        return ids
+
+    def _context_change(self, kind: str, snapshot: dict[str, dict[str, Any]]) -> list[str] | None:
+        """A change to a lead, contact, user, template or number; the ids it touched (the
+        SMS a delete or merge moved included), or None when there was nothing to change."""
+        rng = self.rng
+        emu = self.emu
+        mark = rng.randint(1, 10**6)
+        with emu.lock:
+            crm = emu.store.crm
+            leads = sorted({s["lead_id"] for s in snapshot.values()} & crm.leads.keys())
+            contacts = sorted({s["contact_id"] for s in snapshot.values()} & crm.contacts.keys())
+            # The SMS the model creates name the template's lead and contact: they stay.
+            removable = [lead for lead in leads if lead != self.template["lead_id"]]
+            movable = [c for c in contacts if c != self.template["contact_id"]]
+            users, statuses = sorted(crm.users), sorted(crm.statuses)
+            templates, numbers = sorted(crm.templates), sorted(crm.numbers)
+            if kind in ("rename_lead", "set_lead_status") and leads:
+                lead = rng.choice(leads)
+                if kind == "rename_lead":
+                    emu.rename_lead(lead, f"Lead {mark}")
+                else:
+                    emu.set_lead_status(lead, rng.choice(statuses))
+                return [lead]
+            if kind == "update_contact" and contacts:
+                contact = rng.choice(contacts)
+                title = rng.choice([None, "CTO", f"Buyer {mark}"])
+                emu.update_contact(contact, {"name": f"Person {mark}", "title": title})
+                return [contact]
+            if kind == "move_contact" and movable and len(leads) > 1:
+                contact = rng.choice(movable)
+                before = crm.contacts[contact].lead_id
+                after = rng.choice([lead for lead in leads if lead != before])
+                emu.update_contact(contact, {"lead_id": after})
+                return [contact, before, after]
+            if kind == "delete_contact" and movable:
+                contact = rng.choice(movable)
+                emu.delete_contact(contact)
+                return [contact]
+            if kind == "delete_lead" and removable:
+                lead = rng.choice(removable)
+                gone = [lead, *crm.leads[lead].contact_ids]
+                return [*gone, *emu.delete_lead(lead)]
+            if kind == "merge_leads" and removable and len(leads) > 1:
+                source = rng.choice(removable)
+                destination = rng.choice([lead for lead in leads if lead != source])
+                moved = [i for i, s in snapshot.items() if s["lead_id"] == source]
+                touched = [source, destination, *crm.leads[source].contact_ids, *moved]
+                emu.merge_leads(source, destination)
+                return touched
+            if kind == "rename_user":
+                user = rng.choice(users)
+                self.rename_user(user, f"User {mark}")
+                return [user]
+            if kind == "add_user":
+                return [emu.add_user("New", f"User {mark}", f"user{mark}@example.com")]
+            if kind == "deactivate_user":
+                user = rng.choice(users)
+                emu.deactivate_user(user)
+                return [user]
+            if kind == "rename_template" and templates:
+                template = rng.choice(templates)
+                emu.rename_template(template, f"Template {mark}")
+                return [template]
+            if kind == "relabel_number" and numbers:
+                number = rng.choice(numbers)
+                emu.relabel_number(number, f"Line {mark}")
+                return [number]
+        return None
+
+    def forbid(self, sms_id: str) -> None:
+        """Make one SMS unreadable (403), remembering the row the warehouse holds for it."""
+        # Called between syncs only: nothing writes the warehouse, so this is the last load.
+        self.forbidden[sms_id] = warehouse_rows(self.database).get(sms_id)
+        self.emu.forbid_sms(sms_id)
+
+    def rename_user(self, user_id: str, last_name: str) -> None:
+        """Rename a user, remembering every name the user has had."""
+        with self.emu.lock:
+            user = self.emu.store.crm.users[user_id]
+            names = self.user_names.setdefault(user_id, {user.name})
+            self.emu.rename_user(user_id, "Renamed", last_name)
+            names.add(user.name)
 
     # ---- faults ---------------------------------------------------------------------------
 
@@ -348,6 +552,9 @@ class Scenario:
             last = err.strip().splitlines()[-1] if err.strip() else ""
             if not last.startswith("close-sms: error:"):
                 self.counts.unexpected_failures.append(f"exit 4 without a clear message: {last}")
+            elif EMPTY_QUERY in last:
+                # A deleted SMS Close still lists must be stepped past, never stop the sync.
+                self.counts.unexpected_failures.append(f"stopped by a still-listed SMS: {last}")
             elif ApiContractError.hint.strip() in last:
                 # The emulator keeps every assumption the sync checks: a stop naming one is a
                 # false alarm, not a fault outlasting the retries.
@@ -369,6 +576,7 @@ class Scenario:
             self.emu.faults.clear()
             return touched | self.completed_run(overlap=False, rerun=True)
         self.counts.syncs_completed += 1
+        self.synced = True
         if overlap:
             self.counts.overlapping_syncs += 1
         return touched
@@ -402,7 +610,7 @@ class Scenario:
 
     def step(self, kill_chance: float, overlap_chance: float, horizon_chance: float) -> None:
         rng = self.rng
-        before = Counter(self.emu.faults.injected)
+        armed_before = Counter(self.emu.faults.injected)
         for _ in range(rng.choice([0, 1, 2, 3, 5, 8])):
             self.change()
         if rng.random() < horizon_chance:
@@ -418,9 +626,10 @@ class Scenario:
         while rng.random() < kill_chance and kills < 2:
             self.killed_run()
             kills += 1
+        before = self.emu.snapshot()
         touched = self.completed_run(overlap=rng.random() < overlap_chance)
         self.emu.faults.clear()
-        self.counts.faults_injected.update(Counter(self.emu.faults.injected) - before)
+        self.counts.faults_injected.update(Counter(self.emu.faults.injected) - armed_before)
         snapshot = self.emu.snapshot()
         # Changes made while the sync ran (by the API or by scheduled sends coming due) may
         # legitimately be caught by the next sync only; the next step checks them.
@@ -430,6 +639,14 @@ class Scenario:
             if parse_timestamp(sms["date_updated"]) >= self.sync_began
         }
         self.counts.scenarios += 1
+        # A lead or contact an SMS changed during the sync left or joined is caught next time.
+        touched |= {
+            sms[column]
+            for sms_id in touched
+            for sms in (before.get(sms_id), snapshot.get(sms_id))
+            if sms
+            for column in ("lead_id", "contact_id")
+        }
         self.compare(snapshot, excluded=touched)
 
     def final_check(self) -> None:
@@ -444,14 +661,73 @@ class Scenario:
             self.emu.clock.unfreeze()
 
     def compare(self, snapshot: dict[str, dict[str, Any]], excluded: set[str]) -> None:
-        problems = mismatches(self.database, snapshot)
-        problems = [p for p in problems if _problem_id(p) not in excluded]
-        if problems:
-            self.counts.mismatches += len(problems)
-            self.counts.mismatch_samples.extend(problems[:5])
+        """The warehouse against Close, leaving out the ids in `excluded` (SMS and context
+        objects changed while the sync ran)."""
+        self.forbidden = {i: row for i, row in self.forbidden.items() if i in snapshot}
+        stored = warehouse_rows(self.database)
+        readable = {
+            sms_id: self._as_last_read(sms, stored.get(sms_id))
+            for sms_id, sms in snapshot.items()
+            if sms_id not in self.forbidden
+        }
+        problems = [
+            p
+            for p in mismatches(self.database, readable)
+            if _problem_id(p) not in excluded and _problem_id(p) not in self.forbidden
+        ]
+        problems += [
+            f"{sms_id}: forbidden, yet {_changes(row, stored.get(sms_id))}"
+            for sms_id, row in self.forbidden.items()
+            if stored.get(sms_id) != row
+        ]
+        # The leads and contacts due are those the SMS the warehouse must hold name.
+        held = readable | {i: row for i, row in self.forbidden.items() if row is not None}
+        context = [
+            p
+            for p in context_mismatches(self.database, self.emu, held, allow_unnamed=True)
+            if _context_problem_id(p) not in excluded
+        ]
+        if problems or context:
+            self.counts.mismatches += len(problems) + len(context)
+            self.counts.context_mismatches += len(context)
+            self.counts.mismatch_samples.extend([*problems[:5], *context[:5]])
             self.log(f"    MISMATCHES: {len(problems)}: {problems[:5]}")
-            for sms_id in sorted({_problem_id(p) for p in problems})[:3]:
-                self.log(self.explain(sms_id))
+            if context:
+                self.log(f"    CONTEXT MISMATCHES: {len(context)}: {context[:10]}")
+            for object_id in sorted({_problem_id(p) for p in problems})[:3]:
+                self.log(self.explain(object_id))
+            for object_id in sorted({_context_problem_id(p) for p in context})[:3]:
+                history = self.history.get(object_id, ["none by the model"])
+                self.log(f"    -- {object_id}: " + "; ".join(history))
+
+    def _as_last_read(self, sms: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+        """Close's SMS, with each user name the warehouse holds that its user has had: a rename
+        changes Close's rendering without an event or a new `date_updated`."""
+        if stored is None:
+            return sms
+        last_read = dict(sms)
+        for id_field, name_field in USER_NAME_FIELDS:
+            names = self.user_names.get(sms.get(id_field) or "", set())
+            if stored[name_field] in names:
+                last_read[name_field] = stored[name_field]
+        return last_read
+
+
+def _changes(expected: dict[str, Any] | None, actual: dict[str, Any] | None) -> str:
+    """How a forbidden SMS's warehouse row differs from the one it had when forbidden."""
+    if expected is None:
+        return "loaded"
+    if actual is None:
+        return "removed"
+    return "changed " + ", ".join(k for k in expected if expected[k] != actual.get(k))
+
+
+def _context_problem_id(problem: str) -> str:
+    """The object id of a `context_mismatches` line ("leads: extra lead_x", "leads lead_x.name: ...")."""
+    table, rest = problem.split(" ", 1)
+    if table.endswith(":"):
+        return rest.split(" ", 1)[1]
+    return rest.split(".", 1)[0]
 
 
 def _problem_id(problem: str) -> str:
