@@ -1,7 +1,8 @@
 """The close-sms source as Dagster assets, through the `dagster-dlt` integration.
 
 It is the same dlt source as the `close-sms` command and examples/plain_pipeline.py, loading
-the tables `sms` (with its child table `sms__attachments`) and `sms_events` into DuckDB:
+the tables `sms` (with its child table `sms__attachments`), `sms_events` and the context tables
+(`users`, `lead_statuses`, `sms_templates`, `phone_numbers`, `leads`, `contacts`) into DuckDB:
 
     pip install -e '.[dagster]'   # dagster, dagster-dlt and dagster-webserver, pinned
     SOURCES__CLOSE_SMS__API_KEY=api_xxx dagster dev -f examples/dagster_definitions.py
@@ -18,7 +19,8 @@ One materialization is one `close-sms sync`: the first backfills (in chunks of
 The source has three dlt resources: `sms_backfill` and `sms_changes` both write `sms`, and
 `sms_changes` reads the events `sms_events` loads. dagster-dlt would make an asset of each, and
 materializing one alone would load events without the SMS they name. So the assets here are
-the two tables, and they are only materialized together.
+the tables, and they are only materialized together (the context tables are named by the SMS
+of the same run).
 """
 
 # No `from __future__ import annotations`: Dagster reads the config class from the annotation.
@@ -44,6 +46,12 @@ PIPELINE = dlt.pipeline(
 TABLES = {
     "sms": "Close SMS activities, merged on id (attachments in sms__attachments).",
     "sms_events": "Close's event log entries for SMS, merged on id.",
+    "users": "Every user of the organization, inactive ones included.",
+    "lead_statuses": "The organization's lead statuses.",
+    "sms_templates": "The organization's SMS templates.",
+    "phone_numbers": "The organization's phone numbers, a user's or a group's.",
+    "leads": "The leads the SMS name, kept current from the event log.",
+    "contacts": "The contacts the SMS name, kept current from the event log.",
 }
 
 
@@ -72,7 +80,9 @@ class CloseSmsConfig(dg.Config):
 @dlt_assets(
     # Only for the asset specs, so no key is needed to load the definitions: one resource per
     # table. Every run makes a new source with the key from SOURCES__CLOSE_SMS__API_KEY.
-    dlt_source=close_sms_source(api_key="unused").with_resources("sms_backfill", "sms_events"),
+    dlt_source=close_sms_source(api_key="unused").with_resources(
+        "sms_backfill", "sms_events", *TABLES.keys() - {"sms", "sms_events"}
+    ),
     dlt_pipeline=PIPELINE,
     name="close_sms",
     group_name="close_sms",
@@ -82,7 +92,7 @@ def close_sms_assets(
     context: dg.AssetExecutionContext, dlt_resource: DagsterDltResource, config: CloseSmsConfig
 ) -> Iterator[Any]:
     if context.is_subset:
-        raise dg.Failure("materialize close_sms/sms and close_sms/sms_events together")
+        raise dg.Failure("materialize every close_sms asset together")
     reconcile = config.reconcile
     while True:
         progress = SyncProgress()

@@ -15,7 +15,11 @@ import pytest
 from tests.support import backfill_pages, mismatches
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dagster_definitions.py"
-ASSETS = {dg.AssetKey(["close_sms", "sms"]), dg.AssetKey(["close_sms", "sms_events"])}
+ASSETS = {
+    dg.AssetKey(["close_sms", table])
+    for table in ("sms", "sms_events", "users", "lead_statuses", "sms_templates")
+    + ("phone_numbers", "leads", "contacts")
+}
 
 
 @pytest.fixture
