@@ -4,12 +4,12 @@ filter, or holds what was not asked for, stops the run (ApiContractError)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ... import settings
 from ...errors import ApiContractError
-from ..api.client import CloseClient, RequestRejected
+from ..api.client import CloseClient
+from ..api.objects import Fetched, fetch_each
 
 
 def read_list(
@@ -47,16 +47,6 @@ def read_list(
             return
 
 
-@dataclass
-class Fetched:
-    """Objects fetched by id: those Close returned, those proven gone by their own 404, and
-    those it answered 403 for (this key may not read them: they stay as they are)."""
-
-    found: list[dict[str, Any]] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-
-
 def fetch_by_ids(
     client: CloseClient, endpoint: str, ids: list[str], noun: str
 ) -> Iterator[Fetched]:
@@ -77,37 +67,3 @@ def fetch_by_ids(
         result = fetch_each(client, endpoint, [i for i in batch if i not in returned])
         result.found[:0] = data
         yield result
-
-
-def fetch_each(client: CloseClient, endpoint: str, ids: list[str]) -> Fetched:
-    """Objects a list left out, each asked for alone: found, gone (404) or unreadable (403)."""
-    result = Fetched()
-    for object_id in ids:
-        try:
-            item = fetch_one(client, endpoint, object_id)
-        except RequestRejected as exc:
-            if exc.status != 403:
-                raise
-            result.unreadable.append(object_id)
-            continue
-        if item is None:
-            result.gone.append(object_id)
-        else:
-            result.found.append(item)
-    return result
-
-
-def fetch_one(client: CloseClient, endpoint: str, object_id: str) -> dict[str, Any] | None:
-    """One object by id, or None when Close answers 404 for it (the proof that it is gone); a
-    403 is raised as `RequestRejected`."""
-    try:
-        item = client.get_item(endpoint, object_id)
-    except RequestRejected as exc:
-        if exc.status == 404:
-            return None
-        raise
-    if item.get("id") != object_id:
-        raise ApiContractError(
-            f"{endpoint}{object_id}/ answered with another object ({item.get('id')!r})"
-        )
-    return item

@@ -14,6 +14,7 @@ from dlt.common.typing import TDataItems
 
 from ... import settings
 from ...errors import ConfigError, where_to_set
+from ..api.objects import Fetched, fetch_each
 from ..loaded import LoadedTable, refuse_mass_delete
 from ..progress import RunMode
 from ..run import Run
@@ -21,7 +22,7 @@ from ..sms.feed import read_events
 from ..sms.schema import normalize_sms
 from ..state import ContextState, CustomField
 from . import schema
-from .reads import Fetched, fetch_by_ids, fetch_each, read_list
+from .reads import fetch_by_ids, read_list
 
 # The resources that load SMS: the context waits for them, as they name what it fetches.
 SMS_RESOURCES = ("sms_backfill", "sms_events", "sms_merged")

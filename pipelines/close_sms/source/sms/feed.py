@@ -9,7 +9,8 @@ from typing import Any
 
 from ... import settings
 from ...errors import ApiContractError
-from ..api.client import CloseClient, DeletedMidQuery, OverrideRefused, RequestRejected
+from ..api.client import CloseClient, DeletedMidQuery, OverrideRefused
+from ..api.objects import fetch_each
 from ..timestamps import parse_timestamp
 
 
@@ -100,23 +101,13 @@ def fetch_by_ids(
         batch = ids[start : start + batch_size]
         result = FetchedBatch(found=_list_by_ids(client, batch))
         returned = {item["id"] for item in result.found}
-        for sms_id in batch:
-            if sms_id in returned:
-                continue
-            if sms_id in deleted_events:
-                result.deleted_by_event.append(sms_id)
-                continue
-            try:
-                item = fetch_one(client, sms_id)
-            except RequestRejected as exc:
-                if exc.status != 403:
-                    raise
-                result.unreadable.append(sms_id)
-                continue
-            if item is None:
-                result.gone.append(sms_id)
-            else:
-                result.found.append(item)
+        missing = [sms_id for sms_id in batch if sms_id not in returned]
+        result.deleted_by_event = [sms_id for sms_id in missing if sms_id in deleted_events]
+        alone = fetch_each(
+            client, settings.SMS_ENDPOINT, [i for i in missing if i not in deleted_events]
+        )
+        result.found += alone.found
+        result.gone, result.unreadable = alone.gone, alone.unreadable
         yield result
 
 
@@ -144,21 +135,3 @@ def _list_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
             f"{len(ids)} SMS, it answered with {len(strangers)} others (e.g. {strangers[0]})"
         )
     return data
-
-
-def fetch_one(client: CloseClient, sms_id: str) -> dict[str, Any] | None:
-    """One SMS by id, or None when Close answers 404 for it (the proof that it is gone).
-
-    A 403 (this key may not read it) is raised as `RequestRejected`.
-    """
-    try:
-        item = client.get_item(settings.SMS_ENDPOINT, sms_id)
-    except RequestRejected as exc:
-        if exc.status == 404:
-            return None
-        raise
-    if item.get("id") != sms_id:
-        raise ApiContractError(
-            f"{settings.SMS_ENDPOINT}{sms_id}/ answered with another SMS ({item.get('id')!r})"
-        )
-    return item
