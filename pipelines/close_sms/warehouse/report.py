@@ -449,18 +449,12 @@ def _templates_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figur
             "<br>failure rate %{customdata[1]:.0%}<extra></extra>"
         ),
     )
-    figure.update_layout(
-        title=f"SMS templates (top {TOP_TEMPLATES} by outbound SMS): sent, failed and reply rate",
-        barmode="stack",
-        yaxis={"autorange": "reversed"},
-        xaxis_title="outbound SMS",
-        xaxis2=_rate_axis("reply rate"),
-        # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
-        legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
-        # Room for the rate axis on top, under the title.
-        margin={"t": 110},
+    return _ranked_bars_layout(
+        figure,
+        f"SMS templates (top {TOP_TEMPLATES} by outbound SMS): sent, failed and reply rate",
+        "outbound SMS",
+        "reply rate",
     )
-    return figure
 
 
 def _number_label(row: dict[str, Any]) -> str:
@@ -493,12 +487,24 @@ def _numbers_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
             " (%{customdata[1]})<extra></extra>"
         ),
     )
+    return _ranked_bars_layout(
+        figure,
+        f"Local numbers (top {TOP_NUMBERS} by SMS): volume and delivery failure rate",
+        "SMS",
+        "failure rate (failed / (sent + failed))",
+    )
+
+
+def _ranked_bars_layout(
+    figure: go.Figure, title: str, count_title: str, rate_title: str
+) -> go.Figure:
+    """Stacked horizontal bars, the largest on top, with a rate axis above them."""
     figure.update_layout(
-        title=f"Local numbers (top {TOP_NUMBERS} by SMS): volume and delivery failure rate",
+        title=title,
         barmode="stack",
         yaxis={"autorange": "reversed"},
-        xaxis_title="SMS",
-        xaxis2=_rate_axis("failure rate (failed / (sent + failed))"),
+        xaxis_title=count_title,
+        xaxis2=_rate_axis(rate_title),
         # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
         legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
         # Room for the rate axis on top, under the title.
@@ -535,6 +541,8 @@ def _sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Fig
             "side": "right",
             "rangemode": "tozero",
         },
+        # Below the plot: at the right it covered the lag axis and its title.
+        legend={"orientation": "h", "y": -0.2},
     )
     return figure
 
