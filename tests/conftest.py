@@ -14,7 +14,7 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
-from close_sms.emulator import (  # noqa: E402
+from close_api_emulator import (  # noqa: E402
     DEMO_API_KEY,
     Emulator,
     EmulatorConfig,

@@ -28,7 +28,7 @@ def where_to_set(name: str, secret: bool = False) -> str:
 
 # What `pip install 'close-sms[cli]'` adds to the bare package: the emulator's server, the
 # report's charts and the progress bar.
-CLI_EXTRA_MODULES = frozenset({"waitress", "werkzeug", "plotly", "rich"})
+CLI_EXTRA_MODULES = frozenset({"close_api_emulator", "waitress", "werkzeug", "plotly", "rich"})
 # The modules each optional extra installs; `[mcp]` brings the MCP SDK of `close-sms mcp`.
 EXTRA_MODULES = {"cli": CLI_EXTRA_MODULES, "mcp": frozenset({"mcp", "mcp_types"})}
 

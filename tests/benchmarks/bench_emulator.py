@@ -25,7 +25,7 @@ import orjson  # noqa: E402
 import requests  # noqa: E402
 from bench_sync import EmulatorProcess  # noqa: E402
 
-from close_sms.emulator import DEMO_API_KEY  # noqa: E402
+from close_api_emulator import DEMO_API_KEY  # noqa: E402
 
 
 def _session() -> requests.Session:

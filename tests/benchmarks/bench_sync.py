@@ -99,7 +99,7 @@ CONTEXT_PATHS = tuple(
 
 def serve_emulator(args: argparse.Namespace) -> None:
     """Child mode: generate, serve, then answer `stats` / `clear` lines on stdin with JSON."""
-    from close_sms.emulator import Emulator, EmulatorConfig, EmulatorServer
+    from close_api_emulator import Emulator, EmulatorConfig, EmulatorServer
 
     emu = Emulator(EmulatorConfig(rps=args.rps or None, latency_ms=args.latency_ms))
     emu.generate(n=args.sms, seed=args.seed)
@@ -236,7 +236,7 @@ class EmulatorProcess:
 
 
 def _env(api_keys: tuple[str, ...] = ()) -> dict[str, str]:
-    from close_sms.emulator import DEMO_API_KEY
+    from close_api_emulator import DEMO_API_KEY
 
     env = dict(os.environ)
     for name in list(env):
@@ -316,7 +316,7 @@ def floor(base_url: str, database: Path, total: int) -> tuple[float, int]:
     import requests
 
     from close_sms import settings
-    from close_sms.emulator import DEMO_API_KEY
+    from close_api_emulator import DEMO_API_KEY
 
     workers = settings.BACKFILL_WORKERS
     url = f"{base_url}/activity/sms/"
@@ -387,7 +387,7 @@ def change_sms(base_url: str, updated: int = 50, created: int = 30, deleted: int
     """Change SMS through the emulator's HTTP API; returns how many SMS changed."""
     import requests
 
-    from close_sms.emulator import DEMO_API_KEY
+    from close_api_emulator import DEMO_API_KEY
 
     session = requests.Session()
     session.auth = (DEMO_API_KEY, "")
@@ -442,7 +442,7 @@ PACER_ROWS = (
 def pacer_row(table: Table, form: str, rounding: str, override: bool) -> None:
     """One pacer row: the emulator in this process (its load is a few requests a second)."""
     from close_sms import settings
-    from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+    from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
     from close_sms.source.api.client import CloseClient
     from close_sms.source.sms.feed import fetch_by_ids
 
@@ -644,7 +644,7 @@ def run(args: argparse.Namespace) -> None:
                     achieved / rps >= 0.90 and share <= 0.01,
                 )
         if only & {"h", "i"}:
-            from close_sms.emulator import DEMO_API_KEY
+            from close_api_emulator import DEMO_API_KEY
 
             rows = [("h", (DEMO_API_KEY, *EXTRA_KEYS), 1.10), ("i", (DEMO_API_KEY,), 1.05)]
             with EmulatorProcess(d_sms, seed=4, rps=20, latency_ms=100, extra_keys=2) as emu:

@@ -8,7 +8,7 @@ import re
 
 import requests
 
-from close_sms.emulator import DEMO_API_KEY, NON_ADMIN_API_KEY, EmulatorServer
+from close_api_emulator import DEMO_API_KEY, NON_ADMIN_API_KEY, EmulatorServer
 
 UNAUTHORIZED = (
     "The server could not verify that you are authorized to access the URL requested.  You "

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from close_sms.emulator import EmulatorConfig
+from close_api_emulator import EmulatorConfig
 
 from .support import all_events, all_sms
 

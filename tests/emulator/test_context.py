@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from close_sms.emulator import DEMO_API_KEY, OTHER_ORG_API_KEY, EmulatorConfig
+from close_api_emulator import DEMO_API_KEY, OTHER_ORG_API_KEY, EmulatorConfig
 
 from .spec import component_validator, validate_response
 from .support import all_events

@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from close_sms.emulator import DEMO_API_KEY, OTHER_ORG_API_KEY
+from close_api_emulator import DEMO_API_KEY, OTHER_ORG_API_KEY
 
 from .spec import component_validator, validate_response
 
@@ -161,7 +161,7 @@ def test_me_reports_org_and_admin(emulator):
     run = emulator(sms=0)
     admin = run.get("/me/").json()
     assert admin["is_admin"] is True and admin["organization_id"].startswith("orga_")
-    from close_sms.emulator import NON_ADMIN_API_KEY
+    from close_api_emulator import NON_ADMIN_API_KEY
 
     member = run.get("/me/", api_key=NON_ADMIN_API_KEY).json()
     assert member["is_admin"] is False

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from close_sms.emulator import NON_ADMIN_API_KEY
+from close_api_emulator import NON_ADMIN_API_KEY
 
 from .spec import component_validator, validate_response
 from .support import all_events

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from close_sms.emulator import Emulator, EmulatorServer
+from close_api_emulator import Emulator, EmulatorServer
 
 
 @pytest.mark.parametrize("code", [502, 503, 504])

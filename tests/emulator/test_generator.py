@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from close_sms.emulator import Emulator
+from close_api_emulator import Emulator
 
 from .spec import attachment_content_types
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from close_sms.emulator import NON_ADMIN_API_KEY
+from close_api_emulator import NON_ADMIN_API_KEY
 
 OUT = {"local_phone": "+16505551000", "remote_phone": "+16505550123", "text": "hi"}
 

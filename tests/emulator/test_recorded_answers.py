@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from close_sms.emulator import Emulator, EmulatorConfig
+from close_api_emulator import Emulator, EmulatorConfig
 
 from .spec import component_validator, full_spec, validate_response
 from .support import all_events, all_sms

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from close_sms.emulator import EmulatorConfig
+from close_api_emulator import EmulatorConfig
 
 OVERRIDE = {"x-http-method-override": "GET"}
 HEADER = re.compile(r"^limit=(\d+), remaining=(\d+), reset=(\d+(?:\.\d+)?)$")

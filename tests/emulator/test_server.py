@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from close_sms.emulator import DEMO_API_KEY, Emulator, EmulatorServer
+from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorServer
 
 
 def _connection(server: EmulatorServer) -> http.client.HTTPConnection:

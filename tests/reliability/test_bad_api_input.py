@@ -14,7 +14,7 @@ from datetime import timedelta
 import duckdb
 import pytest
 
-from close_sms.emulator.hooks import MISSING
+from close_api_emulator.hooks import MISSING
 from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
 from tests.support import mismatches
 

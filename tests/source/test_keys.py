@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from close_sms.emulator.auth import DEMO_API_KEY, PRINCIPALS
+from close_api_emulator.auth import DEMO_API_KEY, PRINCIPALS
 from close_sms.errors import ConfigError
 from close_sms.source.api.keys import parse_api_keys
 from tests.reliability.helpers import one_line_error, sync_cli

@@ -1,4 +1,4 @@
-"""The `close-sms` command: sync, status, demo, views, report and the local emulator."""
+"""The `close-sms` command: sync, status, demo, views, report and the MCP server."""
 
 from __future__ import annotations
 
@@ -199,14 +199,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
-    with needs_cli_extra("close-sms emulator"):
-        from ..emulator import serve
-
-    serve(port=args.port, sms=args.sms, seed=args.seed, rps=args.rps, latency_ms=args.latency_ms)
-    return EXIT_OK
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     with needs_cli_extra("close-sms demo"):
         from .demo import run_demo
@@ -234,13 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
-        uses_dlt: bool = True,
     ) -> Any:
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
-        command.set_defaults(handler=handler, uses_dlt=uses_dlt)
+        command.set_defaults(handler=handler)
         return command
 
     def add_warehouse(command: Any) -> None:
@@ -302,15 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mcp.add_argument("--max-rows", type=_positive_int, default=1000, help="rows per answer")
     mcp.add_argument("--timeout", type=_positive_int, default=30, help="seconds per query")
-
-    emulator = add(
-        "emulator", cmd_emulator, "Serve a local Close API emulator on 127.0.0.1.", uses_dlt=False
-    )
-    emulator.add_argument("--port", type=int, default=8765)
-    emulator.add_argument("--sms", type=int, default=10_000)
-    emulator.add_argument("--seed", type=int, default=7)
-    emulator.add_argument("--rps", type=float, default=None, help="requests/s per key")
-    emulator.add_argument("--latency-ms", type=int, default=0)
     return parser
 
 
@@ -329,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with sigterm_interrupts():
-            if args.uses_dlt:
-                _configure_dlt(args.debug)
+            _configure_dlt(args.debug)
             return args.handler(args)
     except KeyboardInterrupt as exc:
         print(
