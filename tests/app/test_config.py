@@ -50,7 +50,9 @@ def test_the_source_warehouse_and_sync_import_nothing_of_the_cli_extra():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("command", "missing"), [("demo", "werkzeug"), ("demo", "close_api_emulator")])
+@pytest.mark.parametrize(
+    ("command", "missing"), [("demo", "werkzeug"), ("demo", "close_api_emulator")]
+)
 def test_a_command_without_the_cli_extra_says_how_to_install_it(tmp_path, command, missing):
     # None in sys.modules makes the import fail as if the package were not installed.
     result = _python(

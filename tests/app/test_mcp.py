@@ -16,9 +16,9 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult
 
+from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from close_sms.app import cli
 from close_sms.app.mcp import Unanswerable, check_query
-from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from close_sms.warehouse.destination import Warehouse
 from close_sms.warehouse.lock import writer_lock
 from tests.reliability.helpers import file_digest

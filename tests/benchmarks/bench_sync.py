@@ -315,8 +315,8 @@ def floor(base_url: str, database: Path, total: int) -> tuple[float, int]:
     import orjson
     import requests
 
-    from close_sms import settings
     from close_api_emulator import DEMO_API_KEY
+    from close_sms import settings
 
     workers = settings.BACKFILL_WORKERS
     url = f"{base_url}/activity/sms/"
@@ -441,8 +441,8 @@ PACER_ROWS = (
 
 def pacer_row(table: Table, form: str, rounding: str, override: bool) -> None:
     """One pacer row: the emulator in this process (its load is a few requests a second)."""
-    from close_sms import settings
     from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+    from close_sms import settings
     from close_sms.source.api.client import CloseClient
     from close_sms.source.sms.feed import fetch_by_ids
 

@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
+
 from ..warehouse.destination import Warehouse
 from .outcome import SyncReport
 from .progress import backfill_progress
