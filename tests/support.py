@@ -12,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from close_sms import settings
 from close_sms.app.outcome import SyncReport
 from close_sms.app.runner import SyncOptions, run_sync
+from close_sms.source import settings
 from close_sms.source.sms.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
 from close_sms.warehouse.destination import Warehouse

@@ -1,7 +1,7 @@
 """close-sms: Close CRM SMS activities, loaded incrementally into any dlt destination.
 
 `from close_sms import close_sms_source` gives the dlt source; the rest of the package is the
-`close-sms` command (`app`), the warehouse it loads (`warehouse`) and a Close API emulator.
+`close-sms` command (`app`), and the warehouse it loads (`warehouse`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ __all__ = ["SyncProgress", "backfill_in_progress", "close_sms_source"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use, so the emulator and the CLI's help start without loading dlt.
+    # Imported on first use: `import close_sms` alone does not load dlt.
     if name in __all__:
         from . import source
 

@@ -41,7 +41,7 @@ def test_the_source_warehouse_and_sync_import_nothing_of_the_cli_extra():
         from close_sms import close_sms_source
         import close_sms.warehouse.destination, close_sms.warehouse.ledger
         import close_sms.warehouse.lock, close_sms.warehouse.reader_copy
-        import close_sms.warehouse.report, close_sms.warehouse.status, close_sms.warehouse.views
+        import close_sms.app.report, close_sms.warehouse.status, close_sms.warehouse.views
         import close_sms.app.cli, close_sms.app.runner
         print(sorted({"waitress", "werkzeug", "plotly", "rich"} & set(sys.modules)))
         """
@@ -78,7 +78,7 @@ def test_the_report_without_plotly_says_how_to_install_it(tmp_path, monkeypatch)
         warehouse.sql_client() as sql,
         pytest.raises(ConfigError, match=r"pip install 'close-sms\[cli\]'"),
     ):
-        from close_sms.warehouse.report import write_report
+        from close_sms.app.report import write_report
 
         write_report(sql, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()

@@ -10,9 +10,8 @@ import select
 import subprocess
 from datetime import datetime, timezone
 
-from close_sms import settings
 from close_sms.app.progress import BackfillEstimate, LogProgress
-from close_sms.source import SyncProgress, measure_pending
+from close_sms.source import SyncProgress, measure_pending, settings
 from close_sms.source.sms.backfill import Window
 from tests.reliability.helpers import sync_cli
 from tests.support import cli_command, cli_env, mismatches

@@ -316,7 +316,7 @@ def floor(base_url: str, database: Path, total: int) -> tuple[float, int]:
     import requests
 
     from close_api_emulator import DEMO_API_KEY
-    from close_sms import settings
+    from close_sms.source import settings
 
     workers = settings.BACKFILL_WORKERS
     url = f"{base_url}/activity/sms/"
@@ -442,7 +442,7 @@ PACER_ROWS = (
 def pacer_row(table: Table, form: str, rounding: str, override: bool) -> None:
     """One pacer row: the emulator in this process (its load is a few requests a second)."""
     from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
-    from close_sms import settings
+    from close_sms.source import settings
     from close_sms.source.api.client import CloseClient
     from close_sms.source.sms.feed import fetch_by_ids
 
@@ -613,7 +613,7 @@ def run(args: argparse.Namespace) -> None:
                 )
                 floor_s, floor_n = floor(emu.base_url, workdir / "floor.duckdb", loaded)
                 ratio = seconds / floor_s
-                from close_sms import settings
+                from close_sms.source import settings
 
                 table.add(
                     "b",
@@ -695,7 +695,7 @@ def run(args: argparse.Namespace) -> None:
                         noop_times.append(measure(command)[0])
                         stats = emu.ask("stats")
                     noop = statistics.median(noop_times)
-                    from close_sms import settings
+                    from close_sms.source import settings
 
                     # A quiet run records its check once the last record is this old.
                     emu.ask(f"advance {settings.FEED_CHECKPOINT_SECONDS}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import dlt
 import duckdb
 
-from close_sms.settings import DATASET_NAME
+from close_sms.source.settings import DATASET_NAME
 from close_sms.warehouse.views import apply_views
 
 

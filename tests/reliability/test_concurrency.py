@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from close_sms import settings
+from close_sms.source import settings
 from close_sms.warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.support import (

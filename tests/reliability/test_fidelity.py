@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from close_sms import settings
+from close_sms.source import settings
 from close_sms.source.api.pacing import RateLimitPacer, retry_wait_from_429
 from tests.reliability.helpers import FAST_FAIL, fingerprint, one_line_error, status, sync_cli
 from tests.support import change_account, count, mismatches, sync

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from close_sms import settings
+from close_sms.source import settings
 from close_sms.source.api.client import CloseClient
 from close_sms.source.sms.feed import fetch_by_ids
 from tests.support import mismatches, run_cli, sync

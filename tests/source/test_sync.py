@@ -189,7 +189,7 @@ def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
 ):
     """Actions are read one after another: a later action's newer events must not move the
     next run's start past changes the earlier actions' queries could not see yet."""
-    from close_sms import settings
+    from close_sms.source import settings
     from close_sms.source.api.client import CloseClient
 
     running = emulator(sms=200, seed=26)
@@ -224,7 +224,7 @@ def test_changes_made_while_the_feed_reads_are_caught_by_the_next_run(
 
 
 def test_quiet_run_writes_nothing_until_its_check_is_due(emulator, target):
-    from close_sms import settings
+    from close_sms.source import settings
 
     running = emulator(sms=300, seed=24)
     database = target

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import settings
 from ..errors import EXIT_OK, EXIT_STALE, Terminated, exit_status, needs_cli_extra, one_line
+from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
 
 if TYPE_CHECKING:
@@ -186,9 +186,9 @@ def cmd_views(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..warehouse.report import write_report
     from ..warehouse.status import require_warehouse
     from .config import CommandSettings
+    from .report import write_report
     from .runner import dlt_errors
 
     warehouse = _warehouse(args, CommandSettings.read())

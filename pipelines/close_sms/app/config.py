@@ -17,9 +17,8 @@ from dlt.common.configuration.exceptions import (
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
-from .. import settings
 from ..errors import ConfigError, where_to_set
-from ..source import check_positive
+from ..source import check_positive, settings
 from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from .alerts import Alerts, parse_duration
 

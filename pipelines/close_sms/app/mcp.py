@@ -25,8 +25,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from typing_extensions import TypedDict
 
-from .. import settings
 from ..errors import ConfigError, SyncError, needs_cli_extra, one_line
+from ..source import settings
 from ..warehouse.duckdb_wait import is_lock_conflict
 
 DEFAULT_MAX_ROWS = 1000

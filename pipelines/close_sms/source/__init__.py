@@ -24,8 +24,8 @@ import dlt
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
-from .. import settings
 from ..errors import ConfigError, where_to_set
+from . import settings
 from .api.client import ClientConfig, CloseClient
 from .api.keys import parse_api_keys
 from .checks import MISSING_KEY, check_positive, check_url, hours, parse_start_date

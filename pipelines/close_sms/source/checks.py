@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from .. import settings
 from ..errors import ConfigError, where_to_set
+from . import settings
 from .timestamps import parse_timestamp
 
 MISSING_KEY = f"no Close API key: set CLOSE_API_KEY, or {where_to_set('api_key', secret=True)}"

@@ -9,8 +9,8 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from .. import settings
 from ..errors import ConfigError, MassDeleteRefused
+from . import settings
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import settings
 from ..errors import ConfigError, where_to_set
+from . import settings
 
 # Every field of Close's SMSActivity that holds a phone number.
 PHONE_FIELDS = ("local_phone", "local_phone_formatted", "remote_phone", "remote_phone_formatted")

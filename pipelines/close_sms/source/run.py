@@ -10,8 +10,8 @@ from typing import Any
 import dlt
 from dlt.common.typing import TDataItems
 
-from .. import settings
 from ..errors import ConfigError, where_to_set
+from . import settings
 from .api.client import CloseClient, RequestRejected
 from .loaded import LoadedTable, refuse_mass_delete
 from .privacy import Privacy

@@ -14,7 +14,7 @@ from typing import Any
 
 import dlt
 
-from .. import settings
+from . import settings
 from .sms.backfill import Window
 from .timestamps import parse_timestamp, to_ms
 

@@ -23,8 +23,8 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.destinations.exceptions import DatabaseException, DestinationConnectionError
 from dlt.destinations.sql_client import SqlClientBase
 
-from .. import settings
 from ..errors import ConfigError, DatabaseError, one_line
+from ..source import settings
 from . import DEFAULT_DATABASE
 from .duckdb_wait import LOCK_WAIT_SECONDS, is_lock_conflict, lock_waiting_duckdb
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import filelock
 
-from .. import settings
 from ..errors import LockHeld
+from ..source import settings
 from .destination import Warehouse
 
 

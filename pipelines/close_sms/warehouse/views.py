@@ -28,8 +28,8 @@ from dlt.destinations.sql_client import SqlClientBase
 from sqlglot.errors import SqlglotError
 
 from ..errors import DatabaseError
-from ..settings import DATASET_NAME
 from ..source.context.schema import CONTEXT_TABLES, table_hints
+from ..source.settings import DATASET_NAME
 from ..source.sms.schema import attachment_columns, event_columns, sms_columns
 from .dialect import SOURCE_DIALECT, Schema, translate
 from .dictionary import DICTIONARY_FILE, apply_comments, load_dictionary

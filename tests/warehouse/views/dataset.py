@@ -19,8 +19,8 @@ from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.sql_client import SqlClientBase
 
-from close_sms.settings import DATASET_NAME
 from close_sms.source.context.schema import table_hints
+from close_sms.source.settings import DATASET_NAME
 from close_sms.source.sms.schema import attachment_columns, event_columns, sms_columns
 
 UTC = dt.timezone.utc

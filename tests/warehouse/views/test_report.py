@@ -15,9 +15,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from close_sms.errors import ConfigError
-from close_sms.warehouse.ledger import write_runs
-from close_sms.warehouse.report import (
+from close_sms.app.report import (
     NO_REPLY,
     RESPONSE_BUCKETS,
     TOP_NUMBERS,
@@ -25,6 +23,8 @@ from close_sms.warehouse.report import (
     TOP_USERS,
     write_report,
 )
+from close_sms.errors import ConfigError
+from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.views import apply_views
 from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row

@@ -20,8 +20,8 @@ import orjson
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from ... import settings
 from ...errors import AuthError, CloseApiError, UnreachableError
+from .. import settings
 from .pacing import KeyPool, json_body, read_429_body, read_rate_limit, retry_wait_from_429
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import requests
 
-from ... import settings
+from .. import settings
 
 _RATELIMIT = re.compile(
     r"limit=(?P<limit>[\d.]+)\s*[,;]\s*remaining=(?P<remaining>[\d.]+)\s*[,;]\s*reset=(?P<reset>[\d.]+)"
@@ -156,7 +156,7 @@ class RateLimitPacer:
     Only one slot is promised ahead at a time (`reserve` returns None to the others until it is
     due, or until an answer), so every slot is placed with the latest answer. Until a group's
     first answer one request probes it, so many workers starting together do not burst past a
-    low limit. `tests/reliability/test_pacer.py` holds it to 0.90 of the budget in both readings.
+    low limit. `tests/source/test_pacer.py` holds it to 0.90 of the budget in both readings.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ... import settings
 from ...errors import ApiContractError
+from .. import settings
 from ..api.client import CloseClient
 from ..api.objects import Fetched, fetch_each
 

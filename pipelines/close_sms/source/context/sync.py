@@ -12,8 +12,8 @@ from typing import Any
 import dlt
 from dlt.common.typing import TDataItems
 
-from ... import settings
 from ...errors import ConfigError, where_to_set
+from .. import settings
 from ..api.objects import Fetched, fetch_each
 from ..loaded import LoadedTable, refuse_mass_delete
 from ..progress import RunMode

@@ -9,8 +9,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import settings
 from ...errors import ApiContractError, CloseApiError
+from .. import settings
 from ..api.client import CloseClient, DeletedMidQuery, RequestRejected
 from ..timestamps import format_filter, parse_timestamp, to_ms
 

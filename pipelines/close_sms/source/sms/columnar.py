@@ -40,7 +40,7 @@ from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.normalize.configuration import ItemsNormalizerConfiguration
 
-from ... import settings
+from .. import settings
 from .schema import (
     DELETED_COLUMN,
     LOAD_ID_COLUMN,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ... import settings
 from ...errors import ApiContractError
+from .. import settings
 from ..api.client import CloseClient, DeletedMidQuery, OverrideRefused
 from ..api.objects import fetch_each
 from ..timestamps import parse_timestamp

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ... import settings
+from .. import settings
 from ..api.client import CloseClient
 from .backfill import BackfillReader, Window
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from dlt.destinations.sql_client import SqlClientBase
 
 from ..errors import ConfigError, needs_cli_extra
-from ..settings import DATASET_NAME
-from .dialect import translate
-from .views import missing_views
+from ..source.settings import DATASET_NAME
+from ..warehouse.dialect import translate
+from ..warehouse.views import missing_views
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
