@@ -123,7 +123,8 @@ def test_exit_6_is_recorded_by_the_next_run(emulator, tmp_path):
 
     notebook = duckdb.connect(str(database), read_only=True)
     try:
-        blocked = run_cli(*args, api_key=running.api_key)
+        # A one-second wait proves the same as the default two minutes.
+        blocked = run_cli(*args, api_key=running.api_key, SOURCES__CLOSE_SMS__LOCK_WAIT="1")
     finally:
         notebook.close()
     assert blocked.returncode == 6, blocked.stderr
