@@ -1,0 +1,272 @@
+"""The report's time panels: a bar or line per UTC day (or week), plotly figures from rows.
+
+Each function draws into the empty figure it is given and returns it; plotly is imported only
+for type checking, so importing the report needs no [cli] extra.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from .queries import NO_REPLY
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+# Fewer days than this get a tick per day; more days of senders are drawn per week.
+SHORT_HISTORY_DAYS = 7
+LONG_HISTORY_DAYS = 31
+DAY_MS = 86_400_000
+# The sender kinds of sms_ai_vs_human, with their names and colours in the report.
+SENDER_KINDS = {
+    "ai_agent": ("AI agent", "#9467bd"),
+    "sequence": ("sequence", "#ff7f0e"),
+    "rep": ("rep", "#1f77b4"),
+}
+
+
+def _day_axis(title: str, days: list[str]) -> dict[str, Any]:
+    """A date x axis; a few days get one tick each, where plotly would tick hours."""
+    axis: dict[str, Any] = {"title": title, "type": "date"}
+    if days and len(set(days)) < SHORT_HISTORY_DAYS:
+        first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
+        padding = dt.timedelta(days=1)
+        axis |= {
+            "dtick": DAY_MS,
+            "tickformat": "%b %-d, %Y",
+            "range": [(first - padding).isoformat(), (last + padding).isoformat()],
+        }
+    return axis
+
+
+# The counts of sms_ai_vs_human that add up over days.
+_ADDITIVE = ("outbound_count", "sent_count", "failed_count", "replied_count", "total_cost_cents")
+
+
+def _weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sms_ai_vs_human's days summed per week (from Monday) and sender kind.
+
+    Daily reply rates of a long history are too noisy to read; a median does not add up, so
+    weeks have none.
+    """
+    weeks: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        day = dt.date.fromisoformat(row["message_date"])
+        monday = (day - dt.timedelta(days=day.weekday())).isoformat()
+        week = weeks.setdefault(
+            (monday, row["sender_kind"]),
+            {
+                "message_date": monday,
+                "sender_kind": row["sender_kind"],
+                "median_reply_seconds": None,
+            }
+            | dict.fromkeys(_ADDITIVE, 0),
+        )
+        for key in _ADDITIVE:
+            week[key] += row[key]
+    for week in weeks.values():
+        sent, failed = week["sent_count"], week["failed_count"]
+        week["reply_rate"] = week["replied_count"] / sent if sent else None
+        week["failure_rate"] = failed / (sent + failed) if sent + failed else None
+    return sorted(weeks.values(), key=lambda week: (week["message_date"], week["sender_kind"]))
+
+
+def daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    """SMS per UTC day, stacked by direction."""
+    for direction in sorted({str(row["direction"]) for row in rows}):
+        series = [row for row in rows if str(row["direction"]) == direction]
+        figure.add_bar(
+            name=direction,
+            x=[row["message_date"] for row in series],
+            y=[row["message_count"] for row in series],
+        )
+    figure.update_layout(
+        title="Daily SMS volume by direction (UTC days)",
+        barmode="stack",
+        xaxis=_day_axis("day", [row["message_date"] for row in rows]),
+        yaxis_title="SMS",
+    )
+    return figure
+
+
+def delivery_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    """The outbound failure rate per day, with the day's top error on hover."""
+    figure.add_scatter(
+        name="failure rate",
+        mode="lines+markers",
+        x=[row["message_date"] for row in rows],
+        y=[row["failure_rate"] for row in rows],
+        customdata=[
+            [row["failed_count"], row["sent_count"], row["top_error_message"] or ""] for row in rows
+        ],
+        hovertemplate=(
+            "%{x}<br>failure rate %{y:.1%}<br>%{customdata[0]} failed, "
+            "%{customdata[1]} sent<br>top error: %{customdata[2]}<extra></extra>"
+        ),
+    )
+    figure.update_layout(
+        title="Outbound delivery failure rate (failed / (sent + failed))",
+        xaxis=_day_axis("day", [row["message_date"] for row in rows]),
+        yaxis={"title": "failure rate", "tickformat": ".0%", "rangemode": "tozero"},
+    )
+    return figure
+
+
+def response_figure(
+    figure: go.Figure, rows: list[dict[str, Any]], summary: dict[str, Any]
+) -> go.Figure:
+    """Inbound SMS by the time to their first reply, median and 90th percentile in the title."""
+    figure.add_bar(
+        x=[row["bucket"] for row in rows],
+        y=[row["inbound_count"] for row in rows],
+        marker_color=["#bbbbbb" if row["bucket"] == NO_REPLY else "#1f77b4" for row in rows],
+    )
+    title = "Time to first reply after an inbound SMS"
+    if summary.get("median_seconds") is not None:
+        title += (
+            f" (median {duration(summary['median_seconds'])},"
+            f" 90th percentile {duration(summary['p90_seconds'])})"
+        )
+    figure.update_layout(title=title, xaxis_title="first reply within", yaxis_title="inbound SMS")
+    return figure
+
+
+def opt_outs_figure(
+    figure: go.Figure, rows: list[dict[str, Any]], texts: dict[str, Any]
+) -> go.Figure:
+    """Phones that opted out per day, and those of them texted afterwards."""
+    days = [row["opt_out_date"] for row in rows]
+    for key, name, color in (
+        ("opt_out_count", "phones that opted out", "#7f7f7f"),
+        ("texted_after_count", "of them texted afterwards", "#d62728"),
+    ):
+        figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
+    title = "Opt-outs per day (STOP, UNSUBSCRIBE, ... as the phone's latest keyword)"
+    if texts["inbound_count"] and not texts["readable_count"]:
+        title = "Opt-outs: none can be found, the SMS text is hashed or dropped (sms_text)"
+    figure.update_layout(
+        title=title,
+        # The second series is a subset of the first: drawn over it.
+        barmode="overlay",
+        xaxis=_day_axis("day the phone opted out", days),
+        # Whole phones: no 1.5 ticks.
+        yaxis={
+            "title": "phones",
+            "rangemode": "tozero",
+            "tickformat": ",d",
+            "dtick": None if max((row["opt_out_count"] for row in rows), default=0) > 10 else 1,
+        },
+    )
+    return figure
+
+
+def senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    """Outbound SMS and reply rate per sender kind, by day, or by week over a long history."""
+    weekly = len({row["message_date"] for row in rows}) > LONG_HISTORY_DAYS
+    period = "week (from Monday)" if weekly else "day"
+    if weekly:
+        rows = _weekly(rows)
+    for kind in SENDER_KINDS:
+        series = [row for row in rows if row["sender_kind"] == kind]
+        if series:
+            _add_sender(figure, kind, series)
+    figure.update_layout(
+        title="Outbound SMS by sender: Close's AI agent, sequences and reps (bars: SMS, lines: reply rate)",
+        barmode="stack",
+        xaxis=_day_axis(period, [row["message_date"] for row in rows]),
+        yaxis_title=f"outbound SMS per {period.split()[0]}",
+        yaxis2={
+            "title": "reply rate",
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "range": [0, 1.05],
+        },
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure
+
+
+def _add_sender(figure: go.Figure, kind: str, series: list[dict[str, Any]]) -> None:
+    """One sender kind's SMS as bars and its reply rate as a line on the right axis."""
+    name, color = SENDER_KINDS[kind]
+    days = [row["message_date"] for row in series]
+    figure.add_bar(
+        name=f"{name}: SMS sent",
+        legendgroup=kind,
+        x=days,
+        y=[row["outbound_count"] for row in series],
+        marker_color=color,
+        opacity=0.6,
+    )
+    figure.add_scatter(
+        name=f"{name}: reply rate",
+        legendgroup=kind,
+        mode="lines+markers",
+        yaxis="y2",
+        x=days,
+        y=[row["reply_rate"] for row in series],
+        line={"color": color},
+        customdata=[
+            [
+                ""
+                if row["median_reply_seconds"] is None
+                else duration(row["median_reply_seconds"]),
+                row["failure_rate"] or 0,
+                row["total_cost_cents"],
+            ]
+            for row in series
+        ],
+        hovertemplate=(
+            f"{name} %{{x}}<br>reply rate %{{y:.0%}}<br>median reply %{{customdata[0]}}"
+            "<br>failure rate %{customdata[1]:.0%}<br>cost %{customdata[2]} cents"
+            "<extra></extra>"
+        ),
+    )
+
+
+def sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
+    """Sync runs per day by outcome, and the day's longest lag."""
+    days = [row["run_date"] for row in rows]
+    for key, name, color in (
+        ("successful_runs", "succeeded", "#2ca02c"),
+        ("failed_runs", "failed", "#d62728"),
+        ("other_runs", "interrupted or locked out", "#bbbbbb"),
+    ):
+        figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
+    figure.add_scatter(
+        name="max lag (minutes)",
+        mode="lines+markers",
+        yaxis="y2",
+        x=days,
+        y=[None if row["max_lag_seconds"] is None else row["max_lag_seconds"] / 60 for row in rows],
+        customdata=[[row["last_error"] or ""] for row in rows],
+        hovertemplate="%{x}<br>max lag %{y:.1f} min<br>last error: %{customdata[0]}<extra></extra>",
+    )
+    figure.update_layout(
+        title="Sync health: runs of close-sms sync per day, and the longest lag",
+        barmode="stack",
+        xaxis=_day_axis("day", days),
+        yaxis_title="runs",
+        yaxis2={
+            "title": "max lag (minutes)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+        },
+        # Below the plot: at the right it covered the lag axis and its title.
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
+
+
+def duration(seconds: float) -> str:
+    """Seconds as people read them: seconds, minutes, hours or days."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
