@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-process Close API emulator on an ephemeral port, and PostgreSQL."""
+"""Shared fixtures: an in-process Close API emulator on an ephemeral port, PostgreSQL, and
+loaders of hand-made rows into DuckDB files and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
@@ -21,6 +23,7 @@ from close_api_emulator import (  # noqa: E402
     EmulatorServer,
 )
 from tests.postgres import postgres_database  # noqa: E402
+from tests.warehouse.views.dataset import DESTINATIONS, Loader  # noqa: E402
 
 
 @dataclass
@@ -106,3 +109,29 @@ def target(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.Mo
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return Target("postgres", Warehouse.configure("postgres"), ("--destination", "postgres"), env)
+
+
+@pytest.fixture(scope="module")
+def new_loader(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Loader]]:
+    """Factory: a loader on a fresh DuckDB file or PostgreSQL database, by destination name.
+
+    Its databases are dropped when the module's tests are done.
+    """
+    with ExitStack() as databases:
+
+        def make(kind: str) -> Loader:
+            workdir = tmp_path_factory.mktemp(kind)
+            if kind == "duckdb":
+                return Loader.duckdb(workdir)
+            server = request.getfixturevalue("postgres_server")
+            return Loader.postgres(workdir, databases.enter_context(postgres_database(server)))
+
+        yield make
+
+
+@pytest.fixture(params=DESTINATIONS)
+def loader(request: pytest.FixtureRequest, new_loader: Callable[[str], Loader]) -> Loader:
+    """A loader on a fresh database, once per destination."""
+    return new_loader(request.param)
