@@ -14,6 +14,7 @@ from typing import Any
 
 from close_sms.app.outcome import SyncReport
 from close_sms.app.runner import SyncOptions, run_sync
+from close_sms.errors import ConfigError
 from close_sms.source import settings
 from close_sms.source.sms.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
@@ -108,6 +109,14 @@ def sync(running: Any, where: Target | Path, **options: Any) -> SyncReport:
         ),
         say=lambda message: None,
     )
+
+
+def config_error_in(exc: BaseException | None) -> ConfigError:
+    """The ConfigError that caused `exc` (dlt wraps a source's failures in its own)."""
+    while exc is not None and not isinstance(exc, ConfigError):
+        exc = exc.__cause__ or exc.__context__
+    assert exc is not None, "no ConfigError in the chain"
+    return exc
 
 
 def backfill_pages(running: Any, since: int) -> list[Any]:

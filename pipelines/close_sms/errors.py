@@ -21,9 +21,17 @@ EXIT_TERMINATED = 143
 
 
 def where_to_set(name: str, secret: bool = False) -> str:
-    """Where a user sets the setting `name`: the one wording of every message's hint."""
+    """Where a user sets the setting `name`: the one wording of every message's hint.
+
+    dlt's ways only: the source runs without the command too. The command's messages add its
+    own way (a flag) where it has one.
+    """
     file = "secrets.toml" if secret else "config.toml"
     return f"SOURCES__CLOSE_SMS__{name.upper()} or {name} under [sources.close_sms] in .dlt/{file}"
+
+
+# How a message words loading everything again: dlt's refresh, which `--full-refresh` applies.
+FULL_RELOAD = 'pipeline.run(..., refresh="drop_sources")'
 
 
 # What `pip install 'close-sms[cli]'` adds to the bare package: the emulator's server, the
@@ -56,13 +64,13 @@ class AuthError(CloseApiError):
     """Close rejected the key (401/403)."""
 
     exit_code = 3
-    hint = " (check SOURCES__CLOSE_SMS__API_KEY / CLOSE_API_KEY)"
+    hint = f" (check the key: {where_to_set('api_key', secret=True)})"
 
 
 class UnreachableError(CloseApiError):
     """Close's host could not be reached, or kept failing after every retry."""
 
-    hint = " (check --base-url / SOURCES__CLOSE_SMS__BASE_URL and the network)"
+    hint = f" (check the network, and base_url: {where_to_set('base_url')})"
 
 
 class ApiContractError(CloseApiError):
@@ -84,7 +92,9 @@ class MassDeleteRefused(SyncError):
     """A run would remove a large share of the table without `deleted` events behind it."""
 
     exit_code = 7
-    hint = " (if Close really lost them, rerun once with --allow-mass-delete)"
+    hint = (
+        f" (if Close really lost them, allow it for one run: {where_to_set('allow_mass_delete')})"
+    )
 
 
 class DatabaseError(SyncError):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 
 import filelock
+import pytest
 
 from tests.support import cli_command, cli_env, count, mismatches, run_cli
 
@@ -74,6 +75,39 @@ def test_missing_key_exits_2_naming_the_setting(tmp_path):
     assert result.returncode == 2
     assert "SOURCES__CLOSE_SMS__API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "api_key", "says"),
+    [
+        (
+            ("--base-url", "not a url"),
+            "some_key",
+            "is not an http(s) URL, e.g. https://api.close.com/api/v1 (--base-url, or "
+            "SOURCES__CLOSE_SMS__BASE_URL or base_url under [sources.close_sms] in .dlt/config.toml)",
+        ),
+        (
+            ("--start-date", "yesterday-ish"),
+            "some_key",
+            "is not a date (use YYYY-MM-DD; --start-date, or SOURCES__CLOSE_SMS__START_DATE or "
+            "start_date under [sources.close_sms] in .dlt/config.toml)",
+        ),
+        (
+            (),
+            "",
+            "no Close API key: set CLOSE_API_KEY, or SOURCES__CLOSE_SMS__API_KEY or api_key under "
+            "[sources.close_sms] in .dlt/secrets.toml",
+        ),
+    ],
+)
+def test_the_command_names_its_own_way_where_the_source_names_a_setting(
+    tmp_path, arguments, api_key, says
+):
+    result = run_cli("sync", "--database", str(tmp_path / "w.duckdb"), *arguments, api_key=api_key)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("close-sms: error: ")
+    assert result.stderr.strip().endswith(says)
 
 
 def test_bad_key_exits_3_without_showing_the_key(emulator, tmp_path):

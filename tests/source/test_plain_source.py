@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,7 @@ from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from close_sms import backfill_in_progress, close_sms_source
+from close_sms.errors import ConfigError, SyncError, UnreachableError
 from close_sms.source import RunMode, SyncProgress
 from close_sms.source.state import SourceState
 from tests.support import (
@@ -21,6 +23,7 @@ from tests.support import (
     backfill_pages,
     change_account,
     cli_env,
+    config_error_in,
     count,
     mismatches,
 )
@@ -221,3 +224,53 @@ def test_a_renamed_sms_table_is_the_one_read_back(emulator, tmp_path, close_sett
 
     assert progress.removed == 150
     assert count(target, "SELECT count(*) FROM close_sms.texts WHERE id LIKE 'acti_gone%'") == 0
+
+
+def _names_the_command(message: str) -> bool:
+    """Whether `message` names what only the `close-sms` command has: its name, its flags, or
+    its CLOSE_API_KEY."""
+    return re.search(r"close-sms|--[a-z]|\bCLOSE_API_KEY\b", message) is not None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "setting"),
+    [
+        ({"api_key": ""}, "api_key"),
+        ({"api_key": "some_key", "base_url": "not a url"}, "base_url"),
+        ({"api_key": "some_key", "start_date": "yesterday-ish"}, "start_date"),
+    ],
+)
+def test_a_bad_argument_names_its_setting_not_a_flag(arguments, setting):
+    with pytest.raises(ConfigError) as raised:
+        close_sms_source(**arguments)
+
+    message = str(raised.value)
+    assert (
+        f"SOURCES__CLOSE_SMS__{setting.upper()} or {setting} under [sources.close_sms]" in message
+    )
+    assert not _names_the_command(message), message
+
+
+def test_a_base_url_without_closes_api_names_the_setting_in_a_bare_run(emulator, tmp_path):
+    running = emulator(sms=10, seed=47)
+    pipeline = bare_pipeline(Target.duckdb(tmp_path / "w.duckdb"), tmp_path)
+    source = close_sms_source(
+        api_key=running.api_key, base_url=running.base_url.replace("/api/v1", "/api/v2")
+    )
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(source)
+
+    message = str(config_error_in(failed.value))
+    assert "/me/ is not found there" in message
+    assert "SOURCES__CLOSE_SMS__BASE_URL" in message
+    assert not _names_the_command(message), message
+
+
+def _failures(kind: type[SyncError]) -> list[type[SyncError]]:
+    return [kind, *(each for sub in kind.__subclasses__() for each in _failures(sub))]
+
+
+def test_the_failures_hints_name_settings_not_flags():
+    assert [f.__name__ for f in _failures(SyncError) if _names_the_command(f.hint)] == []
+    assert "SOURCES__CLOSE_SMS__BASE_URL" in UnreachableError.hint

@@ -23,7 +23,7 @@ import pendulum
 import requests
 
 from ..warehouse.destination import Warehouse
-from ..warehouse.ledger import FAILED, SUCCESS, SyncRun
+from ..warehouse.ledger import Outcome, SyncRun
 
 INCIDENT_FILE = "incident.json"
 # An alert is one short POST: a receiver slower than this is skipped (logged), not waited for.
@@ -77,7 +77,7 @@ def find_problem(
     last_run: SyncRun | None, lag_seconds: float | None, max_lag_seconds: float | None
 ) -> str | None:
     """Why the sync is unhealthy (the last run failed, or the feed is older than the limit)."""
-    if last_run is not None and last_run.outcome == FAILED:
+    if last_run is not None and last_run.outcome is Outcome.FAILED:
         return (
             f"the last sync failed (exit {last_run.exit_status}, "
             f"{last_run.ended_at:%Y-%m-%d %H:%M:%S} UTC): {last_run.error}"
@@ -105,7 +105,7 @@ def after_run(
             # A message that could not be sent is tried again by the next run of the incident.
             incident["sent"] = _post(alerts, f":rotating_light: {where}: {problem}", warn)
         path.write_text(json.dumps(incident), encoding="utf-8")
-    elif incident is not None and run.outcome == SUCCESS:
+    elif incident is not None and run.outcome is Outcome.SUCCESS:
         if incident["sent"]:
             _post(
                 alerts,

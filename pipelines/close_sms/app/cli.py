@@ -17,7 +17,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import EXIT_OK, EXIT_STALE, Terminated, exit_status, needs_cli_extra, one_line
+from ..errors import (
+    EXIT_OK,
+    EXIT_STALE,
+    FULL_RELOAD,
+    Terminated,
+    exit_status,
+    needs_cli_extra,
+    one_line,
+    where_to_set,
+)
 from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
 
@@ -31,6 +40,17 @@ DEMO_DATABASE = "close_sms_demo.duckdb"
 # 10.2 s -> 9.1 s (9.0 s with the collector off), peak RSS unchanged; 100,000 gave the same.
 GC_THRESHOLDS = (50_000, 20, 20)
 TERMINATE_AGAIN_SECONDS = 1.0
+# The command's own ways to set some of the source's settings: its flags, and CLOSE_API_KEY.
+# The source's messages name only dlt's ways (it runs without the command too); the command's
+# messages name its own way first.
+COMMAND_WAYS = {
+    "api_key": "CLOSE_API_KEY",
+    "base_url": "--base-url",
+    "start_date": "--start-date",
+    "reconcile": "--reconcile",
+    "allow_mass_delete": "--allow-mass-delete",
+}
+COMMAND_FULL_RELOAD = "`close-sms sync --full-refresh`"
 
 
 def _warehouse(
@@ -208,9 +228,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from .mcp import serve
+    from .mcp.server import serve
+    from .mcp.worker import Limits
 
-    serve(Path(args.database), max_rows=args.max_rows, timeout=args.timeout)
+    limits = Limits(
+        memory_limit_mb=args.memory_limit,
+        threads=args.threads,
+        max_rows=args.max_rows,
+        max_bytes=args.max_bytes,
+        max_cell_chars=args.max_cell_chars,
+    )
+    serve(Path(args.database), limits, timeout=args.timeout)
     return EXIT_OK
 
 
@@ -292,7 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", required=True, help="the DuckDB file to read, best the reader copy"
     )
     mcp.add_argument("--max-rows", type=_positive_int, default=1000, help="rows per answer")
-    mcp.add_argument("--timeout", type=_positive_int, default=30, help="seconds per query")
+    mcp.add_argument(
+        "--max-bytes", type=_positive_int, default=1_000_000, help="bytes of rows per answer"
+    )
+    mcp.add_argument(
+        "--max-cell-chars", type=_positive_int, default=2000, help="characters per cell"
+    )
+    mcp.add_argument("--timeout", type=_positive_int, default=30, help="seconds per call")
+    mcp.add_argument(
+        "--memory-limit", type=_positive_int, default=256, help="DuckDB's memory per call, in MB"
+    )
+    mcp.add_argument("--threads", type=_positive_int, default=1, help="DuckDB's threads per call")
     return parser
 
 
@@ -330,8 +368,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            print(f"close-sms: error: {one_line(exc)}{exc.hint}", file=sys.stderr)
+            print(
+                f"close-sms: error: {_in_command_words(one_line(exc) + exc.hint)}", file=sys.stderr
+            )
         return exit_status(exc)
+
+
+def _in_command_words(message: str) -> str:
+    """`message` as the command says it: its own way first wherever a setting's place is named,
+    and its `--full-refresh` for dlt's full reload."""
+    for name, way in COMMAND_WAYS.items():
+        for secret in (False, True):
+            where = where_to_set(name, secret)
+            message = message.replace(where, f"{way}, or {where}")
+    return message.replace(FULL_RELOAD, COMMAND_FULL_RELOAD)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from dlt.common.configuration.exceptions import (
     ValueNotSecretException,
 )
 from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.typing import TSecretStrValue
 
 from ..errors import ConfigError, where_to_set
 from ..source import check_positive, settings
@@ -48,7 +47,7 @@ class CommandSettings(BaseConfiguration):
     """Seconds to wait for a reader to close the DuckDB file."""
     reader_copy: str | None = None
     """Where a sync publishes a copy of the DuckDB file for readers."""
-    notify_url: TSecretStrValue | None = None
+    notify_url: dlt.TSecretStrValue | None = None
     """A webhook for alerts; it may hold a token, so it is a secret."""
     max_lag: str | None = None
     """Alert when the change feed was read longer ago than this (90s, 30m, 2h, 1d, PT30M)."""

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from ..errors import Terminated, one_line
 from ..warehouse import ledger
 from ..warehouse.destination import Warehouse
+from ..warehouse.ledger import Outcome
 from .alerts import Alerts, after_run
 from .outcome import SyncReport
 
@@ -49,7 +50,7 @@ def _finish(
 ) -> None:
     run = report.ledger_row(warehouse, started, exc)
     try:
-        ledger.record_run(warehouse, run, write=run.outcome == ledger.SUCCESS or report.wrote)
+        ledger.record_run(warehouse, run, write=run.outcome is Outcome.SUCCESS or report.wrote)
     except Exception as failure:
         warn(f"this run is not in the ledger: {one_line(failure)}")
     if alerts is not None:

@@ -15,7 +15,7 @@ from ..source import SyncProgress
 from ..source.progress import RunMode
 from ..warehouse import ledger
 from ..warehouse.destination import Warehouse
-from ..warehouse.ledger import SyncRun
+from ..warehouse.ledger import Outcome, SyncRun
 
 
 @dataclass
@@ -93,24 +93,23 @@ class SyncReport:
         ended = datetime.now(timezone.utc)
         chunks = self.chunks
         if exc is None:
-            outcome = ledger.SUCCESS
+            outcome = Outcome.SUCCESS
             feed_read = next((c.feed_read_at for c in reversed(chunks) if c.feed_read_at), None)
         else:
             if isinstance(exc, LockHeld):
-                outcome = ledger.LOCKED
+                outcome = Outcome.LOCKED
             elif isinstance(exc, Exception):
-                outcome = ledger.FAILED
+                outcome = Outcome.FAILED
             else:
-                outcome = ledger.INTERRUPTED
+                outcome = Outcome.INTERRUPTED
             # Only a successful run's read counts: the feed's rows may not have been loaded.
             last = ledger.last_success(warehouse)
             feed_read = last.feed_checked_at if last else None
-        mode = self.mode
         return SyncRun(
             run_id=uuid.uuid4().hex,
             started_at=started,
             ended_at=ended,
-            mode=None if mode is None else str(mode),
+            mode=self.mode,
             outcome=outcome,
             exit_status=exit_status(exc),
             error=_error(exc),

@@ -17,18 +17,15 @@ With `context` on (the default) the same run loads what the SMS point to (source
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dlt
-from dlt.common.typing import TDataItems
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource, TDataItems
 
-from ..errors import ConfigError, where_to_set
 from . import settings
 from .api.client import ClientConfig, CloseClient
-from .api.keys import parse_api_keys
-from .checks import MISSING_KEY, check_positive, check_url, hours, parse_start_date
+from .checks import MISSING_KEY, check_arguments, check_positive, hours, parse_start_date
 from .context import schema as context_schema
 from .context.sync import ContextRun, ContextSettings, Waits
 from .privacy import Privacy
@@ -119,64 +116,68 @@ def close_sms_source(
             again (0: every run); an SMS naming an unknown user or template reads them sooner.
         progress: an object the run fills in as it goes, for callers that report progress.
     """
-    api_keys = parse_api_keys(api_key)
-    if not api_keys:
-        raise ConfigError(MISSING_KEY)
-    check_url(base_url)
-    for name, value in (
-        ("max_sms", max_sms),
-        ("max_skip", max_skip),
-        ("backfill_workers", backfill_workers),
-        ("prefetch_sms", prefetch_sms),
-        ("max_retries", max_retries),
-    ):
-        check_positive(name, value, optional=name == "max_sms", whole=True)
-    for name, value in (("read_timeout", read_timeout), ("backoff_max", backoff_max)):
-        check_positive(name, value)
-    for name, value in (
-        ("recent_window_hours", recent_window_hours),
-        ("reconcile_interval_days", reconcile_interval_days),
-    ):
-        check_positive(name, value, allow_zero=True)
-    check_positive("max_delete_share", max_delete_share, at_most=1)
-    check_positive("context_refresh_minutes", context_refresh_minutes, allow_zero=True)
-    if not isinstance(context, bool):
-        raise ConfigError(
-            f"setting context = {context!r} is not true or false ({where_to_set('context')})"
-        )
-    context_settings = ContextSettings.configure(context_refresh_minutes, lead_custom_fields)
-    privacy = Privacy.configure(hash_phones, sms_text, hash_key, contact_names)
-    run = Run(
-        client=CloseClient(
-            base_url,
-            api_keys,
-            ClientConfig(
-                read_timeout=float(read_timeout),
-                max_retries=int(max_retries),
-                backoff_max=float(backoff_max),
-                on_wait=progress.on_wait if progress else None,
-                on_warning=progress.on_warning if progress else None,
-            ),
+    # The arguments by name, taken before the body binds a name of its own.
+    run, context_settings = _configure(locals())
+    waits = Waits()
+    resources = _sms_resources(run, waits)
+    if context:
+        resources += _context_resources(ContextRun(run, context_settings, waits=waits))
+    return without_nul(*resources)
+
+
+def _configure(arguments: Mapping[str, Any]) -> tuple[Run, ContextSettings]:
+    """The run that `close_sms_source`'s arguments describe, and its context's settings.
+
+    Every argument is checked first: the first bad one is refused, naming its setting.
+    """
+    api_keys = check_arguments(arguments)
+    context_settings = ContextSettings.configure(
+        arguments["context_refresh_minutes"], arguments["lead_custom_fields"]
+    )
+    privacy = Privacy.configure(
+        arguments["hash_phones"],
+        arguments["sms_text"],
+        arguments["hash_key"],
+        arguments["contact_names"],
+    )
+    base_url = arguments["base_url"]
+    progress = arguments["progress"] or SyncProgress()
+    client = CloseClient(
+        base_url,
+        api_keys,
+        ClientConfig(
+            read_timeout=float(arguments["read_timeout"]),
+            max_retries=int(arguments["max_retries"]),
+            backoff_max=float(arguments["backoff_max"]),
+            on_wait=progress.on_wait,
+            on_warning=progress.on_warning,
         ),
-        start_date=parse_start_date(start_date),
-        reconcile=reconcile,
+    )
+    max_sms = arguments["max_sms"]
+    run = Run(
+        client=client,
+        start_date=parse_start_date(arguments["start_date"]),
+        reconcile=arguments["reconcile"],
         max_sms=int(max_sms) if max_sms is not None else None,
         reader_settings=ReaderSettings(
             base_url=base_url,
             api_keys=api_keys,
-            workers=int(backfill_workers) * len(api_keys),
-            max_skip=int(max_skip),
+            workers=int(arguments["backfill_workers"]) * len(api_keys),
+            max_skip=int(arguments["max_skip"]),
         ),
-        prefetch_pages=-(-int(prefetch_sms) // settings.PAGE_SIZE),
-        recent_window=hours(recent_window_hours),
-        reconcile_interval=hours(float(reconcile_interval_days) * 24),
-        max_delete_share=float(max_delete_share),
-        allow_mass_delete=bool(allow_mass_delete),
-        progress=progress or SyncProgress(),
+        prefetch_pages=-(-int(arguments["prefetch_sms"]) // settings.PAGE_SIZE),
+        recent_window=hours(arguments["recent_window_hours"]),
+        reconcile_interval=hours(float(arguments["reconcile_interval_days"]) * 24),
+        max_delete_share=float(arguments["max_delete_share"]),
+        allow_mass_delete=bool(arguments["allow_mass_delete"]),
+        progress=progress,
         privacy=privacy,
     )
+    return run, context_settings
 
-    waits = Waits()
+
+def _sms_resources(run: Run, waits: Waits) -> list[DltResource]:
+    """The SMS's resources: the backfill, the change feed's events, and the SMS they name."""
 
     @dlt.resource(name="sms_backfill", **sms_hints())
     def sms_backfill() -> Iterator[TDataItems]:
@@ -197,14 +198,7 @@ def close_sms_source(
         yield from waits.changes_done(run.changes(events))
 
     declare_attachments(dlt.current.source_schema(), sms_backfill.compute_table_schema())
-    if not context:
-        return without_nul(sms_backfill, sms_events, sms_changes)
-    return without_nul(
-        sms_backfill,
-        sms_events,
-        sms_changes,
-        *_context_resources(ContextRun(run, context_settings, waits=waits)),
-    )
+    return [sms_backfill, sms_events, sms_changes]
 
 
 def _context_resources(context: ContextRun) -> list[DltResource]:

@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, where_to_set
 from . import settings
+from .api.keys import parse_api_keys
 from .timestamps import parse_timestamp
 
-MISSING_KEY = f"no Close API key: set CLOSE_API_KEY, or {where_to_set('api_key', secret=True)}"
+MISSING_KEY = f"no Close API key: set {where_to_set('api_key', secret=True)}"
+
+# The numeric arguments of `close_sms_source` and their ranges (`check_positive`'s rules), in
+# the order they are checked.
+NUMBER_RULES: dict[str, dict[str, Any]] = {
+    "max_sms": {"optional": True, "whole": True},
+    "max_skip": {"whole": True},
+    "backfill_workers": {"whole": True},
+    "prefetch_sms": {"whole": True},
+    "max_retries": {"whole": True},
+    "read_timeout": {},
+    "backoff_max": {},
+    "recent_window_hours": {"allow_zero": True},
+    "reconcile_interval_days": {"allow_zero": True},
+    "max_delete_share": {"at_most": 1},
+    "context_refresh_minutes": {"allow_zero": True},
+}
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> tuple[str, ...]:
+    """Refuse the first bad argument of `close_sms_source` (given by name); the API keys.
+
+    The privacy and context settings are checked where they are read (`Privacy.configure`,
+    `ContextSettings.configure`).
+    """
+    api_keys = parse_api_keys(arguments["api_key"])
+    if not api_keys:
+        raise ConfigError(MISSING_KEY)
+    check_url(arguments["base_url"])
+    for name, rules in NUMBER_RULES.items():
+        check_positive(name, arguments[name], **rules)
+    context = arguments["context"]
+    if not isinstance(context, bool):
+        raise ConfigError(
+            f"setting context = {context!r} is not true or false ({where_to_set('context')})"
+        )
+    return api_keys
 
 
 def check_positive(
@@ -46,7 +84,7 @@ def check_url(base_url: str) -> None:
     if parsed.scheme not in ("http", "https") or not parsed.hostname or any(map(str.isspace, text)):
         raise ConfigError(
             f"base_url {base_url!r} is not an http(s) URL, e.g. {settings.DEFAULT_BASE_URL} "
-            f"(--base-url, or {where_to_set('base_url')})"
+            f"({where_to_set('base_url')})"
         )
 
 
@@ -58,8 +96,7 @@ def parse_start_date(value: Any) -> datetime | None:
         return parse_timestamp(value)
     except (ValueError, TypeError):
         raise ConfigError(
-            f"start_date {value!r} is not a date (use YYYY-MM-DD; --start-date, "
-            f"or {where_to_set('start_date')})"
+            f"start_date {value!r} is not a date (use YYYY-MM-DD; {where_to_set('start_date')})"
         ) from None
 
 

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, where_to_set
+from ..errors import FULL_RELOAD, ConfigError, where_to_set
 from . import settings
+from .settings import TextMode
 
 # Every field of Close's SMSActivity that holds a phone number.
 PHONE_FIELDS = ("local_phone", "local_phone_formatted", "remote_phone", "remote_phone_formatted")
@@ -35,11 +36,7 @@ _NOT_E164 = re.compile(r"[^\d+]")
 _PHONE_LIKE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
 _MIN_PHONE_DIGITS = 7
 # Data loaded before the mode was recorded was loaded as it came.
-_AS_IT_CAME: dict[str, Any] = {
-    "hash_phones": False,
-    "sms_text": settings.DEFAULT_SMS_TEXT,
-    "key_check": None,
-}
+_AS_IT_CAME: dict[str, Any] = {"hash_phones": False, "sms_text": TextMode.KEEP, "key_check": None}
 # Hashed into the check value the state records instead of the key.
 _KEY_CHECK_INPUT = "close-sms hash_key check"
 
@@ -49,10 +46,10 @@ class Privacy:
     """What the source does to personal data: hash phone numbers; keep, drop or hash the text."""
 
     hash_phones: bool = False
-    sms_text: str = settings.DEFAULT_SMS_TEXT
+    sms_text: TextMode = settings.DEFAULT_SMS_TEXT
     key: bytes | None = field(default=None, repr=False)
     # Names and emails of contacts, names of leads: keep, drop or hash, as `sms_text`.
-    contact_names: str = settings.DEFAULT_CONTACT_NAMES
+    contact_names: TextMode = settings.DEFAULT_CONTACT_NAMES
 
     @classmethod
     def configure(
@@ -68,23 +65,19 @@ class Privacy:
                 f"setting hash_phones = {hash_phones!r} is not true or false "
                 f"({where_to_set('hash_phones')})"
             )
-        for name, value in (("sms_text", sms_text), ("contact_names", contact_names)):
-            if value not in settings.SMS_TEXT_MODES:
-                raise ConfigError(
-                    f"setting {name} = {value!r} is not one of "
-                    f"{', '.join(settings.SMS_TEXT_MODES)} ({where_to_set(name)})"
-                )
+        text_mode = _text_mode("sms_text", sms_text)
+        names_mode = _text_mode("contact_names", contact_names)
         hashing = [
             what
             for what, on in (
                 ("hash_phones = true", hash_phones),
-                ("sms_text = hash", sms_text == "hash"),
-                ("contact_names = hash", contact_names == "hash"),
+                ("sms_text = hash", text_mode is TextMode.HASH),
+                ("contact_names = hash", names_mode is TextMode.HASH),
             )
             if on
         ]
         if not hashing:
-            return cls(hash_phones, sms_text, contact_names=contact_names)
+            return cls(hash_phones, text_mode, contact_names=names_mode)
         key = str(hash_key or "").strip()
         what = hashing[0]
         if not key:
@@ -97,7 +90,7 @@ class Privacy:
                 "key can be guessed, and with it every phone number; use a long random value "
                 "such as the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
-        return cls(hash_phones, sms_text, key.encode(), contact_names)
+        return cls(hash_phones, text_mode, key.encode(), names_mode)
 
     def apply(self, row: dict[str, Any]) -> dict[str, Any]:
         """Hash or drop the row's personal fields in place; returns the row."""
@@ -109,9 +102,9 @@ class Privacy:
                 if isinstance(row.get(name), str):
                     # Any number it quotes, in whatever format, not only the SMS's own.
                     row[name] = _PHONE_LIKE.sub(self._hash_phone_like, row[name])
-        if self.sms_text == "drop":
+        if self.sms_text is TextMode.DROP:
             row["text"] = None
-        elif self.sms_text == "hash" and row.get("text") is not None:
+        elif self.sms_text is TextMode.HASH and row.get("text") is not None:
             row["text"] = self._hash(str(row["text"]))
         return row
 
@@ -130,9 +123,9 @@ class Privacy:
                 _replace(entry, CONTACT_PHONE_KEYS, self.hash_phone)
                 for entry in _entries(row, "phones")
             ]
-        if self.contact_names == "keep":
+        if self.contact_names is TextMode.KEEP:
             return row
-        change = self._hash if self.contact_names == "hash" else _dropped
+        change = self._hash if self.contact_names is TextMode.HASH else _dropped
         for name in NAME_FIELDS:
             if row.get(name) is not None:
                 row[name] = change(str(row[name]))
@@ -171,24 +164,38 @@ class Privacy:
                 f"loaded with ({_describe(recorded)})"
             )
             raise ConfigError(
-                f"{change}, and raw and differently hashed values must not mix: run "
-                "`close-sms sync --full-refresh` to load everything again with these settings "
-                "(a plain pipeline: run(..., refresh='drop_sources'))"
+                f"{change}, and raw and differently hashed values must not mix: load everything "
+                f"again with these settings ({FULL_RELOAD})"
             )
         return self._mode()
 
     def _mode(self) -> dict[str, Any]:
         # The key is recorded as a check value only, so a changed key is refused as well.
         check = self._hash(_KEY_CHECK_INPUT)[:16] if self.key else None
-        mode = {"hash_phones": self.hash_phones, "sms_text": self.sms_text, "key_check": check}
-        if self.contact_names != settings.DEFAULT_CONTACT_NAMES:
+        # The modes as their words: the state keeps plain JSON.
+        mode = {
+            "hash_phones": self.hash_phones,
+            "sms_text": self.sms_text.value,
+            "key_check": check,
+        }
+        if self.contact_names is not settings.DEFAULT_CONTACT_NAMES:
             # Only when set, so modes recorded before the setting existed still compare equal.
-            mode["contact_names"] = self.contact_names
+            mode["contact_names"] = self.contact_names.value
         return mode
 
     def _hash(self, value: str) -> str:
         assert self.key is not None, "configure() requires a key whenever something is hashed"
         return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def _text_mode(name: str, value: Any) -> TextMode:
+    """The setting `name`'s value as a `TextMode`; a ConfigError names the setting."""
+    try:
+        return TextMode(value)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"setting {name} = {value!r} is not one of {', '.join(TextMode)} ({where_to_set(name)})"
+        ) from None
 
 
 def _describe(mode: Mapping[str, Any]) -> str:

@@ -5,23 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 
 from .api.client import RequestStats
+from .settings import TextEnum
 from .sms.backfill import Window
 from .timestamps import to_ms
 
 
-class RunMode(str, Enum):
+class RunMode(TextEnum):
     """What a run of the source does; the values are the words the CLI and the ledger show."""
 
     BACKFILL = "backfill"
     RECONCILE = "reconcile"
     RESUMED = "backfill (resumed)"
     INCREMENTAL = "incremental"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
-from dlt.common.typing import TDataItems
+from dlt.sources import TDataItems
 
 from ..errors import ConfigError, where_to_set
 from . import settings
@@ -62,8 +62,7 @@ class Run:
             # The key check is the first request: a 404 there means the URL, not the data.
             raise ConfigError(
                 f"base_url {self.client.base_url}: {settings.ME_ENDPOINT} is not found there "
-                f"(Close's API is at {settings.DEFAULT_BASE_URL}; --base-url, or "
-                f"{where_to_set('base_url')})"
+                f"(Close's API is at {settings.DEFAULT_BASE_URL}; {where_to_set('base_url')})"
             ) from None
         now = self._now = self.client.now()
         if self.start_date and self.start_date > now:

@@ -8,6 +8,17 @@ warehouse's own defaults live beside the code that uses them (`app/config.py`,
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class TextEnum(str, Enum):
+    """An Enum whose members are their values wherever they become text (f-strings, JSON, SQL,
+    dlt's state), so what is stored stays the same words. Python 3.10 has no `enum.StrEnum`."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
 SOURCE_NAME = "close_sms"
 DATASET_NAME = "close_sms"
 PIPELINE_NAME = "close_sms"
@@ -86,9 +97,18 @@ MAX_RETRIES = 8
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 60.0
 
-# Privacy (source/privacy.py): what happens to an SMS's text, and the shortest hash_key taken.
-SMS_TEXT_MODES = ("keep", "drop", "hash")
-DEFAULT_SMS_TEXT = "keep"
+
+# Privacy (source/privacy.py): what happens to personal text, and the shortest hash_key taken.
+class TextMode(TextEnum):
+    """What the source does to a personal text (source/privacy.py): keep it, drop it (null), or
+    store its hash."""
+
+    KEEP = "keep"
+    DROP = "drop"
+    HASH = "hash"
+
+
+DEFAULT_SMS_TEXT = TextMode.KEEP
 # 16 random characters are beyond enumeration; shorter keys are usually words.
 MIN_HASH_KEY_LENGTH = 16
 
@@ -107,5 +127,4 @@ CONTEXT_EVENT_ACTIONS = {"lead": ("updated", "deleted"), "contact": ("updated", 
 # run), or sooner when an SMS names a user or template the warehouse does not hold.
 CONTEXT_REFRESH_MINUTES = 60.0
 # What happens to the names and emails of contacts and leads, as `sms_text` does to SMS text.
-CONTACT_NAME_MODES = SMS_TEXT_MODES
-DEFAULT_CONTACT_NAMES = "keep"
+DEFAULT_CONTACT_NAMES = TextMode.KEEP

@@ -29,6 +29,7 @@ from . import DEFAULT_DATABASE
 from .duckdb_wait import LOCK_WAIT_SECONDS, is_lock_conflict, lock_waiting_duckdb
 
 DUCKDB = "duckdb"
+POSTGRES = "postgres"
 # DuckDB keeps table blocks cached up to its memory limit (80% of RAM by default), so the
 # sync's memory would grow with the table; merges spill to disk past this instead.
 DUCKDB_MEMORY_LIMIT = "128MB"
@@ -102,8 +103,9 @@ class Warehouse:
         return cls(destination, None, _state_home() / f"{destination}-{key.hexdigest()[:12]}")
 
     @property
-    def is_duckdb(self) -> bool:
-        return self.destination == DUCKDB
+    def is_postgres(self) -> bool:
+        """Whether the destination is PostgreSQL, whose advisory locks hold across machines."""
+        return self.destination == POSTGRES
 
     @property
     def loader_file_format(self) -> str | None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import dlt
-from dlt.common.configuration import configspec
-from dlt.common.configuration.specs.base_configuration import NotResolved
-from dlt.common.destination.reference import DestinationReference
-from dlt.common.typing import Annotated
+from dlt.common.configuration import NotResolved, configspec
+from dlt.common.destination import DestinationReference
 from dlt.destinations.impl.duckdb.configuration import (
     DuckDbClientConfiguration,
     DuckDbConnectionPool,

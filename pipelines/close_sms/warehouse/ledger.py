@@ -29,6 +29,8 @@ from dlt.common.schema.utils import new_table
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
+from ..source.progress import RunMode
+from ..source.settings import TextEnum
 from .destination import Warehouse
 from .lock import writer_lock
 from .tables import create_table
@@ -39,11 +41,19 @@ LAST_SUCCESS = f"{LEDGER_TABLE}.last_success.json"
 # Runs append to the journal in milliseconds; one writing it out waits this long.
 JOURNAL_LOCK_TIMEOUT_SECONDS = 30.0
 
-SUCCESS = "success"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-# Another sync held the lock (exit 5): an overlap of cron runs, not a failure.
-LOCKED = "locked"
+
+class Outcome(TextEnum):
+    """How a run ended; the values are the words of the ledger's `outcome` column."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    # Another sync held the lock (exit 5): an overlap of cron runs, not a failure.
+    LOCKED = "locked"
+
+
+# The name the dbt example's sources import (examples/dbt/generate_sources.py).
+SUCCESS = Outcome.SUCCESS
 
 _TIMESTAMPS = ("started_at", "ended_at", "feed_checked_at")
 
@@ -55,8 +65,8 @@ class SyncRun:
     run_id: str
     started_at: datetime
     ended_at: datetime
-    mode: str | None
-    outcome: str
+    mode: RunMode | None
+    outcome: Outcome
     exit_status: int
     error: str | None = None
     sms_upserted: int = 0
@@ -75,9 +85,21 @@ class SyncRun:
     skipped_positions: int = 0
     sms_unreadable: int = 0
 
+    def __post_init__(self) -> None:
+        # Rows read back from the journal or the database carry the words as text.
+        self.mode = None if self.mode is None else RunMode(self.mode)
+        self.outcome = Outcome(self.outcome)
+
+    def values(self) -> dict[str, Any]:
+        """The row's values by column, its words as plain text: what every store is given."""
+        row = asdict(self)
+        row["mode"] = None if self.mode is None else self.mode.value
+        row["outcome"] = self.outcome.value
+        return row
+
     def to_json(self) -> dict[str, Any]:
         """The row with ISO timestamps, for the journal and `status --json`."""
-        row = asdict(self)
+        row = self.values()
         for name in _TIMESTAMPS:
             if row[name] is not None:
                 row[name] = row[name].isoformat()
@@ -141,7 +163,7 @@ def record_run(warehouse: Warehouse, run: SyncRun, write: bool) -> bool:
     local journal cannot be written.
     """
     warehouse.working_dir.mkdir(parents=True, exist_ok=True)
-    if run.outcome == SUCCESS:
+    if run.outcome is Outcome.SUCCESS:
         _replace_file(warehouse.working_dir / LAST_SUCCESS, json.dumps(run.to_json()))
     with _journal(warehouse) as journal:
         if write:
@@ -176,7 +198,7 @@ def latest_runs(warehouse: Warehouse, sql: SqlClientBase[Any]) -> tuple[SyncRun 
     runs = _read_journal(warehouse.working_dir / JOURNAL)
     table = sql.make_qualified_table_name(LEDGER_TABLE)
     names = ", ".join(sql.escape_column_name(name) for name in _names())
-    for where in ("", f"WHERE outcome = '{SUCCESS}'"):
+    for where in ("", f"WHERE outcome = '{Outcome.SUCCESS.value}'"):
         try:
             rows = sql.execute_sql(
                 f"SELECT {names} FROM {table} {where} ORDER BY ended_at DESC LIMIT 1"
@@ -185,7 +207,7 @@ def latest_runs(warehouse: Warehouse, sql: SqlClientBase[Any]) -> tuple[SyncRun 
             break
         runs += [SyncRun.from_row(dict(zip(_names(), row, strict=True))) for row in rows or ()]
     last = max(runs, key=lambda r: r.ended_at, default=None)
-    succeeded = [run for run in runs if run.outcome == SUCCESS]
+    succeeded = [run for run in runs if run.outcome is Outcome.SUCCESS]
     return last, max(succeeded, key=lambda r: r.ended_at, default=None)
 
 
@@ -208,7 +230,7 @@ def write_runs(sql: SqlClientBase[Any], runs: list[SyncRun]) -> None:
         for run in runs:
             # Delete, then insert: a journal written again after a crash adds no duplicate.
             sql.execute_sql(f"DELETE FROM {table} WHERE run_id = %s", run.run_id)
-            row = asdict(run)
+            row = run.values()
             sql.execute_sql(
                 f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
                 *(row[name] for name in names),

@@ -20,7 +20,7 @@ from .destination import Warehouse
 @contextmanager
 def writer_lock(warehouse: Warehouse) -> Iterator[None]:
     """Hold the warehouse's writer lock for the block, or raise `LockHeld` if another has it."""
-    if warehouse.destination == "postgres":
+    if warehouse.is_postgres:
         with _advisory_lock(warehouse):
             yield
         return

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dlt
 from dlt.common.destination.client import WithStagingDataset
-from dlt.common.storages.load_package import LoadJobInfo, LoadPackageInfo, PackageStorage
+from dlt.common.storages import LoadJobInfo, LoadPackageInfo, PackageStorage
 
 # The file format of the jobs dlt's loader adds (merges of staged tables), as against the
 # data files normalize wrote.

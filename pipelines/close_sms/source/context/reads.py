@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import ApiContractError
 from .. import settings
 from ..api.client import CloseClient
-from ..api.objects import Fetched, fetch_each
+from ..api.objects import Fetched, fetch_each, list_by_ids
 
 
 def read_list(
@@ -54,15 +54,7 @@ def fetch_by_ids(
     `fetch_each`)."""
     for start in range(0, len(ids), settings.ID_BATCH_SIZE):
         batch = ids[start : start + settings.ID_BATCH_SIZE]
-        body = client.get(endpoint, {"id__in": ",".join(batch), "_limit": len(batch)})
-        data = list(body.get("data") or [])
-        asked = set(batch)
-        strangers = [item.get("id") for item in data if item.get("id") not in asked]
-        if strangers:
-            raise ApiContractError(
-                f"Close ignored the id__in filter of {endpoint}: asked for {len(batch)} "
-                f"{noun}, it answered with {len(strangers)} others (e.g. {strangers[0]})"
-            )
+        data = list_by_ids(client, endpoint, batch, noun)
         returned = {item["id"] for item in data}
         result = fetch_each(client, endpoint, [i for i in batch if i not in returned])
         result.found[:0] = data

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import dlt
-from dlt.common.typing import TDataItems
+from dlt.sources import TDataItems
 
 from ...errors import ConfigError, where_to_set
 from .. import settings

@@ -49,9 +49,6 @@ class BackfillProgress:
     """What a backfill reader has done so far in this process."""
 
     windows_done: int = 0
-    pages: int = 0
-    sms: int = 0
-    windows_pending: int = 0
     # Listing positions stepped past because Close answered 404 "Empty query" for them alone.
     skipped_positions: int = 0
 
@@ -162,17 +159,13 @@ class BackfillReader:
                     self._queue[:0] = successors
                     if not successors:
                         self.progress.windows_done += 1
-                    self.progress.pages += 1
                     # Holes in the re-read overlap were counted with the page before.
                     self.progress.skipped_positions += sum(
                         1 for hole in page.holes if hole >= window.skip
                     )
-                    self.progress.sms += len(page.items)
-                    self.progress.windows_pending = len(self._active) + len(self._queue)
                     if page.items:
                         yield page.items
                 self._fill(pool)
-            self.progress.windows_pending = len(self._queue)
 
     def _fill(self, pool: ThreadPoolExecutor) -> None:
         while self._queue and len(self._active) < self.workers:

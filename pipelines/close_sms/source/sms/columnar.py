@@ -28,17 +28,16 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import dlt
+from dlt.common import json
 from dlt.common.configuration import known_sections, resolve_configuration
 from dlt.common.configuration.exceptions import ContextDefaultCannotBeCreated
-from dlt.common.destination.capabilities import DestinationCapabilitiesContext
-from dlt.common.json import json
+from dlt.common.destination import DestinationCapabilitiesContext
 from dlt.common.normalizers.utils import generate_dlt_ids
-from dlt.common.schema import Schema
 from dlt.common.schema.typing import TDataType
 from dlt.common.schema.utils import autodetect_sc_type, is_complete_column
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
-from dlt.common.typing import TDataItems
 from dlt.normalize.configuration import ItemsNormalizerConfiguration
+from dlt.sources import TDataItems
 
 from .. import settings
 from .schema import (
@@ -174,7 +173,7 @@ class _UndeclaredFields:
     """The dlt type of each undeclared field, as dlt's normalizer would set it for row dicts:
     the schema's column if there is one, else the type of the first value met."""
 
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: dlt.Schema) -> None:
         self._schema = schema
         self._types: dict[str, TDataType] = {}
         # Names dlt keeps as they are (checked once each): others it would rename.

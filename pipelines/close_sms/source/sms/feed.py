@@ -10,7 +10,7 @@ from typing import Any
 from ...errors import ApiContractError
 from .. import settings
 from ..api.client import CloseClient, DeletedMidQuery, OverrideRefused
-from ..api.objects import fetch_each
+from ..api.objects import fetch_each, list_by_ids
 from ..timestamps import parse_timestamp
 
 
@@ -99,7 +99,7 @@ def fetch_by_ids(
     """
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
-        result = FetchedBatch(found=_list_by_ids(client, batch))
+        result = FetchedBatch(found=_list_sms_by_ids(client, batch))
         returned = {item["id"] for item in result.found}
         missing = [sms_id for sms_id in batch if sms_id not in returned]
         result.deleted_by_event = [sms_id for sms_id in missing if sms_id in deleted_events]
@@ -111,7 +111,7 @@ def fetch_by_ids(
         yield result
 
 
-def _list_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
+def _list_sms_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
     """The SMS of `ids` an `id__in` query returns.
 
     Close answers 404 "Empty query" for a query naming an SMS it deleted but still indexes:
@@ -120,18 +120,9 @@ def _list_by_ids(client: CloseClient, ids: list[str]) -> list[dict[str, Any]]:
     their query fits in a URL.
     """
     try:
-        body = client.get(settings.SMS_ENDPOINT, {"id__in": ",".join(ids), "_limit": len(ids)})
+        return list_by_ids(client, settings.SMS_ENDPOINT, ids, "SMS")
     except (DeletedMidQuery, OverrideRefused):
         if len(ids) == 1:
             return []
         half = len(ids) // 2
-        return _list_by_ids(client, ids[:half]) + _list_by_ids(client, ids[half:])
-    data = list(body.get("data") or [])
-    asked = set(ids)
-    strangers = [item.get("id") for item in data if item.get("id") not in asked]
-    if strangers:
-        raise ApiContractError(
-            f"Close ignored the id__in filter of {settings.SMS_ENDPOINT}: asked for "
-            f"{len(ids)} SMS, it answered with {len(strangers)} others (e.g. {strangers[0]})"
-        )
-    return data
+        return _list_sms_by_ids(client, ids[:half]) + _list_sms_by_ids(client, ids[half:])

@@ -12,12 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import dlt
-from dlt.common.json import json
+from dlt.common import json
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.schema.utils import new_table
-from dlt.common.typing import TDataItems
-from dlt.extract.items_transform import ItemTransform
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from ..privacy import Privacy
 from ..timestamps import parse_timestamp
@@ -214,28 +212,29 @@ _SMS_JSON_FIELDS = frozenset(name for name, hint in _SMS_HINTS.items() if hint i
 def without_nul(*resources: DltResource) -> tuple[DltResource, ...]:
     """`resources`, each removing NUL characters from its text where the destination needs it."""
     for resource in resources:
-        resource.add_step(_WithoutNul())
+        resource.add_map(_nul_remover())
     return resources
 
 
-class _WithoutNul(ItemTransform[TDataItems, Any]):
-    """Removes NULs from every string of an item (in nested values and JSON too), once the
-    destination is known not to hold them; passes items on untouched for one that does."""
+def _nul_remover() -> Callable[[Any], Any]:
+    """A map step that removes NULs from every string of a row or an Arrow table (in nested
+    values and JSON too), once the destination is known not to hold them; for one that does,
+    it passes items on untouched."""
+    needed: bool | None = None
 
-    def __init__(self) -> None:
-        super().__init__(lambda item: item)
-        self._needed: bool | None = None
-
-    def __call__(self, item: TDataItems, meta: Any = None) -> TDataItems:
-        if self._needed is None:
+    def remove(item: Any) -> Any:
+        nonlocal needed
+        if needed is None:
             # Decided at the first item, in the extract, where the pipeline is known.
             destination = dlt.current.pipeline().destination
-            self._needed = destination is None or destination.destination_type not in _HOLDS_NUL
-        if not self._needed:
+            needed = destination is None or destination.destination_type not in _HOLDS_NUL
+        if not needed:
             return item
-        if isinstance(item, (list, dict)):
+        if isinstance(item, dict):
             return _value_without_nul(item)
         return _table_without_nul(item)
+
+    return remove
 
 
 def _value_without_nul(value: Any) -> Any:
