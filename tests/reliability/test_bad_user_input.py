@@ -15,17 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from close_sms.app.config import CommandSettings
+from close_sms.errors import ConfigError
 from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
-from tests.support import cli_command, cli_env, mismatches
+from tests.support import cli_command, cli_env, mismatches, sync
 
 
 @pytest.fixture
 def synced(emulator, tmp_path):
-    """An emulator and a database already synced from it."""
+    """An emulator and a database already synced from it (in this process: the CLI's own runs
+    are the tests')."""
     running = emulator(sms=200, seed=61)
     database = tmp_path / "w.duckdb"
-    assert sync_cli(running, database).returncode == 0
+    sync(running, database)
     return running, database
 
 
@@ -160,6 +163,16 @@ def test_start_date_not_a_date(synced):
     _unchanged(database, before)
 
 
+def test_a_count_that_is_not_a_whole_number_stops_the_cli_with_exit_2(synced):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    result = sync_cli(running, database, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="1.9")
+    assert result.returncode == 2, result.stderr
+    assert "setting backfill_chunk_size = " in one_line_error(result.stderr)
+    assert "is not a positive whole number" in one_line_error(result.stderr)
+    _unchanged(database, before)
+
+
 @pytest.mark.parametrize(
     ("name", "says"),
     [
@@ -170,13 +183,17 @@ def test_start_date_not_a_date(synced):
     ],
 )
 @pytest.mark.parametrize("value", ["1.9", "0.5", "inf"])
-def test_a_count_that_is_not_a_whole_number(synced, name, says, value):
+def test_a_count_that_is_not_a_whole_number(synced, monkeypatch, name, says, value):
+    # The command's path in-process; its exit status and output are the test above.
     running, database = synced
     before = (file_digest(database), fingerprint(database))
-    result = sync_cli(running, database, **{f"SOURCES__CLOSE_SMS__{name.upper()}": value})
-    assert result.returncode == 2, result.stderr
-    assert f"setting {name} = " in one_line_error(result.stderr)
-    assert says in one_line_error(result.stderr)
+    monkeypatch.setenv(f"SOURCES__CLOSE_SMS__{name.upper()}", value)
+    with pytest.raises(ConfigError) as raised:
+        CommandSettings.read()
+        sync(running, database)
+    message = str(raised.value)
+    assert message.startswith(f"setting {name} = ") and says in message
+    assert "\n" not in message
     _unchanged(database, before)
 
 
