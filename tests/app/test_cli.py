@@ -208,10 +208,11 @@ def test_two_syncs_at_once_one_refuses_and_data_is_intact(emulator, target):
 
 
 def test_killed_backfill_resumes_exactly(emulator, target):
-    running = emulator(sms=6000, seed=39, latency_ms=40)
+    # Ten chunks, killed after the third (the fourth is read ahead meanwhile).
+    running = emulator(sms=2000, seed=39, latency_ms=20)
     database = target
     args = ("sync", "--base-url", running.base_url, *target.cli_args)
-    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="400", **target.env)
+    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="200", **target.env)
     victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     loaded_chunks = 0
     for line in victim.stderr:
@@ -223,7 +224,7 @@ def test_killed_backfill_resumes_exactly(emulator, target):
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL
     partial = count(database, "SELECT count(*) FROM close_sms.sms")
-    assert 0 < partial < 6000
+    assert 0 < partial < 2000
 
     resumed = subprocess.run(
         cli_command(*args), env=env, capture_output=True, text=True, timeout=300

@@ -57,8 +57,9 @@ def test_a_fourth_key_is_said_to_add_nothing_once(caplog):
 
 
 def test_override_lookups_are_paced_in_their_own_tenfold_lower_group(emulator):
-    """30 lookups too long for a URL go as POST overrides, a group with a tenth of GET's limit:
-    they get at most 1% 429s, and list reads meanwhile keep their own, tenfold budget."""
+    """Lookups too long for a URL go as POST overrides, a group with a tenth of GET's limit:
+    they get no 429, and list reads meanwhile keep their own, tenfold budget (the pacer's
+    share of the budget under every limit is proven in virtual time, tests/source/test_pacer.py)."""
     running = emulator(
         sms=200,
         rps=20,
@@ -70,7 +71,7 @@ def test_override_lookups_are_paced_in_their_own_tenfold_lower_group(emulator):
     ids = sorted(emu.snapshot())
     client = CloseClient(running.base_url, running.api_key)
     # 100 ids make a query string longer than a URL may be.
-    batches = [(ids[i:] + ids[:i])[:100] for i in range(30)]
+    batches = [(ids[i:] + ids[:i])[:100] for i in range(10)]
     done = threading.Event()
 
     def list_pages() -> None:
@@ -90,7 +91,7 @@ def test_override_lookups_are_paced_in_their_own_tenfold_lower_group(emulator):
         reader.join()
     elapsed = time.monotonic() - started
     overrides = [r for r in emu.request_log if r.method == "POST"]
-    assert len(overrides) >= 30
+    assert len(overrides) >= len(batches)
     throttled = [r for r in overrides if r.status == 429]
     assert len(throttled) <= 0.01 * len(overrides), f"{len(throttled)} of {len(overrides)}"
     reads = [r for r in emu.request_log if r.method == "GET" and r.status == 200]
