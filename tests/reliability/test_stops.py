@@ -105,11 +105,11 @@ def small_disk(folder: Path, size: str) -> Iterator[None]:
 
 
 def test_full_disk_exits_6_naming_the_path_and_the_next_run_with_room_is_exact(emulator, tmp_path):
-    running = emulator(sms=5000, seed=103)
+    running = emulator(sms=2000, seed=103)
     disk = tmp_path / "disk"
     database = disk / "w.duckdb"
     args = ("sync", "--base-url", running.base_url, "--database", str(database))
-    # The whole backfill takes about 7 MB here: the disk fills a few chunks in.
+    # The whole backfill takes about 3 MB here: the disk fills before it ends.
     with small_disk(disk, "1200k"):
         full = run_cli(*args, api_key=running.api_key, **CHUNKS)
 
