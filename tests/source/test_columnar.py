@@ -11,7 +11,8 @@ import dlt
 import pytest
 from dlt.extract.resource import DltResource
 
-from close_sms import backfill_in_progress, close_sms_source, settings
+from close_sms import backfill_in_progress, close_sms_source
+from close_sms.source import settings
 from tests.source.test_plain_source import bare_pipeline
 from tests.support import Target, count, mismatches
 

@@ -14,7 +14,8 @@ from typing import Any
 import dlt
 import pytest
 
-from close_sms import close_sms_source, settings
+from close_sms import close_sms_source
+from close_sms.source import settings
 from tests.source.test_columnar import _sms_items_by_format
 from tests.support import Target
 

@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
-from close_sms import backfill_in_progress, close_sms_source, settings
+from close_sms import backfill_in_progress, close_sms_source
 from close_sms.errors import CloseApiError
+from close_sms.source import settings
 from close_sms.source.api.client import ClientConfig, CloseClient
 from close_sms.source.sms.backfill import BackfillReader, Window
 from close_sms.source.sms.prefetch import Prefetcher
