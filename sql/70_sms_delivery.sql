@@ -1,10 +1,11 @@
 -- sms_delivery: one row per UTC message_date, over outbound SMS.
--- failure_rate is failed / (sent + failed): drafts, scheduled and queued (outbox) SMS have
--- no outcome yet and would dilute it. Null when nothing was sent or failed that day.
+-- failure_rate is failed / (sent + failed), from sms_delivery_outcomes: drafts, scheduled and
+-- queued (outbox) SMS have no outcome yet and would dilute it. Null when nothing was sent or
+-- failed that day.
 CREATE OR REPLACE VIEW close_sms.sms_delivery AS
 WITH outbound AS (
-    SELECT message_date, status, error_message
-    FROM close_sms.sms_messages
+    SELECT message_date, status, error_message, failed
+    FROM close_sms.sms_delivery_outcomes
     WHERE direction = 'outbound'
 ),
 daily AS (
@@ -12,7 +13,8 @@ daily AS (
         message_date,
         count(*) AS outbound_count,
         count(*) FILTER (WHERE status = 'sent') AS sent_count,
-        count(*) FILTER (WHERE status = 'error') AS failed_count
+        count(*) FILTER (WHERE status = 'error') AS failed_count,
+        avg(failed) AS failure_rate
     FROM outbound
     GROUP BY message_date
 ),
@@ -44,7 +46,7 @@ SELECT
     d.sent_count,
     d.failed_count,
     d.outbound_count - d.sent_count - d.failed_count AS pending_count,
-    d.failed_count / nullif(d.sent_count + d.failed_count, 0) AS failure_rate,
+    d.failure_rate,
     t.top_error_message,
     t.top_error_count
 FROM daily AS d

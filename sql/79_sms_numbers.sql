@@ -1,7 +1,8 @@
 -- sms_numbers: one row per local phone number (the organization's) that sent or received SMS,
 -- with its label and owner from phone_numbers (null with the context off, or for a number
--- Close no longer lists). failure_rate is failed / (sent + failed) over outbound SMS, as in
--- sms_delivery; the top error is the most frequent message, a tie to the alphabetically first.
+-- Close no longer lists). failure_rate is failed / (sent + failed) over outbound SMS, from
+-- sms_delivery_outcomes; the top error is the most frequent message, a tie to the
+-- alphabetically first.
 CREATE OR REPLACE VIEW close_sms.sms_numbers AS
 WITH counted AS (
     SELECT
@@ -15,9 +16,10 @@ WITH counted AS (
         count(*) FILTER (WHERE direction = 'outbound') AS outbound_count,
         count(*) FILTER (WHERE direction = 'outbound' AND status = 'sent') AS sent_count,
         count(*) FILTER (WHERE direction = 'outbound' AND status = 'error') AS failed_count,
+        avg(failed) AS failure_rate,
         count(DISTINCT remote_phone) AS remote_phone_count,
         max(message_at) AS last_message_at
-    FROM close_sms.sms_messages
+    FROM close_sms.sms_delivery_outcomes
     GROUP BY local_phone
 ),
 ranked_errors AS (
@@ -28,7 +30,7 @@ ranked_errors AS (
         row_number() OVER (
             PARTITION BY local_phone ORDER BY count(*) DESC, error_message
         ) AS error_rank
-    -- The SMS themselves, not sms_messages again: DuckDB 1.5 shares a view read twice as one
+    -- The SMS themselves, not the view again: DuckDB 1.5 shares a view read twice as one
     -- materialized subplan, which overran the sync's 128 MB memory limit on 600 SMS.
     FROM close_sms.sms
     WHERE direction = 'outbound' AND error_message IS NOT NULL
@@ -44,7 +46,7 @@ SELECT
     c.outbound_count,
     c.sent_count,
     c.failed_count,
-    c.failed_count / nullif(c.sent_count + c.failed_count, 0) AS failure_rate,
+    c.failure_rate,
     e.error_message AS top_error_message,
     e.error_count AS top_error_count,
     c.remote_phone_count,

@@ -286,6 +286,33 @@ def reply_seconds(row: dict[str, Any], rows: list[dict[str, Any]]) -> float | No
     return (message_at(following) - message_at(row)).total_seconds()
 
 
+def delivery_outcomes(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """sms_delivery_outcomes.failed per SMS: 1 failed, 0 sent, None without an outcome."""
+    return {
+        row["id"]: {"error": 1.0, "sent": 0.0}.get(row["status"])
+        if row["direction"] == "outbound"
+        else None
+        for row in rows
+    }
+
+
+def reply_outcomes(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """sms_reply_outcomes' own columns per outbound SMS that left drafts."""
+    failed = delivery_outcomes(rows)
+    answers = {}
+    for row in rows:
+        if row["direction"] != "outbound" or row["status"] in UNSENT:
+            continue
+        seconds = reply_seconds(row, rows)
+        answers[row["id"]] = {
+            "failed": failed[row["id"]],
+            "sender_kind": sender_kind(row),
+            "reply_seconds": seconds,
+            "replied": None if row["status"] != "sent" else float(seconds is not None),
+        }
+    return answers
+
+
 def ai_vs_human(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:

@@ -36,7 +36,9 @@ VIEWS = [
     "sms_user_daily",
     "sms_response_times",
     "sms_conversations",
+    "sms_delivery_outcomes",
     "sms_delivery",
+    "sms_reply_outcomes",
     "sms_outbound_outcomes",
     "sms_opt_outs",
     "sms_ai_vs_human",
@@ -242,6 +244,40 @@ def test_sms_delivery(account, rows):
     assert got[dt.date(2024, 3, 2)]["top_error_message"] == "Unreachable"
 
 
+def test_sms_delivery_and_reply_outcomes(account, rows):
+    failed = {
+        r["id"]: r["failed"]
+        for r in query(account, "SELECT id, failed FROM close_sms.sms_delivery_outcomes")
+    }
+    assert failed == expected.delivery_outcomes(rows)
+    assert column_names(account, "sms_delivery_outcomes") == [
+        *column_names(account, "sms_messages"),
+        "failed",
+    ]
+    got = {
+        r.pop("id"): rounded(r)
+        for r in query(
+            account,
+            """SELECT id, failed, sender_kind, reply_seconds, replied
+               FROM close_sms.sms_reply_outcomes""",
+        )
+    }
+    assert got == {k: rounded(v) for k, v in expected.reply_outcomes(rows).items()}
+    # Spelled out: inbound SMS and drafts have no outcome, and drafts are no outbound outcome;
+    # sms_03b was answered, sms_09 (sent at the instant sms_08 came in) was not.
+    assert failed["sms_01"] is None and failed["sms_02"] is None and "sms_02" not in got
+    assert (failed["sms_14"], failed["sms_07"], failed["sms_19"]) == (1.0, 0.0, None)
+    assert (got["sms_03b"]["replied"], got["sms_09"]["replied"]) == (1.0, 0.0)
+    assert (got["sms_15"]["replied"], got["sms_19"]["replied"]) == (None, None)
+    # sms_outbound_outcomes: the same rows, without the two numbers.
+    columns = column_names(account, "sms_reply_outcomes")
+    assert column_names(account, "sms_outbound_outcomes") == [
+        c for c in columns if c not in ("failed", "replied")
+    ]
+    ((outbound,),) = account.execute_sql("SELECT count(*) FROM close_sms.sms_outbound_outcomes")
+    assert outbound == len(got)
+
+
 def test_sms_opt_outs(account, rows):
     got = {
         (r.pop("lead_id"), r.pop("remote_phone")): r
@@ -420,7 +456,9 @@ def test_deleted_sms_vanish_from_every_view_on_sms(account, rows, view):
             "sum(message_count)",
             sum(r["status"] not in expected.UNSENT for r in rows),
         ),
+        "sms_delivery_outcomes": ("count(*)", len(rows)),
         "sms_delivery": ("sum(outbound_count)", sum(r["direction"] == "outbound" for r in rows)),
+        "sms_reply_outcomes": ("count(*)", len(left_drafts)),
         "sms_outbound_outcomes": ("count(*)", len(left_drafts)),
         "sms_opt_outs": ("count(*)", len(expected.opt_outs(rows))),
         "sms_ai_vs_human": ("sum(outbound_count)", len(left_drafts)),
