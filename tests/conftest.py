@@ -26,6 +26,12 @@ from tests.postgres import postgres_database  # noqa: E402
 from tests.warehouse.views.dataset import DESTINATIONS, Loader  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run first: under pytest-xdist the long ones then overlap the many
+    short ones instead of finishing last, alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class RunningEmulator:
     """A started emulator: its state, server, base URL and the admin key."""
