@@ -11,8 +11,8 @@ from typing import Any
 
 import dlt
 import pytest
-from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources import DltSource
 
 from close_sms import backfill_in_progress, close_sms_source
 from close_sms.errors import ConfigError, SyncError, UnreachableError

@@ -52,7 +52,7 @@ class Outcome(TextEnum):
     LOCKED = "locked"
 
 
-# The name the dbt example's sources import (examples/dbt/generate_sources.py).
+# The outcome SQL filters on, by the name examples/dbt and app/mcp import.
 SUCCESS = Outcome.SUCCESS
 
 _TIMESTAMPS = ("started_at", "ended_at", "feed_checked_at")
