@@ -47,8 +47,8 @@ from typing import Any
 
 from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from close_api_emulator.crm import InvalidUpdate, UnknownObject
+from close_api_emulator.errors import ValidationError
 from close_api_emulator.ratelimit import HEADER_FORMS
-from close_api_emulator.store import ValidationError
 from close_sms.errors import ApiContractError
 from close_sms.source.api.client import EMPTY_QUERY
 from close_sms.source.timestamps import parse_timestamp

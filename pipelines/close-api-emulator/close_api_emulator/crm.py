@@ -15,17 +15,6 @@ from .ids import random_like_id
 from .timefmt import format_ms
 
 APP_URL = "https://app.close.com"
-# The kinds of objects served, as named in routes and by `Crm.select`.
-KINDS = (
-    "user",
-    "lead_status",
-    "custom_field",
-    "sms_template",
-    "phone_number",
-    "lead",
-    "contact",
-    "lead_merge",
-)
 # Fields of PUT /lead/{id}/ and PUT /contact/{id}/ the emulator applies (custom.* also for leads).
 LEAD_UPDATE_FIELDS = frozenset({"name", "description", "status_id"})
 CONTACT_UPDATE_FIELDS = frozenset({"name", "title", "lead_id"})

@@ -20,8 +20,9 @@ from .config import EmulatorConfig
 from .crm import User
 from .faults import FaultInjector
 from .ids import random_like_id
+from .lifecycle import SILENT_FAILURE_MESSAGE, RequestContext
 from .ratelimit import RateLimiter, WindowRateLimiter
-from .store import SILENT_FAILURE_MESSAGE, RequestContext, SmsStore
+from .store import SmsStore
 from .timefmt import dt_to_ms
 
 
@@ -50,15 +51,6 @@ class Stats:
     def requests(self) -> int:
         """All answered requests."""
         return sum(self.by_status.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-dict form, for printing."""
-        return {
-            "requests": self.requests,
-            "by_status": dict(self.by_status),
-            "faults": dict(self.faults),
-            "rate_limited": self.rate_limited,
-        }
 
 
 class Emulator:
@@ -346,8 +338,8 @@ class Emulator:
             store.raw_overrides.setdefault(row, {}).update(fields)
             if emit_update:
                 now = self.clock.now_ms()
-                store.du[row] = max(store.du[row], now)
-                store._emit(
+                store.date_updated[row] = max(store.date_updated[row], now)
+                store.emit_sms_event(
                     "updated",
                     row,
                     now,

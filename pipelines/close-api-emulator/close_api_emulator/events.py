@@ -97,8 +97,8 @@ def _decode_cursor(value: str) -> dict[str, Any]:
         payload = json.loads(raw)
         if not isinstance(payload, dict) or payload.get("d") not in ("n", "p"):
             raise ValueError
-        du, seq = payload["k"]
-        payload["k"] = (int(du), int(seq))
+        date_updated, seq = payload["k"]
+        payload["k"] = (int(date_updated), int(seq))
         payload["n"] = int(payload.get("n", 0))
         return payload
     except (ValueError, KeyError, TypeError) as exc:

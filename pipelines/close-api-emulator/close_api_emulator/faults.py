@@ -54,12 +54,6 @@ class FaultInjector:
         with self._lock:
             self._faults.clear()
 
-    @property
-    def pending(self) -> list[Fault]:
-        """Faults still armed (a copy)."""
-        with self._lock:
-            return list(self._faults)
-
     def take(self, path: str) -> Fault | None:
         """Consume one shot of the first fault matching `path`."""
         with self._lock:

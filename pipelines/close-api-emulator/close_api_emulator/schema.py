@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 STATUSES = ("inbox", "draft", "scheduled", "outbox", "sent", "error")
 DIRECTIONS = ("inbound", "outbound")
 SOURCES = ("Close.io", "External")
 STATUS_CODE = {name: i for i, name in enumerate(STATUSES)}
 DIRECTION_CODE = {name: i for i, name in enumerate(DIRECTIONS)}
 SOURCE_CODE = {name: i for i, name in enumerate(SOURCES)}
+# The codes the store's status, direction and source columns hold.
+INBOX, DRAFT, SCHEDULED, OUTBOX, SENT, ERROR = range(len(STATUSES))
+INBOUND, OUTBOUND = range(len(DIRECTIONS))
+CLOSE_IO, EXTERNAL = range(len(SOURCES))
+
+# A phone number as Close accepts it: E.164.
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 # components.schemas.CreateSmsActivityAttachmentsItemsContentType of openapi.yml.
 ATTACHMENT_CONTENT_TYPES = (
