@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from ...errors import ConfigError, SyncError, needs_cli_extra, one_line
+from ...errors import ConfigError, needs_cli_extra, one_line
 from ...source import settings
 from ...warehouse.duckdb_wait import is_lock_conflict
 from . import Unanswerable
@@ -123,6 +123,7 @@ class WarehouseReader:
         return status_report(str(self.database), results, counts)
 
     def _rows(self, statement: dict[str, str]) -> list[list[Any]]:
+        """The rows of one of the server's own statements."""
         (name,) = statement
         return statement_rows(self._ask({"statements": statement}), name)
 
@@ -157,7 +158,7 @@ def _answers(tool_error: type[Exception]) -> Iterator[None]:
     """Anticipated failures reach the client as `tool_error`, in one line."""
     try:
         yield
-    except (Unanswerable, SyncError) as exc:
+    except Unanswerable as exc:
         raise tool_error(one_line(exc)) from None
 
 

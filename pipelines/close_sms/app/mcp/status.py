@@ -3,7 +3,8 @@
 `close-sms status` goes through a dlt pipeline, which reads dlt's settings and writes its
 working folder; a read-only server does neither. It reads what the pipeline would restore (the
 source's state, the schema's tables, the last load) and the run ledger straight from the
-dataset's tables (`statements.status_statements`). Runs that could not write the ledger wait in the sync's local journal,
+dataset's tables (`statements.status_statements`), and reports them as `read_status` of
+`warehouse.status` does. Runs that could not write the ledger wait in the sync's local journal,
 which the server does not read: they appear once a later run writes them.
 """
 
@@ -48,6 +49,7 @@ def data_tables(results: dict[str, Any], state: dict[str, Any]) -> list[str]:
 
 
 def source_state(results: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's state as the newest completed load stored it; empty before any load."""
     found = statement_rows(results, "state")
     return decompress_state(found[0][0]) if found else {}
 

@@ -138,6 +138,7 @@ def run_query(connection: duckdb.DuckDBPyConnection, sql: str, limits: Limits) -
     while not truncated and (batch := cursor.fetchmany(FETCH_BATCH_ROWS)):
         for row in batch:
             values, cuts = _cells(row, nested, limits.max_cell_chars)
+            # The row as JSON, and about 12 bytes for each of its [row, column] in cut_cells.
             cost = len(json.dumps(values, default=str).encode()) + 12 * len(cuts)
             if len(rows) == limits.max_rows or size + cost > limits.max_bytes:
                 truncated = True
