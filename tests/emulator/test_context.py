@@ -335,3 +335,90 @@ def test_auth_and_rate_limits_apply(emulator):
     statuses = [run.get("/user/").status_code for _ in range(6)]
     assert 429 in statuses
     assert run.get("/contact/").status_code == 200  # its own rate-limit group
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_status_item_get_answers_405_when_refused(emulator, refused):
+    run = emulator(sms=200, status_item_get_refused=refused)
+    statuses = _all(run, "/status/lead/")
+    one = run.get(f"/status/lead/{statuses[0]['id']}/")
+    if refused:
+        assert one.status_code == 405 and one.json()["error"]
+    else:
+        assert one.status_code == 200 and one.json() == statuses[0]
+    # The documented reads answer either way.
+    assert _all(run, "/status/lead/") == statuses
+    assert run.get(f"/user/{_all(run, '/user/')[0]['id']}/").status_code == 200
+
+
+def test_a_deleted_lead_status_leaves_the_list(emulator):
+    run = emulator(sms=200)
+    statuses = _all(run, "/status/lead/")
+    run.emu.delete_lead_status(statuses[1]["id"])
+    assert _all(run, "/status/lead/") == [statuses[0], *statuses[2:]]
+    assert run.get(f"/status/lead/{statuses[1]['id']}/").status_code == 404
+    with pytest.raises(KeyError):
+        run.emu.delete_lead_status(statuses[1]["id"])
+
+
+@pytest.mark.parametrize("status", [500, 403])
+def test_a_failing_context_kind_answers_its_status_to_every_request(emulator, status):
+    run = emulator(sms=200, failing_context={"sms_template", "lead"}, failing_context_status=status)
+    with run.emu.lock:
+        template = next(iter(run.emu.store.crm.templates))
+    for path in ("/sms_template/", f"/sms_template/{template}/", "/lead/"):
+        answer = run.get(path)
+        assert answer.status_code == status and answer.json()["error"], path
+    assert run.get("/phone_number/").status_code == 200
+    assert run.get("/contact/").status_code == 200
+    assert EmulatorConfig().failing_context == frozenset()
+    with pytest.raises(ValueError, match="lead_merge not a context kind"):
+        EmulatorConfig(failing_context={"lead_merge"})
+    with pytest.raises(ValueError, match="403 or 500"):
+        EmulatorConfig(failing_context={"user"}, failing_context_status=502)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_an_update_soon_after_a_create_folds_into_its_created_event_when_on(emulator, fold):
+    run = emulator(sms=200, fold_updates_into_created=fold)
+    emu = run.emu
+    lead = emu.create_lead("New Co", [{"name": "Ann New", "phone": "+16505550199"}])
+    contact = lead["contact_ids"][0]
+    assert run.get(f"/lead/{lead['id']}/").json() == lead
+    assert run.get(f"/contact/{contact}/").json()["name"] == "Ann New"
+    emu.clock.advance(20)
+    emu.rename_lead(lead["id"], "New Co, renamed")
+    emu.update_contact(contact, {"name": "Ann Renamed"})
+
+    for kind, object_id, name in (
+        ("lead", lead["id"], "New Co, renamed"),
+        ("contact", contact, "Ann Renamed"),
+    ):
+        events = all_events(run, object_type=kind, object_id=object_id)
+        if fold:
+            (created,) = events
+            assert created["action"] == "created" and created["data"]["name"] == name
+            assert created["date_updated"] > created["date_created"]
+        else:
+            assert [e["action"] for e in events] == ["updated", "created"]
+            assert events[0]["data"]["name"] == name
+            assert events[1]["data"]["name"] != name
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_recorded_context_fields_are_sent_when_on(emulator, recorded):
+    run = emulator(sms=200, recorded_context_fields=recorded)
+    numbers = _all(run, "/phone_number/")
+    templates = _all(run, "/sms_template/")
+    added = {"press_1_to_accept", "was_ported"}
+    if not recorded:
+        assert not added & {name for n in numbers for name in n}
+        assert all("owned_by" not in t for t in templates)
+        return
+    assert all(added <= set(n) for n in numbers)
+    assert {n["press_1_to_accept"] for n in numbers} == {True, False}
+    assert all(t["owned_by"] == t["created_by"] for t in templates)
+    for number in numbers:
+        assert not list(component_validator("PhoneNumber").iter_errors(number))
+    one = run.get(f"/phone_number/{numbers[0]['id']}/").json()
+    assert one == numbers[0]

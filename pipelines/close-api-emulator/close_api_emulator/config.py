@@ -31,6 +31,10 @@ CONTEXT_LIST_FILTERS = frozenset(
     | {"lead.id__in", "contact.id__in", "contact.lead_id"}
     | {"lead_merge.id__in", "lead_merge.lead_id", "lead_merge.user_id"}
 )
+# The kinds of context objects; `failing_context` may name any of them.
+CONTEXT_KINDS = frozenset(
+    {"user", "lead_status", "custom_field", "sms_template", "phone_number", "lead", "contact"}
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,25 @@ class EmulatorConfig:
     # marks, right-to-left text, CR LF, tabs, quotes, backslashes and very long text.
     hostile_texts: bool = False
 
+    # The context as Close documents it, not as the emulator serves it by default (README of
+    # the Close facts, section 15). Each is off by default; tests switch them on.
+    # Close documents no GET of one lead status (only list, create, rename and delete): with
+    # this on, GET /status/lead/{id}/ answers 405, as a server without that read would.
+    status_item_get_refused: bool = False
+    # Kinds of context objects (see CONTEXT_KINDS) whose lists and items always answer
+    # `failing_context_status`: 500 (a server error that outlasts any retry) or 403 (the key
+    # may not read that kind).
+    failing_context: frozenset[str] = frozenset()
+    failing_context_status: int = 500
+    # Close folds changes made to an object shortly after its creation into its `created`
+    # event: a lead or contact updated by the same user within consolidation_seconds of its
+    # creation keeps one `created` event, carrying it as it is now. Off: the update is an
+    # `updated` event of its own.
+    fold_updates_into_created: bool = False
+    # Phone numbers carry the spec's press_1_to_accept and was_ported, templates owned_by:
+    # fields a server may send that the sync declares no column for.
+    recorded_context_fields: bool = False
+
     def __post_init__(self) -> None:
         # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
         for name, endpoint, known in (
@@ -170,6 +193,7 @@ class EmulatorConfig:
         if self.rps is not None and self.rps <= 0:
             raise ValueError("rps must be positive or None")
         object.__setattr__(self, "unlogged_actions", frozenset(self.unlogged_actions))
+        self._check_failing_context()
         if self.max_limit < 1 or self.max_skip < 0:
             raise ValueError("max_limit must be >= 1 and max_skip >= 0")
         if not 0.0 <= self.silent_delivery_failure_rate <= 1.0:
@@ -188,6 +212,22 @@ class EmulatorConfig:
         ):
             raise ValueError(
                 f"undeclared_fields must be a whole number from 0 to {MAX_UNDECLARED_FIELDS}"
+            )
+
+    def _check_failing_context(self) -> None:
+        kinds = self.failing_context
+        if isinstance(kinds, str) or not isinstance(kinds, (set, frozenset, list, tuple)):
+            raise ValueError("failing_context must be a set, list or tuple of context kinds")
+        unknown = sorted(str(kind) for kind in kinds if kind not in CONTEXT_KINDS)
+        if unknown:
+            raise ValueError(
+                f"failing_context: {', '.join(unknown)} not a context kind "
+                f"(one of {', '.join(sorted(CONTEXT_KINDS))})"
+            )
+        object.__setattr__(self, "failing_context", frozenset(kinds))
+        if self.failing_context_status not in (403, 500):
+            raise ValueError(
+                f"failing_context_status must be 403 or 500, not {self.failing_context_status!r}"
             )
 
     def _check_ratelimit_settings(self) -> None:

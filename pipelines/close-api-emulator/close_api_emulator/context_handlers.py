@@ -4,7 +4,9 @@ POST /lead/merge/), and /me/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -21,6 +23,7 @@ from .http_common import (
     project,
     split,
 )
+from .store import SmsStore
 from .timefmt import format_ms
 
 
@@ -46,6 +49,19 @@ CRM_PATHS: dict[str, tuple[str, str, frozenset[str]]] = {
 _CRM_OVERRIDABLE = frozenset({"lead", "contact", "lead_merge"})
 # Items that PUT updates and DELETE removes.
 _CRM_WRITABLE = frozenset({"lead", "contact"})
+# Fields of the spec's PhoneNumber and of recorded templates, by kind, that the emulator sends
+# only with `recorded_context_fields`, derived from the object so that they vary.
+_RECORDED_FIELDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "phone_number": lambda number: {
+        "press_1_to_accept": number["is_group_number"],
+        "was_ported": number["number"].endswith(("0", "2", "4")),
+    },
+    "sms_template": lambda template: {"owned_by": template["created_by"]},
+}
+_FAILING_MESSAGES = {
+    403: "You don't have permission to do that.",
+    500: "An internal error occurred. Our engineers have been notified.",
+}
 
 
 class ContextHandlers(HandlerBase):
@@ -114,6 +130,7 @@ class ContextHandlers(HandlerBase):
         """A page of users, statuses, fields, templates, numbers, leads, contacts or merges."""
         if method != "GET":
             raise error(405, NOT_ALLOWED_MESSAGE)
+        self._refuse_failing(kind)
         _, _, filter_names = CRM_PATHS[kind]
         self.check_unknown(params, frozenset({"_limit", "_skip", "_fields"}) | filter_names)
         skip, limit = self.paging(params)
@@ -127,7 +144,7 @@ class ContextHandlers(HandlerBase):
             store = self.store(principal)
             found = store.crm.select(kind, filters)
             page = found[skip : skip + limit]
-            items = [store.crm.render(kind, obj) for obj in page]
+            items = [self._rendered(store, kind, obj) for obj in page]
         items = project(items, split(params.get("_fields")))
         return json_response(200, {"data": items, "has_more": len(found) > skip + limit})
 
@@ -141,6 +158,9 @@ class ContextHandlers(HandlerBase):
         kind: str,
     ) -> Response:
         """GET one context object; PUT or DELETE a lead or a contact."""
+        if method == "GET" and kind == "lead_status" and self.config.status_item_get_refused:
+            raise error(405, NOT_ALLOWED_MESSAGE)
+        self._refuse_failing(kind)
         with self.emu.lock:
             store = self.store(principal)
             ctx = self.ctx(request, principal)
@@ -148,7 +168,7 @@ class ContextHandlers(HandlerBase):
                 found = store.crm.get(kind, object_id)
                 if object_id in store.crm.forbidden:
                     raise Forbidden()
-                item = store.crm.render(kind, found)
+                item = self._rendered(store, kind, found)
                 return json_response(200, project([item], split(params.get("_fields")))[0])
             if method == "PUT":
                 payload = json_body(request)
@@ -161,6 +181,18 @@ class ContextHandlers(HandlerBase):
             else:
                 store.delete_contact(object_id, ctx)
             return json_response(200, {})
+
+    def _refuse_failing(self, kind: str) -> None:
+        """Answer every request of a kind `failing_context` names with its failure."""
+        if kind in self.config.failing_context:
+            status = self.config.failing_context_status
+            raise error(status, _FAILING_MESSAGES[status])
+
+    def _rendered(self, store: SmsStore, kind: str, obj: Any) -> dict[str, Any]:
+        """`obj` as Close sends it, with the recorded fields when they are switched on."""
+        item = store.crm.render(kind, obj)
+        recorded = _RECORDED_FIELDS.get(kind) if self.config.recorded_context_fields else None
+        return item | recorded(item) if recorded else item
 
     def lead_merge_post(
         self, request: Request, method: str, params: dict[str, str], principal: Principal

@@ -199,6 +199,18 @@ class Emulator:
             self.store.crm.get(kind, object_id)
             self.store.crm.forbidden.add(object_id)
 
+    def create_lead(
+        self,
+        name: str,
+        contacts: list[dict[str, Any]] | None = None,
+        api_key: str = DEMO_API_KEY,
+    ) -> dict[str, Any]:
+        """Same as POST /lead/ with `contacts` (each with name, and title, phone or email):
+        `created` events for the contacts and the lead (see `fold_updates_into_created`)."""
+        ctx = self.context(api_key, "POST", "/api/v1/lead/")
+        with self.lock:
+            return self.store_for(ctx.principal).create_lead(name, contacts or [], ctx)
+
     def delete_lead(self, lead_id: str, api_key: str = DEMO_API_KEY) -> list[str]:
         """Same as DELETE /lead/{id}/: the lead's SMS and contacts go, each with a `deleted`
         event, then the lead's own `deleted` event; returns the deleted SMS ids."""
@@ -272,6 +284,13 @@ class Emulator:
             user = self.store.crm.get("user", user_id)
             user.active = False
             user.date_updated = max(user.date_updated, self.clock.now_ms())
+
+    def delete_lead_status(self, status_id: str) -> None:
+        """Same as DELETE /status/lead/{id}/: the status leaves the list (no event); leads on
+        it keep its id, with an empty status_label."""
+        with self.lock:
+            self.store.crm.get("lead_status", status_id)
+            del self.store.crm.statuses[status_id]
 
     def rename_template(self, template_id: str, name: str) -> None:
         """An SMS template's new name (no event)."""

@@ -165,17 +165,19 @@ class EventLog:
             **fields,
         )
 
-    def emit(self, event: Event, consolidation_ms: int) -> Event:
+    def emit(self, event: Event, consolidation_ms: int, into_created: bool = True) -> Event:
         """Store `event`, or fold it into the object's recent event (Close's consolidation).
 
         A `created`/`updated` event followed within the window by an `updated` from the same
-        user keeps its id, action and date_created; its date_updated, data and changed fields move.
+        user keeps its id, action and date_created; its date_updated, data and changed fields
+        move. Without `into_created`, only an `updated` event takes the update in.
         """
         latest = self._latest_by_object.get(event.object_id)
         if (
             event.action == "updated"
             and latest is not None
             and latest.action in _CONSOLIDATING
+            and (into_created or latest.action != "created")
             and latest.user_id == event.user_id
             and 0 <= event.date_updated - latest.date_created <= consolidation_ms
         ):

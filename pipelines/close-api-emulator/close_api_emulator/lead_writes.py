@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .crm import Lead
+from .crm import Contact, Lead
 from .errors import NotFound, ValidationError
+from .ids import random_like_id
 from .lifecycle import RequestContext
 from .sms_writes import SmsWrites
 from .timefmt import format_ms
@@ -25,6 +26,58 @@ class LeadWrites(SmsWrites):
         return sorted(
             (r for r in rows if not self.deleted[r]),
             key=self.sort_key("date_created"),
+        )
+
+    def create_lead(
+        self, name: str, contacts: list[dict[str, Any]], ctx: RequestContext | None
+    ) -> dict[str, Any]:
+        """POST /lead/ with its contacts (name, title, phone, email): the lead, on the first
+        lead status, then a `created` event for each contact and one for the lead."""
+        self.tick()
+        crm = self.crm
+        now = self.clock.now_ms()
+        user_id = ctx.user_id if ctx else None
+        # Every creation logs new events, so the log's length tells creations apart.
+        seed = f"created:{self.organization_id}:{len(self.events)}"
+        status_id = next(iter(crm.statuses))
+        lead = Lead(random_like_id("lead_", seed, 0), name, status_id, user_id, now, now)
+        crm.leads[lead.id] = lead
+        for k, given in enumerate(contacts, start=1):
+            contact = Contact(
+                id=random_like_id("cont_", seed, k),
+                lead_id=lead.id,
+                name=str(given.get("name") or ""),
+                title=given.get("title"),
+                phone=given.get("phone"),
+                email=given.get("email"),
+                created_by=user_id,
+                date_created=now,
+                date_updated=now,
+            )
+            crm.contacts[contact.id] = contact
+            lead.contact_ids.append(contact.id)
+            self._emit_created("contact", contact.id, lead.id, crm.render("contact", contact), ctx)
+        rendered = crm.render("lead", lead)
+        self._emit_created("lead", lead.id, lead.id, rendered, ctx)
+        return rendered
+
+    def _emit_created(
+        self,
+        object_type: str,
+        object_id: str,
+        lead_id: str,
+        data: dict[str, Any],
+        ctx: RequestContext | None,
+    ) -> None:
+        self.emit_object_event(
+            object_type,
+            object_id,
+            lead_id,
+            "created",
+            data=data,
+            previous=None,
+            changed=[],
+            ctx=ctx,
         )
 
     def delete_lead(self, lead_id: str, ctx: RequestContext | None) -> list[str]:

@@ -24,6 +24,8 @@ FAILING_NUMBER_SUFFIX = "0000"
 SEND_ERROR_MESSAGE = "Message delivery failed: the carrier rejected the destination number."
 SILENT_FAILURE_MESSAGE = "Carrier rejected the message"
 INVALID_NUMBER_MESSAGE = "The 'To' number is not a valid phone number."
+# Object types the API creates with a `created` event (`LeadWrites.create_lead`).
+CREATED_BY_API = frozenset({"lead", "contact"})
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ class SmsLifecycle(SmsRendering):
         ctx: RequestContext | None,
         meta: dict[str, Any] | None = None,
     ) -> Event:
-        """Log an event of a lead, contact or other activity, now."""
+        """Log an event of a lead, contact or other activity, now; an update of a lead or
+        contact folds into its `created` event only with `fold_updates_into_created`."""
         event = self._new_event(
             object_type,
             object_id,
@@ -201,7 +204,10 @@ class SmsLifecycle(SmsRendering):
             ctx=ctx,
             meta=meta,
         )
-        return self.events.emit(event, int(self.config.consolidation_seconds * 1000))
+        into_created = object_type not in CREATED_BY_API or self.config.fold_updates_into_created
+        return self.events.emit(
+            event, int(self.config.consolidation_seconds * 1000), into_created=into_created
+        )
 
     def emit_object_change(
         self,
