@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -11,6 +13,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
+from dlt.common.versioned_state import decompress_state
 
 from close_sms.app.outcome import SyncReport
 from close_sms.app.runner import SyncOptions, run_sync
@@ -92,6 +97,51 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
+    )
+
+
+# `close-sms ARGS`, killed (as the OOM killer or a power cut would) at KILL_AT: once dlt queued
+# the job that merges staged `sms` rows, or once that job committed, before dlt records it.
+KILLED_AT_THE_SMS_MERGE = """
+import os, runpy, signal, sys
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+
+queue, record = PackageStorage.import_job, PackageStorage.save_pending_transition
+
+def kill_at(moment, path):
+    job = ParsedLoadJobFileName.parse(os.path.basename(path))
+    if os.environ["KILL_AT"] == moment and (job.table_name, job.file_format) == ("sms", "sql"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def queue_then_kill(storage, load_id, path, *args, **kwargs):
+    queue(storage, load_id, path, *args, **kwargs)
+    kill_at("queued", path)
+
+def kill_then_record(storage, load_id, file_name, *args, **kwargs):
+    kill_at("committed", file_name)
+    record(storage, load_id, file_name, *args, **kwargs)
+
+PackageStorage.import_job = queue_then_kill
+PackageStorage.save_pending_transition = kill_then_record
+sys.argv[0] = "close-sms"
+runpy.run_module("close_sms.app.cli", run_name="__main__")
+"""
+
+
+def run_killed_at_the_sms_merge(
+    script_dir: Path, kill_at: str, *args: str, api_key: str | None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """`close-sms ARGS` in a fresh process, killed with SIGKILL at `kill_at` ("queued" or
+    "committed", see KILLED_AT_THE_SMS_MERGE); the script is written into `script_dir`."""
+    script = script_dir / "killed_at_the_sms_merge.py"
+    script.write_text(KILLED_AT_THE_SMS_MERGE)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=cli_env(api_key, KILL_AT=kill_at, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
 
@@ -303,3 +353,55 @@ def unresolved_references(where: Target | Path) -> dict[str, int]:
         )
         for column, table in checks.items()
     }
+
+
+# dlt keeps its state zlib-compressed and base64-encoded in files and in _dlt_pipeline_state.
+COMPRESSED_STATE = re.compile(rb"eNp[A-Za-z0-9+/=]{20,}")
+
+
+def search_forms(values: set[str]) -> dict[bytes, str]:
+    """Each raw value as bytes, as UTF-8 and as JSON and SQL would escape it."""
+    forms = {}
+    for value in values:
+        for form in (
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            value.replace("'", "''"),
+        ):
+            forms[form.encode()] = value
+    return forms
+
+
+def readable_bytes(path: Path) -> bytes:
+    """A file's bytes, with what parquet, gzip and dlt's compressed state hide made readable."""
+    data = path.read_bytes()
+    if data.startswith(b"PAR1"):
+        rows = pq.read_table(path).to_pylist()
+        data += json.dumps(rows, ensure_ascii=False, default=str).encode()
+    elif data.startswith(b"\x1f\x8b"):
+        data += gzip.decompress(data)
+    return data + decompressed_states(data)
+
+
+def decompressed_states(data: bytes) -> bytes:
+    """Every dlt state compressed in `data`, as JSON."""
+    states = []
+    for match in COMPRESSED_STATE.finditer(data):
+        try:
+            states.append(json.dumps(decompress_state(match.group().decode())))
+        except Exception:  # a base64-looking run that is no dlt state
+            continue
+    return "".join(states).encode()
+
+
+def found_in(haystacks: dict[str, bytes], needles: dict[bytes, str]) -> list[str]:
+    """`where: value` for each raw value (of `search_forms`) found in a haystack, by name."""
+    return sorted(
+        {
+            f"{where}: {raw!r}"
+            for where, data in haystacks.items()
+            for n, raw in needles.items()
+            if n in data
+        }
+    )

@@ -6,7 +6,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,15 @@ import pytest
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 
 from close_sms.errors import DatabaseError
-from tests.support import Target, cli_command, cli_env, mismatches, run_cli, sync
+from tests.support import (
+    Target,
+    cli_command,
+    cli_env,
+    mismatches,
+    run_cli,
+    run_killed_at_the_sms_merge,
+    sync,
+)
 
 # Long enough a backfill (chunks of 400 SMS, 20 ms a page) to stop mid-way.
 SLOW = {"sms": 4000, "latency_ms": 20}
@@ -223,47 +230,12 @@ def _unfinished_jobs(target: Target) -> list[tuple[str, str]]:
     ]
 
 
-# `close-sms ARGS`, killed (as the OOM killer or a power cut would) at KILL_AT: once dlt queued
-# the job that merges staged `sms` rows, or once that job committed, before dlt records it.
-KILLED_AT_THE_SMS_MERGE = """
-import os, runpy, signal, sys
-from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
-
-queue, record = PackageStorage.import_job, PackageStorage.save_pending_transition
-
-def kill_at(moment, path):
-    job = ParsedLoadJobFileName.parse(os.path.basename(path))
-    if os.environ["KILL_AT"] == moment and (job.table_name, job.file_format) == ("sms", "sql"):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def queue_then_kill(storage, load_id, path, *args, **kwargs):
-    queue(storage, load_id, path, *args, **kwargs)
-    kill_at("queued", path)
-
-def kill_then_record(storage, load_id, file_name, *args, **kwargs):
-    kill_at("committed", file_name)
-    record(storage, load_id, file_name, *args, **kwargs)
-
-PackageStorage.import_job = queue_then_kill
-PackageStorage.save_pending_transition = kill_then_record
-sys.argv[0] = "close-sms"
-runpy.run_module("close_sms.app.cli", run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("kill_at", ["queued", "committed"])
 def test_killed_at_the_merge_the_next_run_merges_again_exactly(emulator, target, tmp_path, kill_at):
     running = emulator(sms=400, seed=105)
     args = ("sync", "--base-url", running.base_url, *target.cli_args)
-    script = tmp_path / "killed_at_the_sms_merge.py"
-    script.write_text(KILLED_AT_THE_SMS_MERGE)
-    killed = subprocess.run(
-        [sys.executable, str(script), *args],
-        env=cli_env(running.api_key, KILL_AT=kill_at, **target.env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    killed = run_killed_at_the_sms_merge(
+        tmp_path, kill_at, *args, api_key=running.api_key, **target.env
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     unfinished = _unfinished_jobs(target)

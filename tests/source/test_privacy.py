@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
 import json
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import dlt
-import pyarrow.parquet as pq
 import pytest
-from dlt.common.versioned_state import decompress_state
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from close_sms import close_sms_source
@@ -21,7 +19,19 @@ from close_sms.errors import ConfigError
 from close_sms.source.privacy import PHONE_FIELDS, Privacy
 from close_sms.source.sms.schema import normalize_sms
 from close_sms.source.state import SourceState
-from tests.support import Target, change_account, config_error_in, count, mismatches, run_cli
+from tests.support import (
+    Target,
+    change_account,
+    config_error_in,
+    count,
+    decompressed_states,
+    found_in,
+    mismatches,
+    readable_bytes,
+    run_cli,
+    run_killed_at_the_sms_merge,
+    search_forms,
+)
 
 KEY = "privacy-test-key-5f0c9a7e1d2b4c83"
 OTHER_KEY = "another-test-key-0b6e2f9d4a7c1e58"
@@ -31,8 +41,6 @@ PROBE_TEXTS = (
     "Privacy probe, edited: ask for Mrs. Okonkwo at reception",
     "Privacy probe from a new number: my passport ends in 8802",
 )
-# dlt keeps its state zlib-compressed and base64-encoded in files and in _dlt_pipeline_state.
-_COMPRESSED_STATE = re.compile(rb"eNp[A-Za-z0-9+/=]{20,}")
 
 
 def _hmac(value: str) -> str:
@@ -106,41 +114,6 @@ def _raw_context(emu: Any) -> set[str]:
     return values | {name for name in names - users if len(name) >= 12}
 
 
-def _needles(values: set[str]) -> dict[bytes, str]:
-    """Each raw value as bytes, as UTF-8 and as JSON and SQL would escape it."""
-    needles = {}
-    for value in values:
-        for form in (
-            value,
-            json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1],
-            value.replace("'", "''"),
-        ):
-            needles[form.encode()] = value
-    return needles
-
-
-def _readable(path: Path) -> bytes:
-    """A file's bytes, with what parquet, gzip and dlt's compressed state hide made readable."""
-    data = path.read_bytes()
-    if data.startswith(b"PAR1"):
-        rows = pq.read_table(path).to_pylist()
-        data += json.dumps(rows, ensure_ascii=False, default=str).encode()
-    elif data.startswith(b"\x1f\x8b"):
-        data += gzip.decompress(data)
-    return data + _decompressed_states(data)
-
-
-def _decompressed_states(data: bytes) -> bytes:
-    states = []
-    for match in _COMPRESSED_STATE.finditer(data):
-        try:
-            states.append(json.dumps(decompress_state(match.group().decode())))
-        except Exception:  # a base64-looking run that is no dlt state
-            continue
-    return "".join(states).encode()
-
-
 def _table_text(target: Target) -> dict[str, bytes]:
     """Every column of every table and view of the destination, as text, by table."""
     columns: dict[str, list[str]] = {}
@@ -154,19 +127,17 @@ def _table_text(target: Target) -> dict[str, bytes]:
         select = ", ".join(f'CAST("{name}" AS VARCHAR)' for name in names)
         rows = target.query(f"SELECT {select} FROM {table}")
         text = json.dumps(rows, ensure_ascii=False).encode()
-        texts[table] = text + _decompressed_states(text)
+        texts[table] = text + decompressed_states(text)
     return texts
 
 
-def _found(haystacks: dict[str, bytes], needles: dict[bytes, str]) -> list[str]:
-    return sorted(
-        {
-            f"{where}: {raw!r}"
-            for where, data in haystacks.items()
-            for n, raw in needles.items()
-            if n in data
-        }
-    )
+def _local_files(folder: Path) -> dict[str, bytes]:
+    """Every file in `folder` but the DuckDB files, by path, with what they hide made readable."""
+    return {
+        str(p): readable_bytes(p)
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix != ".duckdb"
+    }
 
 
 def _hashed_phones(target: Target) -> dict[str, str]:
@@ -206,6 +177,20 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
     phones_after_backfill = _hashed_phones(target)
 
     _make_changes(running)
+    # Killed once its merge of the changed SMS committed: their package waits in dlt's folder.
+    killed = run_killed_at_the_sms_merge(
+        tmp_path,
+        "committed",
+        "sync",
+        "--base-url",
+        running.base_url,
+        *target.cli_args,
+        api_key=running.api_key,
+        **target.env,
+        **env,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    pending_files = _local_files(tmp_path)
     # dlt's debug logs as well, so that any echo of a row would be caught in the output.
     second = _sync(running, target, RUNTIME__LOG_LEVEL="DEBUG", **env)
     assert second.returncode == 0, second.stderr
@@ -240,7 +225,7 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
 
     raw = _raw_values(before) | _raw_values(after) | set(PROBE_TEXTS) | _raw_context(running.emu)
     assert len({v for v in raw if v.startswith("+")}) > 50 and len(raw) > 150
-    needles = _needles(raw)
+    needles = search_forms(raw)
     tables = _table_text(target)
     assert {
         '"close_sms"."sms"',
@@ -251,24 +236,25 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
         '"close_sms"."leads"',
         '"close_sms"."phone_numbers"',
     } <= set(tables)
-    assert _found(tables, needles) == []
+    assert found_in(tables, needles) == []
     assert not any(KEY.encode() in data for data in tables.values())
 
-    files = {
-        str(p): _readable(p) for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".duckdb"
-    }
+    files = _local_files(tmp_path)
     assert target.warehouse.working_dir.is_relative_to(tmp_path)
     assert any(f.endswith("trace.pickle") for f in files)
-    assert any("completed_jobs" in f for f in files)
+    assert found_in(files, needles) == []
+    # Rows are on disk only while a stopped run's package waits for the next run: searched then.
+    assert any("load/normalized" in f and "_jobs" in f for f in pending_files)
     # The search reads what the files hold: hashed phones are there, raw ones are not.
-    assert any(phones[probe["id"]].encode() in data for data in files.values())
-    assert _found(files, needles) == []
+    assert any(phones[probe["id"]].encode() in data for data in pending_files.values())
+    assert found_in(pending_files, needles) == []
 
     output = {
-        f"run {i} output": (r.stdout + r.stderr).encode() for i, r in enumerate((first, second))
+        f"run {i} output": (r.stdout + r.stderr).encode()
+        for i, r in enumerate((first, second, killed))
     }
     assert len(output["run 1 output"]) > 1000  # the debug logs were searched
-    assert _found(output, needles) == []
+    assert found_in(output, needles) == []
     assert not any(KEY.encode() in data for data in (*files.values(), *output.values()))
 
 

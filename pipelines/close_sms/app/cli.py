@@ -1,4 +1,4 @@
-"""The `close-sms` command: sync, status, demo, views, report and the MCP server."""
+"""The `close-sms` command: sync, status, compact, demo, views, report and the MCP server."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ COMMAND_WAYS = {
     "allow_mass_delete": "--allow-mass-delete",
 }
 COMMAND_FULL_RELOAD = "`close-sms sync --full-refresh`"
+# Bits no file a `close-sms` command creates grants: the database, its reader copy, the lock and
+# dlt's working files hold raw SMS, so they are their owner's alone unless shared on purpose
+# (docs/operations.md). Files that exist keep their mode.
+PRIVATE_UMASK = 0o077
 
 
 def _warehouse(
@@ -194,6 +198,24 @@ def _run_line(run: dict[str, Any] | None) -> str:
     return line + (f": {run['error']}" if run["error"] else "")
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from ..warehouse.compact import compact_database
+    from ..warehouse.lock import writer_lock
+    from ..warehouse.reader_copy import publish_reader_copy
+    from .config import CommandSettings
+    from .runner import dlt_errors
+
+    warehouse = _warehouse(args, CommandSettings.read(), with_reader_copy=True)
+    with dlt_errors(warehouse), writer_lock(warehouse):
+        size = compact_database(warehouse)
+        published = publish_reader_copy(warehouse, changed=True)
+    print(
+        f"Compacted {warehouse.database}: {size.before:,} -> {size.after:,} bytes"
+        + (f"; reader copy published: {warehouse.reader_copy}" if published else "")
+    )
+    return EXIT_OK
+
+
 def cmd_views(args: argparse.Namespace) -> int:
     from ..warehouse.views import apply_views
     from .config import CommandSettings
@@ -302,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
         "2h, 1d, PT30M) or the last sync failed; print one line saying why",
     )
 
+    compact = add(
+        "compact",
+        cmd_compact,
+        "Rewrite the DuckDB file and its reader copy without the bytes of deleted rows.",
+    )
+    compact.add_argument("--database", help=f"the DuckDB file (default {DEFAULT_DATABASE})")
+    compact.set_defaults(destination="duckdb")
+
     demo = add("demo", cmd_demo, "Sync a seeded local emulator account, change it, sync again.")
     demo.add_argument("--database", default=DEMO_DATABASE)
     demo.add_argument("--sms", type=_positive_int, default=10_000)
@@ -348,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `close-sms` console script."""
     args = build_parser().parse_args(argv)
     try:
-        with sigterm_interrupts():
+        with sigterm_interrupts(), private_files():
             _configure_dlt(args.debug)
             return args.handler(args)
     except KeyboardInterrupt as exc:
@@ -382,6 +412,18 @@ def _in_command_words(message: str) -> str:
             where = where_to_set(name, secret)
             message = message.replace(where, f"{way}, or {where}")
     return message.replace(FULL_RELOAD, COMMAND_FULL_RELOAD)
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """In the block, new files and folders are their owner's alone (`PRIVATE_UMASK`), or
+    stricter if the process's umask already was."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @contextmanager

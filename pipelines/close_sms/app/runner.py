@@ -23,7 +23,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ..errors import ConfigError, SyncError, interruption
 from ..source import MISSING_KEY, RunMode, SyncProgress, close_sms_source
+from ..warehouse.compact import compact_database
 from ..warehouse.destination import Warehouse, database_error, storage_error
+from ..warehouse.load_files import remove_loaded_packages
 from ..warehouse.lock import writer_lock
 from ..warehouse.reader_copy import publish_reader_copy
 from ..warehouse.restage import restage_partly_loaded_packages
@@ -116,7 +118,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         say("Finishing the load that an interrupted run left pending")
         pipeline.normalize()
         restage_partly_loaded_packages(pipeline)
-        pipeline.load()
+        _load(pipeline)
         report.wrote = True
 
     while True:
@@ -130,7 +132,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         refresh = None
         if _keep_extracted_packages(pipeline):
             pipeline.normalize()
-            pipeline.load()
+            _load(pipeline)
             report.wrote = True
         if progress.mode is RunMode.INCREMENTAL:
             break
@@ -147,10 +149,21 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
     with warehouse.sql_client() as sql:
         if report.wrote or missing_views(sql):
             report.views = apply_views(sql)
+    if report.mode is RunMode.RECONCILE and warehouse.database is not None:
+        # The reconcile rewrote every SMS: the file's free blocks hold their old versions and
+        # every SMS deleted since the last reconcile, which a rewrite of the file leaves behind.
+        size = compact_database(warehouse)
+        say(f"Compacted {warehouse.database}: {size.before:,} -> {size.after:,} bytes")
     if publish_reader_copy(warehouse, changed=report.wrote or bool(report.views)):
         say(f"Reader copy published: {warehouse.reader_copy}")
     report.seconds = time.monotonic() - began
     return report
+
+
+def _load(pipeline: dlt.Pipeline) -> None:
+    """Load the pending packages, then remove their files (see `warehouse.load_files`)."""
+    pipeline.load()
+    remove_loaded_packages(pipeline)
 
 
 def _keep_extracted_packages(pipeline: dlt.Pipeline) -> bool:

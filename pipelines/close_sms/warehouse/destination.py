@@ -42,6 +42,12 @@ DLT_DEFAULTS = {
     "data_writer.disable_compression": True,
 }
 
+# dlt settings that keep loaded rows off the local disk (docs/privacy.md): a loaded package's job
+# files go, and the staging dataset is emptied after each load. Set under the pipeline's own
+# section, over any config.toml value and plain LOAD__ variable; only CLOSE_SMS__LOAD__...
+# environment variables, which dlt reads first, could turn them off.
+DLT_PRIVACY = {"load.delete_completed_jobs": True, "load.truncate_staging_dataset": True}
+
 # The loader file format per destination: parquet loads DuckDB in a third of insert_values' time
 # and a quarter of its memory. PostgreSQL keeps dlt's choice: COPY from csv for Arrow tables,
 # insert statements for row dicts, whose csv could not tell an empty text from a null.
@@ -122,6 +128,8 @@ class Warehouse:
         for key, value in DLT_DEFAULTS.items():
             if dlt.config.get(key) is None:
                 dlt.config[key] = value
+        for key, value in DLT_PRIVACY.items():
+            dlt.config[f"{settings.PIPELINE_NAME}.{key}"] = value
         return dlt.pipeline(
             pipeline_name=settings.PIPELINE_NAME,
             pipelines_dir=str(self.working_dir),

@@ -1,13 +1,17 @@
 """A copy of the DuckDB file for readers, published by the sync after it wrote.
 
 DuckDB lets one process write a file, or any number read it, never both at once: notebooks
-keep this copy open as long as they like while the sync writes the file itself.
+keep this copy open as long as they like while the sync writes the file itself. The copy has
+its database's mode and group, so it is as private, or as shared, as the database.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+from contextlib import suppress
+from pathlib import Path
 
 from ..errors import DatabaseError
 from .destination import Warehouse
@@ -21,20 +25,40 @@ def publish_reader_copy(warehouse: Warehouse, changed: bool) -> bool:
     opening it sees the old file or the new one, and one holding the old file keeps it.
     """
     copy = warehouse.reader_copy
-    if warehouse.database is None or copy is None or (copy.exists() and not changed):
+    if warehouse.database is None or copy is None:
         return False
     partial = copy.with_name(f".{copy.name}.partial")
     try:
+        if copy.exists() and not changed:
+            # The database's mode may have changed since the copy was published.
+            match_access(warehouse.database, copy)
+            return False
         with warehouse.sql_client() as sql:
             # Everything into the file itself, so the file alone is the database; a byte copy
             # is 50 times faster than COPY FROM DATABASE and equal to what the sync wrote. The
             # open connection keeps any other writer out while the file is read.
             sql.execute_sql("CHECKPOINT")
             shutil.copyfile(warehouse.database, partial)
-        with open(partial, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(partial, copy)
+        match_access(warehouse.database, partial)
+        durable_replace(partial, copy)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise DatabaseError(f"reader_copy {copy}: {exc.strerror or exc}") from None
     return True
+
+
+def match_access(model: Path, path: Path) -> None:
+    """Give `path` the permission bits and group of `model`: whoever may read one may read both."""
+    info = model.stat()
+    # Before the mode, since a change of group clears the set-group-ID bit. Refused when not a
+    # member of that group; the mode still keeps others out.
+    with suppress(PermissionError):
+        os.chown(path, -1, info.st_gid)
+    os.chmod(path, stat.S_IMODE(info.st_mode))
+
+
+def durable_replace(partial: Path, path: Path) -> None:
+    """Rename the written `partial` over `path` once its bytes are on disk."""
+    with open(partial, "rb+") as file:
+        os.fsync(file.fileno())
+    os.replace(partial, path)
