@@ -14,6 +14,9 @@ from contextlib import contextmanager
 EXIT_OK = 0
 # `close-sms status --max-lag`: the change feed was read too long ago, or the last run failed.
 EXIT_STALE = 8
+# `close-sms sync`: the SMS are loaded, but a context table failed (it keeps its last rows, and
+# the next run reads it again).
+EXIT_CONTEXT_FAILED = 9
 # 128 + the signal's number, as shells report a job a signal stopped: SIGINT (Ctrl-C), and
 # SIGTERM, which cron's `timeout`, systemd, `docker stop` and Kubernetes send.
 EXIT_INTERRUPTED = 130
@@ -61,10 +64,14 @@ class CloseApiError(SyncError):
 
 
 class AuthError(CloseApiError):
-    """Close rejected the key (401/403)."""
+    """Close rejected the key (401/403); `status` is which."""
 
     exit_code = 3
     hint = f" (check the key: {where_to_set('api_key', secret=True)})"
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnreachableError(CloseApiError):
@@ -80,6 +87,10 @@ class ApiContractError(CloseApiError):
     """
 
     hint = " (nothing from this step was committed; see the README's reliability section)"
+
+
+class FilterIgnored(ApiContractError):
+    """Close answered a query by `id__in` with objects that were not asked for."""
 
 
 class LockHeld(SyncError):

@@ -177,8 +177,9 @@ def test_reconcile_is_exact_and_incremental_runs_stay_cheap(emulator, target):
     assert quiet.mode == "incremental"
     # The key check, one event-log query per action, and one page of the recent re-read (the
     # generated account has fewer than 100 SMS created in the last 24 hours); then the
-    # context's lead and contact events, one query per object and action.
-    assert quiet.requests <= 6 + 4
+    # context's lead and contact events, one query per object and action (created, updated,
+    # deleted).
+    assert quiet.requests <= 6 + 6
     assert reconciled.mode == "reconcile"
     assert reconciled.removed == 0
     assert mismatches(database, running.emu.snapshot()) == []

@@ -88,6 +88,36 @@ def test_the_dictionary_describes_exactly_a_synced_dataset_and_is_in_its_catalog
     assert comments[("sms_messages", "lead_name")] and comments[("sms_numbers", "owner_name")]
 
 
+def test_a_column_for_a_field_close_adds_is_described_as_such_naming_its_object(emulator, target):
+    running = emulator(sms=300, seed=5, recorded_context_fields=True, undeclared_fields=2)
+    sync(running, target)
+
+    comments = {
+        (relation, column): comment
+        for relation, column, comment in target.query(CATALOG_COMMENTS[target.name])
+    }
+
+    assert sorted((key for key, comment in comments.items() if not comment), key=str) == []
+    added = {
+        ("phone_numbers", "press_1_to_accept"): "phone numbers",
+        ("phone_numbers", "was_ported"): "phone numbers",
+        ("sms_templates", "owned_by"): "SMS templates",
+        ("sms", "import_id"): "SMS activities",
+        ("sms", "x_extra_1"): "SMS activities",
+        ("sms_messages", "x_extra_1"): "SMS activities",
+    }
+    for key, named in added.items():
+        assert comments[key] == (
+            f"A field of Close's {named} that this data dictionary does not describe (one "
+            "Close added after it was written); stored as Close sends it."
+        ), key
+    dictionary = load_dictionary(dictionary_path())
+    assert dictionary["sms"].describe_column("cost__v_text") == (
+        "The values of cost that do not fit its type, kept as text (a dlt variant column)."
+    )
+    assert dictionary["sync_runs"].describe_column("not_there") is None
+
+
 def test_comments_skip_what_is_missing_and_are_written_once(loader):
     loader.load(sms=sms_rows(), context=context_rows())
     with loader.sql_client() as sql:

@@ -346,3 +346,86 @@ def test_a_bad_notify_url_is_a_config_error_that_hides_it(tmp_path):
     )
     assert result.returncode == 2
     assert "notify_url" in result.stderr and "T0KEN" not in result.stderr
+
+
+def test_a_run_whose_context_fails_exits_9_names_the_table_and_alerts_once(
+    emulator, tmp_path, receiver
+):
+    running = emulator(
+        sms=80, seed=89, failing_context={"sms_template"}, failing_context_status=403
+    )
+    database = tmp_path / "w.duckdb"
+
+    def cron_run(*flags: str):
+        return run_cli(
+            "sync",
+            *flags,
+            "--base-url",
+            running.base_url,
+            "--database",
+            str(database),
+            api_key=running.api_key,
+            SOURCES__CLOSE_SMS__NOTIFY_URL=receiver.url,
+        )
+
+    first = cron_run()
+    assert first.returncode == 9, first.stderr
+    (error,) = [line for line in first.stderr.splitlines() if line.startswith("close-sms: error:")]
+    assert "context tables failed" in error and "sms_templates: " in error and "(HTTP 403)" in error
+    (summary,) = [line for line in first.stderr.splitlines() if line.startswith("Sync done")]
+    assert summary.endswith(error.removeprefix("close-sms: error:"))
+    # The SMS are loaded, and so are the other context tables.
+    assert count(database, "SELECT count(*) FROM close_sms.sms") == len(running.emu.snapshot())
+    assert count(database, "SELECT count(*) FROM close_sms.users") > 0
+
+    quiet = cron_run("--quiet")
+    assert quiet.returncode == 9 and quiet.stderr.splitlines() == [error]
+
+    runs = ledger(Target.duckdb(database))
+    assert [(run["outcome"], run["exit_status"]) for run in runs] == [("success", 9)] * 2
+    assert runs[1]["error"] == error.removeprefix("close-sms: error: ")
+    assert runs[1]["lag_seconds"] < 60
+    assert len(receiver.messages) == 1
+    assert "left context tables behind (exit 9" in receiver.texts()[0]
+    assert "sms_templates" in receiver.texts()[0]
+
+    check = run_cli("status", "--database", str(database), "--max-lag", "1d", api_key=None)
+    assert check.returncode == 8
+    assert (
+        check.stdout.strip()
+        .splitlines()[-1]
+        .startswith("STALE: the last sync left context tables behind (exit 9")
+    )
+    shown = [line.split()[0] for line in check.stdout.splitlines() if " read:" in line]
+    assert shown == ["users", "lead_statuses", "phone_numbers", "leads", "contacts"]
+
+
+def test_status_shows_each_context_tables_age_and_max_lag_applies_to_it(emulator, target):
+    running = behind(emulator, hours=2)
+    sync(running, target)
+    running.emu.clock.advance(2 * 3600)
+    # The SMS are read now; the context tables were last read two hours ago.
+    sync(running, target, context=False)
+
+    def check(*flags: str):
+        return run_cli("status", *target.cli_args, *flags, api_key=None, **target.env)
+
+    facts = json.loads(check("--json").stdout)["context_tables"]
+    assert set(facts) == {
+        "users",
+        "lead_statuses",
+        "sms_templates",
+        "phone_numbers",
+        "leads",
+        "contacts",
+    }
+    assert all(2 * 3600 <= age["age_seconds"] < 3 * 3600 for age in facts.values())
+    assert (facts["users"]["allowed_seconds"], facts["leads"]["allowed_seconds"]) == (3600, 900)
+    stale, fresh = check("--max-lag", "30m"), check("--max-lag", "PT2H")
+    assert (stale.returncode, fresh.returncode) == (8, 0), stale.stdout
+    reason = stale.stdout.strip().splitlines()[-1]
+    assert reason.startswith(
+        "STALE: context tables were last read longer ago than allowed: users 02:"
+    )
+    assert "leads 02:" in reason
+    assert f"{'users read:':<22}02:" in stale.stdout

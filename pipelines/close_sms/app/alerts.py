@@ -1,10 +1,11 @@
 """When a sync is unhealthy, and telling someone: one message per incident, not one per run.
 
-An incident opens when a run fails, or when the change feed was last read more than `max_lag`
-ago; the sync then POSTs one Slack-compatible message (`{"text": ...}`) to `notify_url`.
-The open incident is kept in `incident.json` in the warehouse's local working folder, so a
-cron job failing every five minutes sends one message; the first later run that succeeds and
-is fresh closes it and sends one "recovered" message. `status --max-lag` applies the same rule.
+An incident opens when a run fails or leaves a context table behind (exit 9), or when the change
+feed was last read more than `max_lag` ago; the sync then POSTs one Slack-compatible message
+(`{"text": ...}`) to `notify_url`. The open incident is kept in `incident.json` in the
+warehouse's local working folder, so a cron job failing every five minutes sends one message;
+the first later run that succeeds and is fresh closes it and sends one "recovered" message.
+`status --max-lag` applies the same rule, and also to each context table's age.
 
 This lives in the app room: it reports to people, like the CLI, and the warehouse room stays
 free of HTTP.
@@ -22,6 +23,7 @@ from typing import Any
 import pendulum
 import requests
 
+from ..errors import EXIT_CONTEXT_FAILED
 from ..warehouse.destination import Warehouse
 from ..warehouse.ledger import Outcome, SyncRun
 
@@ -76,10 +78,16 @@ class Alerts:
 def find_problem(
     last_run: SyncRun | None, lag_seconds: float | None, max_lag_seconds: float | None
 ) -> str | None:
-    """Why the sync is unhealthy (the last run failed, or the feed is older than the limit)."""
+    """Why the sync is unhealthy: the last run failed, or loaded its SMS but not every context
+    table, or the feed is older than the limit."""
     if last_run is not None and last_run.outcome is Outcome.FAILED:
         return (
             f"the last sync failed (exit {last_run.exit_status}, "
+            f"{last_run.ended_at:%Y-%m-%d %H:%M:%S} UTC): {last_run.error}"
+        )
+    if last_run is not None and last_run.exit_status == EXIT_CONTEXT_FAILED:
+        return (
+            f"the last sync left context tables behind (exit {EXIT_CONTEXT_FAILED}, "
             f"{last_run.ended_at:%Y-%m-%d %H:%M:%S} UTC): {last_run.error}"
         )
     if max_lag_seconds is not None and lag_seconds is not None and lag_seconds > max_lag_seconds:
@@ -88,6 +96,20 @@ def find_problem(
             f"more than {format_duration(max_lag_seconds)}"
         )
     return None
+
+
+def stale_context(tables: dict[str, dict[str, Any]], max_lag_seconds: float) -> str | None:
+    """Which context tables were last read longer ago than `max_lag_seconds` beyond how old
+    they may be by design (`warehouse.status.context_ages`), or None."""
+    late = {
+        table: age["age_seconds"]
+        for table, age in tables.items()
+        if age["age_seconds"] > max_lag_seconds + age["allowed_seconds"]
+    }
+    if not late:
+        return None
+    named = ", ".join(f"{table} {format_duration(seconds)} ago" for table, seconds in late.items())
+    return f"context tables were last read longer ago than allowed: {named}"
 
 
 def after_run(

@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
+    EXIT_CONTEXT_FAILED,
     EXIT_OK,
     EXIT_STALE,
     FULL_RELOAD,
@@ -110,7 +111,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         f"{report.skipped_positions:,} unlistable positions stepped past, "
         f"{report.unreadable:,} SMS unreadable (HTTP 403); "
         + (f"{len(report.views)} views applied" if report.wrote else "nothing new to write")
+        + (f"; {report.context_error}" if report.context_error else "")
     )
+    if report.context_error:
+        # Said even with --quiet: cron mail should carry it.
+        print(f"close-sms: error: {report.context_error}", file=sys.stderr, flush=True)
+        return EXIT_CONTEXT_FAILED
     return EXIT_OK
 
 
@@ -150,12 +156,14 @@ def _max_lag(value: str | None) -> float | None:
 def _freshness(status: dict[str, Any], max_lag: float) -> dict[str, Any]:
     """`status --max-lag`'s verdict: ok, and one line saying why."""
     from ..warehouse.ledger import SyncRun
-    from .alerts import find_problem, format_duration
+    from .alerts import find_problem, format_duration, stale_context
 
     last = status["last_run"] and SyncRun.from_row(status["last_run"])
     behind = status["behind_seconds"]
     limit = format_duration(max_lag)
-    problem = find_problem(last, behind, max_lag)
+    problem = find_problem(last, behind, max_lag) or stale_context(
+        status["context_tables"], max_lag
+    )
     if problem is None and behind is None:
         problem = "the change feed was never read"
     if problem is not None:
@@ -187,6 +195,8 @@ def _print_status(status: dict[str, Any]) -> None:
         print("backfill:             complete")
     for label, key in (("last run:", "last_run"), ("last success:", "last_successful_run")):
         print(f"{label:<22}{_run_line(status[key])}")
+    for table, age in status["context_tables"].items():
+        print(f"{table + ' read:':<22}{format_duration(age['age_seconds'])} ago ({age['read_at']})")
     for table, rows in status["tables"].items():
         print(f"rows in {table + ':':<14}{rows:>12,}")
 

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..errors import LockHeld, SyncError, exit_status, one_line
+from ..errors import EXIT_CONTEXT_FAILED, LockHeld, SyncError, exit_status, one_line
 from ..source import SyncProgress
 from ..source.progress import RunMode
 from ..warehouse import ledger
@@ -79,6 +79,23 @@ class SyncReport:
         return sum(c.unreadable for c in self.chunks)
 
     @property
+    def context_failures(self) -> dict[str, str]:
+        """The context tables whose last read in this run failed, and why; they kept their rows."""
+        last: dict[str, str | None] = {}
+        for chunk in self.chunks:
+            last.update(chunk.context_reads)
+        return {table: why for table, why in last.items() if why is not None}
+
+    @property
+    def context_error(self) -> str | None:
+        """The one line naming each context table that failed and why; None when none did."""
+        failures = self.context_failures
+        if not failures:
+            return None
+        named = "; ".join(f"{table}: {why}" for table, why in sorted(failures.items()))
+        return f"the SMS are loaded, but context tables failed and kept their rows: {named}"
+
+    @property
     def requests(self) -> int:
         return sum(c.requests.requests for c in self.chunks)
 
@@ -92,9 +109,13 @@ class SyncReport:
         """The ledger row of this run, ended with `exc` (None: success)."""
         ended = datetime.now(timezone.utc)
         chunks = self.chunks
+        status, error = exit_status(exc), _error(exc)
         if exc is None:
+            # The SMS are loaded and the feed read counts, even when a context table failed.
             outcome = Outcome.SUCCESS
             feed_read = next((c.feed_read_at for c in reversed(chunks) if c.feed_read_at), None)
+            if self.context_failures:
+                status, error = EXIT_CONTEXT_FAILED, self.context_error
         else:
             if isinstance(exc, LockHeld):
                 outcome = Outcome.LOCKED
@@ -111,8 +132,8 @@ class SyncReport:
             ended_at=ended,
             mode=self.mode,
             outcome=outcome,
-            exit_status=exit_status(exc),
-            error=_error(exc),
+            exit_status=status,
+            error=error,
             sms_upserted=self.backfill_sms + self.upserted,
             sms_deleted=self.deleted + self.removed,
             events_read=self.events,

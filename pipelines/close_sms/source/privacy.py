@@ -1,5 +1,5 @@
-"""Privacy: phone numbers, SMS text and the names of contacts and leads hashed or dropped before a
-row leaves the source.
+"""Privacy: phone numbers, SMS and template texts and the names of contacts and leads hashed or
+dropped before a row leaves the source.
 
 Rows are changed where raw SMS become rows, so no raw value reaches dlt's extract files, its
 state, its trace or the destination. The hash is HMAC-SHA256 under a secret key: phone numbers
@@ -102,6 +102,14 @@ class Privacy:
                 if isinstance(row.get(name), str):
                     # Any number it quotes, in whatever format, not only the SMS's own.
                     row[name] = _PHONE_LIKE.sub(self._hash_phone_like, row[name])
+        return self.apply_to_text(row)
+
+    def apply_to_text(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Hash or drop the row's `text` as `sms_text` says, in place; returns the row.
+
+        SMS templates' texts too: an SMS sent from a template without placeholders has exactly
+        the template's text.
+        """
         if self.sms_text is TextMode.DROP:
             row["text"] = None
         elif self.sms_text is TextMode.HASH and row.get("text") is not None:

@@ -49,6 +49,9 @@ class SyncProgress:
     unreadable: int = 0
     # Context objects (leads, contacts, ...) Close answered 403 for: kept as they were.
     context_unreadable: int = 0
+    # Each context table this run read, or tried to: None when it read it whole, else why it
+    # could not (the table kept its rows, and the next run reads it again).
+    context_reads: dict[str, str | None] = field(default_factory=dict)
     requests: RequestStats = field(default_factory=RequestStats)
     # Called once the run knows what it does, after every backfill page, and with
     # (reason, seconds) before long waits.

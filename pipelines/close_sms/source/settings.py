@@ -121,8 +121,12 @@ SMS_TEMPLATE_ENDPOINT = "/sms_template/"
 PHONE_NUMBER_ENDPOINT = "/phone_number/"
 LEAD_ENDPOINT = "/lead/"
 CONTACT_ENDPOINT = "/contact/"
-# Lead and contact events the context follows; `created` ones name objects no SMS points to yet.
-CONTEXT_EVENT_ACTIONS = {"lead": ("updated", "deleted"), "contact": ("updated", "deleted")}
+# Lead and contact events the context follows. `created` ones too: Close folds changes made soon
+# after a create into its `created` event, which then carries the object as it is now.
+CONTEXT_EVENT_ACTIONS = {
+    "lead": ("created", "updated", "deleted"),
+    "contact": ("created", "updated", "deleted"),
+}
 # Users, statuses, templates and numbers have no events: they are read again this often (0: every
 # run), or sooner when an SMS names a user or template the warehouse does not hold.
 CONTEXT_REFRESH_MINUTES = 60.0

@@ -103,8 +103,12 @@ class ContextState:
 
     # Table name -> Close's clock when its full list was last read.
     refreshed: dict[str, datetime] = field(default_factory=dict)
+    # When the leads and contacts were last made current with the lead and contact events.
     checked_at: datetime | None = None
     custom_fields: list[CustomField] = field(default_factory=list)
+    # The `context_refresh_minutes` (in seconds) of the last read of a small table, so that a
+    # reader of the state knows how old a small table may be by design.
+    refresh_seconds: float | None = None
 
     def refresh_due(self, table: str, now: datetime, interval: timedelta) -> bool:
         """Whether `table` is read again: never read, or read `interval` ago or longer."""
@@ -134,6 +138,7 @@ class ContextState:
             "custom_fields": [
                 [cf.name, cf.id, cf.type, cf.multiple, cf.column] for cf in self.custom_fields
             ],
+            "refresh_seconds": self.refresh_seconds,
         }
 
     @classmethod
@@ -148,6 +153,7 @@ class ContextState:
                 CustomField(str(n), str(i), str(t), bool(m), str(c))
                 for n, i, t, m, c in value.get("custom_fields") or []
             ],
+            refresh_seconds=value.get("refresh_seconds"),
         )
 
 

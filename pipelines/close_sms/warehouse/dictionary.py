@@ -26,6 +26,8 @@ GENERATED_BEGIN = (
     " -->"
 )
 GENERATED_END = "<!-- END data dictionary -->"
+# How dlt names the column that keeps a column's values of another type: `cost__v_text`.
+VARIANT_INFIX = "__v_"
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,35 @@ class Relation:
     """A table or view as the dictionary describes it, or as the database's catalog holds it.
 
     In the catalog, `description` and the column values are the comments (None: no comment).
+    `close_object` names the Close objects the rows come from, for columns the dictionary does
+    not describe (`describe_column`).
     """
 
     name: str
     kind: str  # TABLE or VIEW
     description: str | None
     columns: dict[str, str | None] = field(default_factory=dict)
+    close_object: str | None = None
+
+    def describe_column(self, column: str) -> str | None:
+        """The description of `column`: the dictionary's; for a column it does not describe, a
+        generic one, when the column is a variant of a described one or the relation's rows
+        come from Close (a field Close added); else None."""
+        described = self.columns.get(column)
+        if described is not None:
+            return described
+        base, variant, data_type = column.partition(VARIANT_INFIX)
+        if variant and base in self.columns:
+            return (
+                f"The values of {base} that do not fit its type, kept as {data_type} "
+                "(a dlt variant column)."
+            )
+        if self.close_object is None:
+            return None
+        return (
+            f"A field of Close's {self.close_object} that this data dictionary does not "
+            "describe (one Close added after it was written); stored as Close sends it."
+        )
 
 
 def load_dictionary(path: Path) -> dict[str, Relation]:
@@ -53,7 +78,9 @@ def load_dictionary(path: Path) -> dict[str, Relation]:
             blank = [key for key, text in texts.items() if not (isinstance(text, str) and text)]
             if blank:
                 raise ValueError(f"{path.name}: {name} has no description for {', '.join(blank)}")
-            relations[name] = Relation(name, kind, entry["description"], dict(columns))
+            relations[name] = Relation(
+                name, kind, entry["description"], dict(columns), entry.get("close_object")
+            )
     return relations
 
 
@@ -122,7 +149,8 @@ def comment_statements(
     """The COMMENT statements that bring the catalog's comments to the dictionary's.
 
     Only objects that exist are commented (a column dlt has not created yet is skipped), and
-    only where the comment differs, so applying again writes nothing to the tables.
+    only where the comment differs, so applying again writes nothing to the tables. A column
+    the dictionary does not describe gets a generic description (`Relation.describe_column`).
     """
     literal = sql.capabilities.escape_literal
     statements = []
@@ -136,7 +164,7 @@ def comment_statements(
                 f"COMMENT ON {present.kind} {qualified} IS {literal(described.description)}"
             )
         for column, comment in present.columns.items():
-            text = described.columns.get(column)
+            text = described.describe_column(column)
             if text is not None and text != comment:
                 statements.append(
                     f"COMMENT ON COLUMN {qualified}.{sql.escape_column_name(column)}"

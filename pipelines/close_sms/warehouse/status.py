@@ -8,7 +8,9 @@ from typing import Any
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from ..errors import ConfigError
-from ..source.state import SourceState
+from ..source import settings
+from ..source.context.schema import CONTACTS, LEADS, SMALL_TABLES
+from ..source.state import ContextState, SourceState
 from ..source.timestamps import from_ms
 from .destination import Warehouse
 from .ledger import latest_runs
@@ -80,5 +82,26 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
         else None,
         "last_run": last_run and last_run.to_json(),
         "last_successful_run": last_success and last_success.to_json(),
+        "context_tables": context_ages(state.context, now),
         "tables": dict(sorted(tables.items())),
+    }
+
+
+def context_ages(context: ContextState, now: datetime) -> dict[str, dict[str, Any]]:
+    """Each context table's last complete read (Close's clock), its age, and how old it may be
+    by design: a small table is read every `context_refresh_minutes`; on a quiet account the
+    leads' and contacts' check is recorded every FEED_CHECKPOINT_SECONDS. Tables never read
+    (the context off) are left out."""
+    reads = {table: context.refreshed.get(table) for table in SMALL_TABLES}
+    reads |= dict.fromkeys((LEADS, CONTACTS), context.checked_at)
+    allowed = dict.fromkeys(SMALL_TABLES, context.refresh_seconds or 0.0)
+    allowed |= dict.fromkeys((LEADS, CONTACTS), float(settings.FEED_CHECKPOINT_SECONDS))
+    return {
+        table: {
+            "read_at": read.isoformat(),
+            "age_seconds": max(0.0, (now - read).total_seconds()),
+            "allowed_seconds": allowed[table],
+        }
+        for table, read in reads.items()
+        if read is not None
     }

@@ -112,13 +112,13 @@ class CloseClient:
         # Whether a successful answer carried a rate-limit header; None until the first one.
         self._paced_by_headers: bool | None = None
         if len(self.keys.keys) > KEYS_PER_ORGANIZATION_LIMIT:
-            self._warn(
+            self.warn(
                 f"{len(self.keys.keys)} API keys: Close's organization limit is "
                 f"{KEYS_PER_ORGANIZATION_LIMIT} times a key's, so a fourth key adds no "
                 "requests a second"
             )
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         """Tell the user once: through `on_warning`, which the CLI prints, else the logger."""
         if self.config.on_warning:
             self.config.on_warning(message)
@@ -241,7 +241,8 @@ class CloseClient:
         if status == 401 or (status == 403 and group == path):
             raise AuthError(
                 f"Close rejected {self.keys.describe(sender)} (HTTP {status}): "
-                f"{_error_message(response)}"
+                f"{_error_message(response)}",
+                status,
             )
         if 400 <= status < 500:
             message = _error_message(response)
@@ -270,7 +271,7 @@ class CloseClient:
             first = self._paced_by_headers is None
             self._paced_by_headers = read_rate_limit(response.headers) is not None
             if first and not self._paced_by_headers:
-                self._warn(
+                self.warn(
                     "Close's answers carry no rate-limit header: pacing from 429 answers alone"
                 )
 

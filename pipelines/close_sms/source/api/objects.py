@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import ApiContractError
+from ...errors import ApiContractError, FilterIgnored
 from .client import CloseClient, RequestRejected
 
 
@@ -26,14 +26,14 @@ def list_by_ids(
     """The objects of `ids` that one `id__in` query of `endpoint` answers (`noun` names them).
 
     An answer holding objects that were not asked for means Close ignored the filter: reading on
-    would take them for the ones asked for, so the run stops.
+    would take them for the ones asked for, so `FilterIgnored` is raised.
     """
     body = client.get(endpoint, {"id__in": ",".join(ids), "_limit": len(ids)})
     data = list(body.get("data") or [])
     asked = set(ids)
     strangers = [item.get("id") for item in data if item.get("id") not in asked]
     if strangers:
-        raise ApiContractError(
+        raise FilterIgnored(
             f"Close ignored the id__in filter of {endpoint}: asked for {len(ids)} "
             f"{noun}, it answered with {len(strangers)} others (e.g. {strangers[0]})"
         )

@@ -183,7 +183,7 @@ def status_row(item: dict[str, Any], privacy: Privacy) -> dict[str, Any]:
 
 
 def template_row(item: dict[str, Any], privacy: Privacy) -> dict[str, Any]:
-    return _typed(item)
+    return privacy.apply_to_text(_typed(item))
 
 
 def number_row(item: dict[str, Any], privacy: Privacy) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """One run's context: the small tables read whole when due, the leads and contacts the SMS name
-kept current from the lead and contact events, and the SMS a lead merge moved read again."""
+kept current from the lead and contact events, and the SMS a lead merge moved read again.
+
+A table whose read fails is that table's problem: the run's SMS and the other tables load, and
+the run's progress says which table failed and why (`SyncProgress.context_reads`)."""
 
 from __future__ import annotations
 
@@ -12,17 +15,17 @@ from typing import Any
 import dlt
 from dlt.sources import TDataItems
 
-from ...errors import ConfigError, where_to_set
+from ...errors import AuthError, CloseApiError, ConfigError, one_line, where_to_set
 from .. import settings
-from ..api.objects import Fetched, fetch_each
+from ..api.objects import Fetched
 from ..loaded import LoadedTable, refuse_mass_delete
 from ..progress import RunMode
 from ..run import Run
-from ..sms.feed import read_events
 from ..sms.schema import normalize_sms
 from ..state import ContextState, CustomField
 from . import schema
-from .reads import fetch_by_ids, read_list
+from .events import ContextEvents, read_context_events
+from .reads import IdReader, read_list
 
 # The resources that load SMS: the context waits for them, as they name what it fetches.
 SMS_RESOURCES = ("sms_backfill", "sms_events", "sms_merged")
@@ -97,17 +100,6 @@ class Waits:
 
 
 @dataclass
-class ContextEvents:
-    """What the lead and contact events since the last check say; `full` when they cannot."""
-
-    full: bool
-    changed: dict[str, set[str]] = field(default_factory=dict)
-    deleted: dict[str, set[str]] = field(default_factory=dict)
-    # Merged lead -> the lead it was merged into (from the merged lead's `deleted` event).
-    merges: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class ContextSettings:
     """The context's settings, checked."""
 
@@ -130,8 +122,29 @@ class ContextSettings:
 
 
 @dataclass
+class TableRead:
+    """A context table's read, done: its rows, and what marks the table read in the state."""
+
+    items: list[TDataItems]
+    commit: Callable[[], None]
+
+
+def table_failure(exc: CloseApiError) -> str | None:
+    """Why a context read failed, when the failure is that table's alone; None when it stops the
+    run (a key Close rejects, 401, fails every read)."""
+    if isinstance(exc, AuthError) and exc.status == 401:
+        return None
+    return one_line(exc)
+
+
+@dataclass
 class ContextRun:
-    """The context's share of one run of the source."""
+    """The context's share of one run of the source.
+
+    Each table is read whole before any of its rows is handed to dlt: a read that fails (an
+    answer Close refuses or cannot give, an assumption broken) leaves that table, and its place
+    in the state, as the last run left them, while the SMS and the other tables load.
+    """
 
     run: Run
     settings: ContextSettings
@@ -141,6 +154,8 @@ class ContextRun:
     _unproven: Counter[str] = field(default_factory=Counter)
     # Contacts embedded in the leads fetched in this run, by id.
     _embedded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The tables this run made current with its lead and contact events.
+    _followed: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.run.on_sms = self.references.add
@@ -154,6 +169,26 @@ class ContextRun:
 
     def _save(self) -> None:
         self.run.decide().write(dlt.current.source_state())
+
+    def _whole(self, table: str, read: Callable[[], TableRead | None]) -> Iterator[TDataItems]:
+        """The rows `read` returns (None: the table is not due), once it has read them all.
+
+        A failure that is the table's alone (`table_failure`) is recorded in the run's progress,
+        and the table yields nothing: its rows and its state stay, and the next run reads it.
+        """
+        try:
+            done = read()
+        except CloseApiError as exc:
+            why = table_failure(exc)
+            if why is None:
+                raise
+            self.run.progress.context_reads[table] = why
+            return
+        if done is None:
+            return
+        self.run.progress.context_reads[table] = None
+        yield from done.items
+        done.commit()
 
     # ---- the small tables -----------------------------------------------------------------
 
@@ -186,73 +221,89 @@ class ContextRun:
         to_row: Callable[..., dict[str, Any]],
         referenced: str | None = None,
     ) -> Iterator[TDataItems]:
+        yield from self.waits.until_done(SMS_RESOURCES)
+        yield from self._whole(table, lambda: self._read_small(table, endpoint, to_row, referenced))
+
+    def _read_small(
+        self,
+        table: str,
+        endpoint: str,
+        to_row: Callable[..., dict[str, Any]],
+        referenced: str | None,
+    ) -> TableRead | None:
         """The whole list when due, or when the SMS name an id the warehouse does not hold.
 
-        A listed object missing now is deleted only with proof, its own 404 (users never are:
-        Close keeps former members).
+        The list read to its last page is the proof of what Close no longer holds: an object
+        the warehouse has and the list lacks is deleted (users never are: Close keeps former
+        members). No object is asked for alone: Close documents no GET of one lead status.
         """
-        yield from self.waits.until_done(SMS_RESOURCES)
         state = self._state()
         now = self.client.now()
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
         unknown = referenced is not None and bool(getattr(self.references, referenced) - known)
         if not (unknown or state.refresh_due(table, now, self.settings.refresh)):
-            return
-        listed: set[str] = set()
-        for page in read_list(self.client, endpoint):
-            listed.update(item["id"] for item in page)
-            yield [to_row(item, self.run.privacy) for item in page]
+            return None
+        rows = [
+            to_row(item, self.run.privacy)
+            for page in read_list(self.client, endpoint)
+            for item in page
+        ]
         if table != schema.USERS:
-            missing = fetch_each(self.client, endpoint, sorted(known - listed))
-            self._checked(table, missing, loaded)
-            if missing.gone:
-                yield [schema.tombstone(object_id) for object_id in missing.gone]
-        state.refreshed[table] = now
-        self._save()
+            gone = sorted(known - {row["id"] for row in rows})
+            self._removing(table, len(gone), loaded)
+            rows += [schema.tombstone(object_id) for object_id in gone]
+
+        def commit() -> None:
+            state.refreshed[table] = now
+            state.refresh_seconds = self.settings.refresh.total_seconds()
+            self._save()
+
+        return TableRead([rows] if rows else [], commit)
 
     # ---- leads, contacts and merges -------------------------------------------------------
 
     def events(self) -> ContextEvents:
-        """The lead and contact events since the last check, read once per run."""
+        """The lead and contact events since the last check, read once per run.
+
+        Where the tables cannot follow them (no check yet, or one past the event log's
+        history, or a reconcile), the events since the SMS feed's start are still read in an
+        incremental run: the merges among them move SMS.
+        """
         if self._events is not None:
             return self._events
-        state = self._state()
+        source = self.run.decide()
+        state = source.context
         started = self.client.now()
+        incremental = self.run.progress.mode is RunMode.INCREMENTAL
         full = not state.follows_events(started) or self.run.progress.mode is RunMode.RECONCILE
-        found = ContextEvents(full=full)
-        count = 0
+        since = None
         if not full:
             since = state.events_since()
-            for object_type, actions in settings.CONTEXT_EVENT_ACTIONS.items():
-                for page in read_events(self.client, since, actions, object_type):
-                    count += len(page)
-                    for event in page:
-                        self._note(found, event)
-        self._events = found
-        if full or count or state.check_due(started):
-            state.checked_at = started
-            self._save()
-        return found
+        elif incremental:
+            since = source.feed_start(started)
+        self._events = read_context_events(self.client, since, full, started)
+        return self._events
 
-    @staticmethod
-    def _note(found: ContextEvents, event: dict[str, Any]) -> None:
-        kind, object_id = event["object_type"], event.get("object_id")
-        if not object_id:
+    def _follow_events(self, table: str) -> None:
+        """`table` is current with this run's events; once every such table this run loads
+        is, the events' check moves on (a table that failed keeps it where it was)."""
+        self._followed.add(table)
+        selected = dlt.current.source().selected_resources
+        if any(t in selected and t not in self._followed for t in (schema.LEADS, schema.CONTACTS)):
             return
-        if event["action"] == "deleted":
-            found.deleted.setdefault(kind, set()).add(object_id)
-            destination = (event.get("meta") or {}).get("merge_destination_lead_id")
-            if kind == "lead" and destination:
-                found.merges[object_id] = destination
-        else:
-            found.changed.setdefault(kind, set()).add(object_id)
+        events = self.events()
+        state = self._state()
+        if events.full or events.count or state.check_due(events.started):
+            state.checked_at = events.started
+            self._save()
 
     def merged_sms(self) -> Iterator[TDataItems]:
         """The SMS now on a lead others were merged into: their lead_id changed.
 
         The merged lead's `deleted` event carries the merge in its meta whether or not Close
-        logs events for the SMS that moved, so it is what triggers this read.
+        logs events for the SMS that moved, so it is what triggers this read. These are SMS:
+        a failure here stops the run as any SMS read's does.
         """
         events = self.events()
         for destination in sorted(set(events.merges.values())):
@@ -264,6 +315,9 @@ class ContextRun:
     def leads(self) -> Iterator[TDataItems]:
         """The leads the SMS name: new ones, changed ones, merged and deleted ones."""
         yield from self.waits.until_done(SMS_RESOURCES)
+        yield from self._whole(schema.LEADS, self._read_leads)
+
+    def _read_leads(self) -> TableRead:
         events = self.events()
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
@@ -272,29 +326,31 @@ class ContextRun:
         deleted = events.deleted.get("lead", set())
         wanted -= deleted
         custom_fields = self._custom_fields() if wanted else []
-        first = True
-        for batch in fetch_by_ids(self.client, settings.LEAD_ENDPOINT, sorted(wanted), "leads"):
+        reader = IdReader(self.client, settings.LEAD_ENDPOINT, "leads")
+        rows = []
+        for batch in reader.fetch(sorted(wanted)):
             self._checked(schema.LEADS, batch, loaded)
             for lead in batch.found:
                 for contact in lead.get("contacts") or []:
                     if isinstance(contact, dict) and contact.get("id"):
                         self._embedded[contact["id"]] = contact
-            rows = [schema.lead_row(item, self.run.privacy, custom_fields) for item in batch.found]
+            rows += [schema.lead_row(item, self.run.privacy, custom_fields) for item in batch.found]
             rows += [schema.tombstone(lead_id) for lead_id in batch.gone]
-            if first and custom_fields:
-                # The custom fields' columns are known only now, from Close's definitions.
-                columns = schema.table_hints(schema.LEADS, custom_fields)["columns"]
-                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))
-            else:
-                yield rows
-            first = False
-        removed = sorted(deleted & known)
-        if removed:
-            yield [schema.tombstone(lead_id) for lead_id in removed]
+        rows += [schema.tombstone(lead_id) for lead_id in sorted(deleted & known)]
+        self._warn_fallback(reader)
+        items: list[TDataItems] = [rows] if rows else []
+        if rows and custom_fields:
+            # The custom fields' columns are known only now, from Close's definitions.
+            columns = schema.table_hints(schema.LEADS, custom_fields)["columns"]
+            items = [dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))]
+        return TableRead(items, lambda: self._follow_events(schema.LEADS))
 
     def contacts(self) -> Iterator[TDataItems]:
         """The contacts the SMS name, taken from the leads fetched in this run where possible."""
         yield from self.waits.until_done((*SMS_RESOURCES, "leads"))
+        yield from self._whole(schema.CONTACTS, self._read_contacts)
+
+    def _read_contacts(self) -> TableRead:
         events = self.events()
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
@@ -304,17 +360,19 @@ class ContextRun:
         wanted |= self._embedded.keys() & (known | referenced)
         deleted = events.deleted.get("contact", set())
         wanted -= deleted
-        fresh = [self._embedded[i] for i in sorted(wanted) if i in self._embedded]
-        if fresh:
-            yield [schema.contact_row(item, self.run.privacy) for item in fresh]
-        rest = sorted(wanted - self._embedded.keys())
-        for batch in fetch_by_ids(self.client, settings.CONTACT_ENDPOINT, rest, "contacts"):
+        rows = [
+            schema.contact_row(self._embedded[i], self.run.privacy)
+            for i in sorted(wanted)
+            if i in self._embedded
+        ]
+        reader = IdReader(self.client, settings.CONTACT_ENDPOINT, "contacts")
+        for batch in reader.fetch(sorted(wanted - self._embedded.keys())):
             self._checked(schema.CONTACTS, batch, loaded)
-            rows = [schema.contact_row(item, self.run.privacy) for item in batch.found]
-            yield rows + [schema.tombstone(i) for i in batch.gone]
-        removed = sorted(deleted & known)
-        if removed:
-            yield [schema.tombstone(contact_id) for contact_id in removed]
+            rows += [schema.contact_row(item, self.run.privacy) for item in batch.found]
+            rows += [schema.tombstone(i) for i in batch.gone]
+        rows += [schema.tombstone(i) for i in sorted(deleted & known)]
+        self._warn_fallback(reader)
+        return TableRead([rows] if rows else [], lambda: self._follow_events(schema.CONTACTS))
 
     def _wanted(
         self,
@@ -328,6 +386,11 @@ class ContextRun:
         if events.full:
             return known | referenced | LoadedTable("sms").values_of(sms_column)
         return (referenced - known) | (events.changed.get(kind, set()) & (known | referenced))
+
+    def _warn_fallback(self, reader: IdReader) -> None:
+        warning = reader.fallback_warning()
+        if warning:
+            self.client.warn(warning)
 
     def _custom_fields(self) -> list[CustomField]:
         """The lead custom fields the settings name, resolved to Close's ids and types."""
@@ -351,13 +414,18 @@ class ContextRun:
         return resolved
 
     def _checked(self, table: str, fetched: Fetched, loaded: LoadedTable) -> None:
-        """Count `fetched`'s unreadable objects; put its removals under the SMS's mass-delete
-        guard, per context table."""
+        """Count `fetched`'s unreadable objects; put its removals under the mass-delete guard."""
         self.run.progress.context_unreadable += len(fetched.unreadable)
-        if fetched.gone:
-            self._unproven[table] += len(fetched.gone)
-            if not self.run.allow_mass_delete:
-                refuse_mass_delete(self._unproven[table], loaded, table, self.run.max_delete_share)
+        self._removing(table, len(fetched.gone), loaded)
+
+    def _removing(self, table: str, count: int, loaded: LoadedTable) -> None:
+        """Stop before this run removes too much of a context table without `deleted` events
+        (the SMS's guard, per table)."""
+        if not count:
+            return
+        self._unproven[table] += count
+        if not self.run.allow_mass_delete:
+            refuse_mass_delete(self._unproven[table], loaded, table, self.run.max_delete_share)
 
 
 def _resolve(name: str, defined: list[dict[str, Any]]) -> CustomField:
