@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pytest
 import yaml
 
 from close_sms.warehouse.dictionary import load_dictionary
@@ -128,6 +129,7 @@ def context_tables_present(target: Target, generator: ModuleType) -> bool:
     return found == len(generator.CONTEXT_REFERENCES)
 
 
+@pytest.mark.slow
 def test_dbt_builds_tests_and_checks_freshness_on_a_synced_warehouse(
     target: Target, emulator, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ def _template(emu) -> dict:
 
 @pytest.mark.parametrize("kind", ["malformed", "html200"])
 @pytest.mark.parametrize("where", ["/event/", "/activity/sms/"])
+@pytest.mark.slow
 def test_invalid_body_stops_clearly_and_cursor_does_not_advance(emulator, tmp_path, kind, where):
     running = emulator(sms=300, seed=51)
     emu = running.emu

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from close_sms.source import settings
 from close_sms.warehouse.duckdb_wait import LOCK_WAIT_SECONDS
@@ -117,6 +118,7 @@ def test_reader_open_past_lock_wait_makes_the_sync_exit_6_and_change_nothing(emu
     assert mismatches(database, running.emu.snapshot()) == []
 
 
+@pytest.mark.slow
 def test_reader_opened_during_a_backfill_loses_nothing(emulator, tmp_path):
     running = emulator(sms=3000, seed=73, latency_ms=20)
     database = tmp_path / "w.duckdb"
@@ -164,6 +166,7 @@ def _ask(notebook: subprocess.Popen[str]) -> int:
     return int(notebook.stdout.readline())
 
 
+@pytest.mark.slow
 def test_notebook_keeps_the_reader_copy_open_across_syncs(emulator, tmp_path):
     running = emulator(sms=400, seed=74)
     emu = running.emu

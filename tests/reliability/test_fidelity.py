@@ -68,6 +68,7 @@ def test_after_a_window_ends_the_pacer_assumes_the_window_its_answers_gave_not_a
 # --- deletes need proof, and a guard stops mass deletes ---------------------------------------
 
 
+@pytest.mark.slow
 def test_a_reconcile_removing_many_sms_without_deleted_events_stops_with_exit_7(emulator, tmp_path):
     running = emulator(sms=600, seed=41)
     emu = running.emu

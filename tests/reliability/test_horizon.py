@@ -5,10 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
+
 from tests.reliability.helpers import status, sync_cli
 from tests.support import cli_command, cli_env, mismatches
 
 
+@pytest.mark.slow
 def test_resumed_after_45_days_reconciles_and_catches_deletes_the_log_forgot(emulator, tmp_path):
     running = emulator(sms=700, seed=91)
     emu = running.emu
@@ -35,11 +38,12 @@ def test_resumed_after_45_days_reconciles_and_catches_deletes_the_log_forgot(emu
     assert not status(database)["backfill_in_progress"]
 
 
+@pytest.mark.slow
 def test_unfinished_backfill_older_than_the_log_starts_over(emulator, tmp_path):
-    running = emulator(sms=4000, seed=92, latency_ms=20)
+    running = emulator(sms=2000, seed=92, latency_ms=20)
     emu = running.emu
     database = tmp_path / "w.duckdb"
-    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="400")
+    env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="200")
     args = ("sync", "--base-url", running.base_url, "--database", str(database))
     victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     assert victim.stderr is not None

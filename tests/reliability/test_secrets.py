@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
+import pytest
 
 from close_sms.warehouse.destination import Warehouse
 from tests.reliability.helpers import sync_cli
@@ -39,6 +40,7 @@ def _files_holding_the_key(root: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_keys_are_nowhere_and_attachment_urls_carry_no_credentials(emulator, tmp_path):
     running = emulator(sms=400, seed=81)
     emu = running.emu

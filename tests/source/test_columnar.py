@@ -110,6 +110,7 @@ def _limited_backfill(limit: int):
     return source
 
 
+@pytest.mark.slow
 def test_a_backfill_cut_short_by_add_limit_goes_on_and_loses_no_sms(
     emulator, target, tmp_path, monkeypatch, small_batches
 ):

@@ -166,6 +166,7 @@ def _make_changes(running: Any) -> None:
 
 
 @pytest.mark.parametrize("sms_text", ["hash", "drop"])
+@pytest.mark.slow
 def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, tmp_path, sms_text):
     running = emulator(sms=300, seed=91)
     env = _privacy_env(sms_text)
@@ -258,6 +259,7 @@ def test_no_raw_phone_or_text_reaches_tables_files_or_output(emulator, target, t
     assert not any(KEY.encode() in data for data in (*files.values(), *output.values()))
 
 
+@pytest.mark.slow
 def test_changed_privacy_settings_are_refused_until_a_full_refresh(emulator, tmp_path):
     running = emulator(sms=200, seed=92)
     target = Target.duckdb(tmp_path / "w.duckdb")

@@ -523,6 +523,7 @@ def _without_nul(value):
     return value
 
 
+@pytest.mark.slow
 def test_the_views_agree_between_duckdb_and_postgres(emulator, tmp_path, postgres, monkeypatch):
     from close_sms.warehouse.destination import Warehouse
     from close_sms.warehouse.views import view_files, view_name
