@@ -16,7 +16,10 @@ POST-override limit; recorded and undeclared fields; hostile texts (NUL bytes, e
 DuckDB warehouse keeps exactly; lead merges logged with every event or the lead events only.
 Its API changes include SMS Close deleted but still lists (every list page holding one answers
 404 "Empty query" forever: an exit 4 naming it is a failure, as the sync must step past it),
-SMS the key may not read (403), and changes to leads, contacts, users, templates and numbers.
+SMS the key may not read (403), and changes to leads (created, too), contacts, lead statuses,
+users, templates and numbers. It serves the context as Close documents it or not, and faults
+may fail one context table's read (`context_model.py`): such a run exits 9, its SMS must equal
+Close all the same, and a rerun with no fault reads the tables.
 
 What "equal to Close" means for what the sync cannot see:
 - an SMS forbidden (403) keeps, in the warehouse, exactly the row it had when it was forbidden
@@ -40,8 +43,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,21 @@ from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorS
 from close_api_emulator.crm import InvalidUpdate, UnknownObject
 from close_api_emulator.errors import ValidationError
 from close_api_emulator.ratelimit import HEADER_FORMS
-from close_sms.errors import ApiContractError
+from close_sms.errors import EXIT_CONTEXT_FAILED, ApiContractError
 from close_sms.source.api.client import EMPTY_QUERY
 from close_sms.source.timestamps import parse_timestamp
+from tests.reliability.context_model import (
+    CONTEXT_CHANGES,
+    CONTEXT_SWITCHES,
+    arm_context_fault,
+    context_change,
+    context_config,
+)
+from tests.reliability.counts import Counts
 from tests.reliability.helpers import status
+from tests.reliability.sms_model import SMS_CHANGES, sms_change
 from tests.support import cli_command, cli_env, context_mismatches, mismatches, warehouse_rows
 
-ATTACHMENT_TYPES = ("image/png", "image/jpeg", "application/pdf", "video/mp4", "text/vcard")
 # A kill lands in the phase of the last stderr line seen; dlt logs at INFO name their module.
 PHASE_MARKERS = {
     "extract": ("Backfill:", "Resuming backfill", "Reconcile:", "Change feed:"),
@@ -64,34 +73,7 @@ PHASE_MARKERS = {
     "views": ("archiving package",),
 }
 KILL_TARGETS = ("delay", "extract", "normalize", "load", "views")
-# Texts that break careless code; DuckDB keeps each exactly (PostgreSQL drops the NUL).
-HOSTILE_TEXTS = ("", "\x00", "before\x00after", "NUL at the end\x00", "a\r\nb\tc", "\u202eevil")
-# API changes and their weights; `forbid_sms` only between syncs (it reads the warehouse).
-CHANGES = {
-    "create": 30,
-    "update_draft": 10,
-    "draft_to_outbox": 8,
-    "draft_to_scheduled": 6,
-    "cancel_to_draft": 4,
-    "delete_sms": 12,
-    "delete_lead": 3,
-    "burst_same_date_created": 3,
-    "clock_advance": 10,
-    "ghost_sms": 2,
-    "forbid_sms": 2,
-    "hostile_text": 4,
-    "rename_lead": 3,
-    "set_lead_status": 3,
-    "update_contact": 3,
-    "move_contact": 2,
-    "delete_contact": 2,
-    "merge_leads": 3,
-    "rename_user": 2,
-    "add_user": 1,
-    "deactivate_user": 1,
-    "rename_template": 2,
-    "relabel_number": 2,
-}
+CHANGES = {**SMS_CHANGES, **CONTEXT_CHANGES}
 BETWEEN_SYNCS_ONLY = frozenset({"forbid_sms"})
 # The SMS fields that render a user's name, by the field holding the user's id.
 USER_NAME_FIELDS = (
@@ -99,27 +81,11 @@ USER_NAME_FIELDS = (
     ("created_by", "created_by_name"),
     ("updated_by", "updated_by_name"),
 )
-CONTEXT_CHANGES = frozenset(
-    {
-        "rename_lead",
-        "set_lead_status",
-        "update_contact",
-        "move_contact",
-        "delete_contact",
-        "delete_lead",
-        "merge_leads",
-        "rename_user",
-        "add_user",
-        "deactivate_user",
-        "rename_template",
-        "relabel_number",
-    }
-)
 
 
 def account_config(rng: random.Random) -> EmulatorConfig:
     """Close as one account meets it: recorded rate limits (generous, so the run stays fast),
-    fields and texts, and how its lead merges are logged."""
+    fields and texts, how its lead merges are logged, and how it serves the context."""
     limits: dict[str, Any] = {}
     if rng.random() < 0.7:
         by_method = rng.random() < 0.5
@@ -139,50 +105,8 @@ def account_config(rng: random.Random) -> EmulatorConfig:
         undeclared_fields=rng.choice([0, 0, 1, 4]),
         hostile_texts=rng.random() < 0.5,
         **limits,
+        **context_config(rng),
     )
-
-
-@dataclass
-class Counts:
-    """What a run did; printed at the end and asserted on."""
-
-    seed: int = 0
-    scenarios: int = 0
-    episodes: int = 0
-    api_changes: Counter[str] = field(default_factory=Counter)
-    faults_armed: Counter[str] = field(default_factory=Counter)
-    faults_injected: Counter[str] = field(default_factory=Counter)
-    kills: Counter[str] = field(default_factory=Counter)
-    syncs_completed: int = 0
-    syncs_stopped_by_faults: int = 0
-    overlapping_syncs: int = 0
-    horizon_jumps: int = 0
-    final_checks: int = 0
-    mismatches: int = 0
-    context_mismatches: int = 0
-    unexpected_failures: list[str] = field(default_factory=list)
-    mismatch_samples: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """The printed report."""
-        return "\n".join(
-            [
-                f"reliability run, seed {self.seed}",
-                f"  scenarios run:        {self.scenarios} (in {self.episodes} emulated accounts)",
-                f"  API changes made:     {sum(self.api_changes.values())} {dict(self.api_changes)}",
-                f"  faults injected:      {sum(self.faults_injected.values())} "
-                f"{dict(self.faults_injected)} (armed {sum(self.faults_armed.values())})",
-                f"  kills (SIGKILL):      {sum(self.kills.values())} {dict(self.kills)}",
-                f"  syncs completed:      {self.syncs_completed} "
-                f"({self.overlapping_syncs} with API changes during the run)",
-                f"  syncs stopped by faults (exit 4, then rerun): {self.syncs_stopped_by_faults}",
-                f"  horizon jumps (>30 days): {self.horizon_jumps}",
-                f"  final exact checks (clock stopped, no exclusions): {self.final_checks}",
-                f"  unexpected failures:  {len(self.unexpected_failures)}",
-                f"  mismatches:           {self.mismatches} "
-                f"(of them in the context tables: {self.context_mismatches})",
-            ]
-        )
 
 
 class Scenario:
@@ -210,6 +134,7 @@ class Scenario:
         }
         self.args = ("sync", "--base-url", self.server.base_url, "--database", str(self.database))
         recorded = ("merge_events", "undeclared_fields", "hostile_texts", "recorded_sms_fields")
+        recorded += CONTEXT_SWITCHES
         limits = ("rps", "ratelimit_window", "ratelimit_reset_rounding", "ratelimit_header_form")
         limits += ("ratelimit_group_by_method", "ratelimit_override_share")
         log(
@@ -245,27 +170,6 @@ class Scenario:
 
     # ---- API changes --------------------------------------------------------------------
 
-    def _payload(self, status: str) -> dict[str, Any]:
-        rng = self.rng
-        payload: dict[str, Any] = {
-            **self.template,
-            "status": status,
-            "text": rng.choice(["hi", "see you at 5", "ok 👍", "Grüße, 日本", "x" * 300]),
-        }
-        if rng.random() < 0.3:
-            payload["attachments"] = [
-                {
-                    "content_type": rng.choice(ATTACHMENT_TYPES),
-                    "filename": f"file{k}.bin",
-                    "url": f"https://example.com/upload/{rng.randint(1, 10**9)}",
-                }
-                for k in range(rng.randint(1, 3))
-            ]
-        if status == "scheduled":
-            at = self.emu.clock.now() + timedelta(seconds=rng.randint(5, 900))
-            payload["date_scheduled"] = at.isoformat()
-        return payload
-
     def change(self, touched: set[str] | None = None) -> None:
         """One random API change; ids it touches (SMS and context objects) are added to
         `touched`, which is None between syncs."""
@@ -275,9 +179,9 @@ class Scenario:
         snapshot = self.emu.snapshot()
         try:
             ids = (
-                self._context_change(kind, snapshot)
+                context_change(self, kind, snapshot)
                 if kind in CONTEXT_CHANGES
-                else self._sms_change(kind, snapshot)
+                else sms_change(self, kind, snapshot)
             )
         except (ValidationError, UnknownObject, InvalidUpdate) as exc:
             self.log(f"    change {kind} rejected by the emulator: {exc}")
@@ -290,136 +194,6 @@ class Scenario:
             self.history.setdefault(object_id, []).append(stamp)
         if touched is not None:
             touched.update(ids)
-
-    def _sms_change(self, kind: str, snapshot: dict[str, dict[str, Any]]) -> list[str] | None:
-        """An SMS change; the ids it touched, or None when there was nothing to change."""
-        rng = self.rng
-        emu = self.emu
-        ids: list[str] = []
-        if kind == "create":
-            status = rng.choice(["sent", "inbox", "draft", "outbox", "scheduled"])
-            ids.append(emu.create_sms(self._payload(status))["id"])
-        elif kind in ("update_draft", "draft_to_outbox", "draft_to_scheduled", "hostile_text"):
-            drafts = [i for i, s in snapshot.items() if s["status"] == "draft"]
-            if not drafts:
-                drafts = [emu.create_sms(self._payload("draft"))["id"]]
-            sms_id = rng.choice(drafts)
-            ids.append(sms_id)
-            if kind == "update_draft":
-                update: dict[str, Any] = {"text": f"edited {rng.randint(1, 10**6)}"}
-                if rng.random() < 0.5:
-                    update["attachments"] = self._payload("draft").get("attachments") or []
-                emu.update_sms(sms_id, update)
-            elif kind == "hostile_text":
-                emu.update_sms(sms_id, {"text": rng.choice(HOSTILE_TEXTS)})
-            elif kind == "draft_to_outbox":
-                emu.update_sms(sms_id, {"status": "outbox", "text": "sending"})
-            else:
-                at = emu.clock.now() + timedelta(seconds=rng.randint(5, 900))
-                emu.update_sms(
-                    sms_id,
-                    {"status": "scheduled", "text": "later", "date_scheduled": at.isoformat()},
-                )
-        elif kind == "cancel_to_draft":
-            waiting = [i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox")]
-            if not waiting:
-                return None
-            sms_id = rng.choice(waiting)
-            ids.append(sms_id)
-            emu.update_sms(sms_id, {"status": "draft"})
-        elif kind in ("delete_sms", "ghost_sms"):
-            if not snapshot:
-                return None
-            sms_id = rng.choice(sorted(snapshot))
-            ids.append(sms_id)
-            emu.delete_sms(sms_id, keep_in_index=kind == "ghost_sms")
-        elif kind == "forbid_sms":
-            readable = sorted(snapshot.keys() - self.forbidden.keys())
-            if not readable or not self.synced:
-                return None
-            sms_id = rng.choice(readable)
-            ids.append(sms_id)
-            self.forbid(sms_id)
-        elif kind == "burst_same_date_created":
-            at = emu.clock.now() - timedelta(seconds=rng.randint(0, 3 * 86400))
-            at = at.replace(microsecond=rng.choice([0, 123000, 999000]))
-            for _ in range(rng.randint(150, 230)):
-                payload = self._payload(rng.choice(["sent", "inbox"]))
-                payload["date_created"] = at.isoformat()
-                ids.append(emu.create_sms(payload)["id"])
-        elif kind == "clock_advance":
-            # Due scheduled/outbox SMS are sent on the jump.
-            ids.extend(i for i, s in snapshot.items() if s["status"] in ("scheduled", "outbox"))
-            emu.clock.advance(rng.uniform(1, 900))
-        return ids
-
-    def _context_change(self, kind: str, snapshot: dict[str, dict[str, Any]]) -> list[str] | None:
-        """A change to a lead, contact, user, template or number; the ids it touched (the
-        SMS a delete or merge moved included), or None when there was nothing to change."""
-        rng = self.rng
-        emu = self.emu
-        mark = rng.randint(1, 10**6)
-        with emu.lock:
-            crm = emu.store.crm
-            leads = sorted({s["lead_id"] for s in snapshot.values()} & crm.leads.keys())
-            contacts = sorted({s["contact_id"] for s in snapshot.values()} & crm.contacts.keys())
-            # The SMS the model creates name the template's lead and contact: they stay.
-            removable = [lead for lead in leads if lead != self.template["lead_id"]]
-            movable = [c for c in contacts if c != self.template["contact_id"]]
-            users, statuses = sorted(crm.users), sorted(crm.statuses)
-            templates, numbers = sorted(crm.templates), sorted(crm.numbers)
-            if kind in ("rename_lead", "set_lead_status") and leads:
-                lead = rng.choice(leads)
-                if kind == "rename_lead":
-                    emu.rename_lead(lead, f"Lead {mark}")
-                else:
-                    emu.set_lead_status(lead, rng.choice(statuses))
-                return [lead]
-            if kind == "update_contact" and contacts:
-                contact = rng.choice(contacts)
-                title = rng.choice([None, "CTO", f"Buyer {mark}"])
-                emu.update_contact(contact, {"name": f"Person {mark}", "title": title})
-                return [contact]
-            if kind == "move_contact" and movable and len(leads) > 1:
-                contact = rng.choice(movable)
-                before = crm.contacts[contact].lead_id
-                after = rng.choice([lead for lead in leads if lead != before])
-                emu.update_contact(contact, {"lead_id": after})
-                return [contact, before, after]
-            if kind == "delete_contact" and movable:
-                contact = rng.choice(movable)
-                emu.delete_contact(contact)
-                return [contact]
-            if kind == "delete_lead" and removable:
-                lead = rng.choice(removable)
-                gone = [lead, *crm.leads[lead].contact_ids]
-                return [*gone, *emu.delete_lead(lead)]
-            if kind == "merge_leads" and removable and len(leads) > 1:
-                source = rng.choice(removable)
-                destination = rng.choice([lead for lead in leads if lead != source])
-                moved = [i for i, s in snapshot.items() if s["lead_id"] == source]
-                touched = [source, destination, *crm.leads[source].contact_ids, *moved]
-                emu.merge_leads(source, destination)
-                return touched
-            if kind == "rename_user":
-                user = rng.choice(users)
-                self.rename_user(user, f"User {mark}")
-                return [user]
-            if kind == "add_user":
-                return [emu.add_user("New", f"User {mark}", f"user{mark}@example.com")]
-            if kind == "deactivate_user":
-                user = rng.choice(users)
-                emu.deactivate_user(user)
-                return [user]
-            if kind == "rename_template" and templates:
-                template = rng.choice(templates)
-                emu.rename_template(template, f"Template {mark}")
-                return [template]
-            if kind == "relabel_number" and numbers:
-                number = rng.choice(numbers)
-                emu.relabel_number(number, f"Line {mark}")
-                return [number]
-        return None
 
     def forbid(self, sms_id: str) -> None:
         """Make one SMS unreadable (403), remembering the row the warehouse holds for it."""
@@ -441,8 +215,22 @@ class Scenario:
         rng = self.rng
         for _ in range(rng.choice([0, 1, 1, 2, 3])):
             kind = rng.choice(
-                ["429", "5xx", "hang", "slow", "drop", "truncate", "malformed", "html200"]
+                [
+                    "429",
+                    "5xx",
+                    "hang",
+                    "slow",
+                    "drop",
+                    "truncate",
+                    "malformed",
+                    "html200",
+                    "context",
+                ]
             )
+            if kind == "context":
+                self.counts.faults_armed[kind] += 1
+                self.log(f"    armed {arm_context_fault(rng, self.emu.faults)}")
+                continue
             prefix = rng.choice([None, "/activity/sms/", "/event/", "/me/"])
             if kind == "429":
                 self.emu.faults.add("429", rng.randint(3, 15), prefix, reset=rng.uniform(0.05, 0.3))
@@ -518,7 +306,7 @@ class Scenario:
             label = phase if target == "delay" else target
             self.counts.kills[label] += 1
             self.log(f"    killed in {label} (target {target})")
-        elif process.returncode not in (0, 4):
+        elif process.returncode not in (0, 4, EXIT_CONTEXT_FAILED):
             self.counts.unexpected_failures.append(
                 f"a run meant to be killed exited {process.returncode}"
             )
@@ -546,6 +334,8 @@ class Scenario:
             meddler.join()
         self.last_seconds = time.monotonic() - began
         self._keep_log(f"completed, exit {process.returncode}", err)
+        if process.returncode == EXIT_CONTEXT_FAILED and not rerun:
+            return touched | self._after_context_failure(err, touched)
         if process.returncode == 4:
             # Faults outlasted the retries: a clear stop is allowed; a clean rerun must succeed.
             self.counts.syncs_stopped_by_faults += 1
@@ -580,6 +370,31 @@ class Scenario:
         if overlap:
             self.counts.overlapping_syncs += 1
         return touched
+
+    def _after_context_failure(self, stderr: str, touched: set[str]) -> set[str]:
+        """A run that loaded its SMS but not every context table (exit 9): its SMS must equal
+        Close now, as after any completed run; then a rerun with no fault reads the tables."""
+        self.counts.syncs_with_context_failed += 1
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        if not last.startswith("close-sms: error: the SMS are loaded"):
+            self.counts.unexpected_failures.append(f"exit 9 without its one line: {last}")
+        self.log(f"    context tables failed: {last}")
+        self.synced = True
+        snapshot = self.emu.snapshot()
+        self.compare(
+            snapshot, excluded=touched | self._changed_during_sync(snapshot), context=False
+        )
+        self.emu.faults.clear()
+        return self.completed_run(overlap=False, rerun=True)
+
+    def _changed_during_sync(self, snapshot: dict[str, dict[str, Any]]) -> set[str]:
+        """SMS changed since the last sync began (by the API, or by a scheduled send coming
+        due): the next sync may be the first to see them."""
+        return {
+            sms_id
+            for sms_id, sms in snapshot.items()
+            if parse_timestamp(sms["date_updated"]) >= self.sync_began
+        }
 
     def _keep_log(self, label: str, stderr: str) -> None:
         """Keep each sync's stderr beside the database, for explaining a mismatch later."""
@@ -631,13 +446,9 @@ class Scenario:
         self.emu.faults.clear()
         self.counts.faults_injected.update(Counter(self.emu.faults.injected) - armed_before)
         snapshot = self.emu.snapshot()
-        # Changes made while the sync ran (by the API or by scheduled sends coming due) may
-        # legitimately be caught by the next sync only; the next step checks them.
-        touched |= {
-            sms_id
-            for sms_id, sms in snapshot.items()
-            if parse_timestamp(sms["date_updated"]) >= self.sync_began
-        }
+        # Changes made while the sync ran may legitimately be caught by the next sync only;
+        # the next step checks them.
+        touched |= self._changed_during_sync(snapshot)
         self.counts.scenarios += 1
         # A lead or contact an SMS changed during the sync left or joined is caught next time.
         touched |= {
@@ -660,9 +471,11 @@ class Scenario:
         finally:
             self.emu.clock.unfreeze()
 
-    def compare(self, snapshot: dict[str, dict[str, Any]], excluded: set[str]) -> None:
+    def compare(
+        self, snapshot: dict[str, dict[str, Any]], excluded: set[str], context: bool = True
+    ) -> None:
         """The warehouse against Close, leaving out the ids in `excluded` (SMS and context
-        objects changed while the sync ran)."""
+        objects changed while the sync ran); the context tables too unless `context` is off."""
         self.forbidden = {i: row for i, row in self.forbidden.items() if i in snapshot}
         stored = warehouse_rows(self.database)
         readable = {
@@ -682,23 +495,28 @@ class Scenario:
         ]
         # The leads and contacts due are those the SMS the warehouse must hold name.
         held = readable | {i: row for i, row in self.forbidden.items() if row is not None}
-        context = [
+        found = [
             p
             for p in context_mismatches(self.database, self.emu, held, allow_unnamed=True)
             if _context_problem_id(p) not in excluded
         ]
-        if problems or context:
-            self.counts.mismatches += len(problems) + len(context)
-            self.counts.context_mismatches += len(context)
-            self.counts.mismatch_samples.extend([*problems[:5], *context[:5]])
-            self.log(f"    MISMATCHES: {len(problems)}: {problems[:5]}")
-            if context:
-                self.log(f"    CONTEXT MISMATCHES: {len(context)}: {context[:10]}")
-            for object_id in sorted({_problem_id(p) for p in problems})[:3]:
-                self.log(self.explain(object_id))
-            for object_id in sorted({_context_problem_id(p) for p in context})[:3]:
-                history = self.history.get(object_id, ["none by the model"])
-                self.log(f"    -- {object_id}: " + "; ".join(history))
+        self._count_mismatches(problems, found if context else [])
+
+    def _count_mismatches(self, problems: list[str], context: list[str]) -> None:
+        """Count and log the differences found, with what is known of their objects."""
+        if not (problems or context):
+            return
+        self.counts.mismatches += len(problems) + len(context)
+        self.counts.context_mismatches += len(context)
+        self.counts.mismatch_samples.extend([*problems[:5], *context[:5]])
+        self.log(f"    MISMATCHES: {len(problems)}: {problems[:5]}")
+        if context:
+            self.log(f"    CONTEXT MISMATCHES: {len(context)}: {context[:10]}")
+        for object_id in sorted({_problem_id(p) for p in problems})[:3]:
+            self.log(self.explain(object_id))
+        for object_id in sorted({_context_problem_id(p) for p in context})[:3]:
+            history = self.history.get(object_id, ["none by the model"])
+            self.log(f"    -- {object_id}: " + "; ".join(history))
 
     def _as_last_read(self, sms: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
         """Close's SMS, with each user name the warehouse holds that its user has had: a rename
