@@ -720,11 +720,6 @@ def test_no_tool_writes_a_file(synced: tuple[Path, Path], tmp_path: Path) -> Non
     assert folder_state(folder, cwd) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main() in app/cli.py configures dlt for every command, mcp too, before the command "
-    "runs: that reads .dlt/ in the working folder; the server itself reads no setting",
-)
 def test_no_tool_reads_dlt_settings_or_secrets(synced: tuple[Path, Path], tmp_path: Path) -> None:
     folder, cwd = tmp_path / "data", tmp_path / "cwd"
     for where in (folder, cwd):

@@ -286,12 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
+        configures_dlt: bool = True,
     ) -> Any:
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=handler, configures_dlt=configures_dlt)
         return command
 
     def add_warehouse(command: Any) -> None:
@@ -355,7 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_warehouse(report)
     report.add_argument("--out", default="report.html")
 
-    mcp = add("mcp", cmd_mcp, "Answer MCP clients over stdio from a DuckDB file, read-only.")
+    # The MCP server reads no dlt setting or secret: a stranger's query must reach none.
+    mcp = add(
+        "mcp",
+        cmd_mcp,
+        "Answer MCP clients over stdio from a DuckDB file, read-only.",
+        configures_dlt=False,
+    )
     mcp.add_argument(
         "--database", required=True, help="the DuckDB file to read, best the reader copy"
     )
@@ -389,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with sigterm_interrupts(), private_files():
-            _configure_dlt(args.debug)
+            if args.configures_dlt:
+                _configure_dlt(args.debug)
             return args.handler(args)
     except KeyboardInterrupt as exc:
         print(
@@ -470,16 +478,15 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def _configure_dlt(debug: bool) -> None:
-    """dlt's runtime settings of the command: no telemetry, its logs only with --debug (not
-    even its errors, whose tracebacks repeat what the command says in one line), and signals
-    raised at once.
+    """dlt's runtime settings of the command: its logs only with --debug (not even its errors,
+    whose tracebacks repeat what the command says in one line), and signals raised at once
+    (telemetry is off before dlt is imported: app/__init__.py).
 
-    Set in dlt's in-memory config, which .dlt/config.toml fills: environment variables
-    (RUNTIME__LOG_LEVEL, RUNTIME__DLTHUB_TELEMETRY) still override them.
+    Set in dlt's in-memory config, which .dlt/config.toml fills: the environment variable
+    RUNTIME__LOG_LEVEL still overrides it.
     """
     import dlt
 
-    dlt.config["runtime.dlthub_telemetry"] = False
     dlt.config["runtime.log_level"] = "INFO" if debug else "CRITICAL"
     # dlt set its logger up when imported; this applies the settings above to it.
     dlt.current.run_context().initialize_runtime()
