@@ -363,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Answer MCP clients over stdio from a DuckDB file, read-only.",
         configures_dlt=False,
     )
+    _add_mcp_arguments(mcp)
+    return parser
+
+
+def _add_mcp_arguments(mcp: argparse.ArgumentParser) -> None:
+    """`close-sms mcp`'s bounds: every answer and call is limited."""
     mcp.add_argument(
         "--database", required=True, help="the DuckDB file to read, best the reader copy"
     )
@@ -378,7 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-limit", type=_positive_int, default=256, help="DuckDB's memory per call, in MB"
     )
     mcp.add_argument("--threads", type=_positive_int, default=1, help="DuckDB's threads per call")
-    return parser
 
 
 def _positive_int(text: str) -> int:
