@@ -15,6 +15,7 @@ from tests.support import (
     as_target,
     context_mismatches,
     count,
+    mismatches,
     run_cli,
     sync,
     unresolved_references,
@@ -300,6 +301,27 @@ def test_the_context_costs_few_requests(emulator, tmp_path):
     on.emu.clock.advance(3700)
     sync(on, tmp_path / "on.duckdb")
     assert _paths(on, since)["/user/"] == 1
+
+
+def test_the_sms_of_a_merge_are_read_past_one_close_deleted_but_still_lists(emulator, tmp_path):
+    # The merge logs only the lead events: the SMS now on the destination are listed by
+    # lead_id, and every page holding the deleted SMS Close still indexes answers 404.
+    running = emulator(sms=600, seed=29, merge_events="lead_only")
+    emu = running.emu
+    database = tmp_path / "warehouse.duckdb"
+    sync(running, database)
+    by_lead = Counter(s["lead_id"] for s in emu.snapshot().values() if s["lead_id"])
+    destination, source = [lead for lead, _ in by_lead.most_common(2)]
+    ghost = min(i for i, s in emu.snapshot().items() if s["lead_id"] == destination)
+    emu.delete_sms(ghost, keep_in_index=True)
+    emu.merge_leads(source, destination)
+    emu.clock.advance(120)
+
+    report = sync(running, database)
+
+    assert mismatches(database, emu.snapshot()) == []
+    assert report.skipped_positions >= 1
+    assert context_mismatches(database, emu) == []
 
 
 def test_a_status_gone_from_the_list_is_removed_without_asking_for_it_alone(emulator, tmp_path):

@@ -4,34 +4,40 @@ read (see `sync.ContextRun`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ApiContractError, FilterIgnored
 from .. import settings
-from ..api.client import CloseClient
+from ..api.client import CloseClient, DeletedMidQuery
 from ..api.objects import Fetched, fetch_each, list_by_ids
 
 
 def read_list(
-    client: CloseClient, endpoint: str, params: dict[str, Any] | None = None
+    client: CloseClient,
+    endpoint: str,
+    params: dict[str, Any] | None = None,
+    on_deleted: Callable[[], None] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every page of an offset-paged list, each object once; each must match `params`.
 
     `params` name filters whose value each object must carry (e.g. {"lead_id": ...}). An object
     that comes again (a new one shifted the offsets) is dropped. The pages end with the one
-    Close answers `has_more: false` for, so a list read to its end holds every object.
+    Close answers `has_more: false` for, so a list read to its end holds every object. With
+    `on_deleted`, a position Close answers 404 "Empty query" for (see `_page`) is stepped past
+    and reported to it; without, the read stops there, as it would prove nothing.
     """
     filters = dict(params or {})
     seen: set[str] = set()
     offset = 0
     while True:
-        body = client.get(endpoint, {**filters, "_skip": offset, "_limit": settings.PAGE_SIZE})
-        page = list(body.get("data") or [])
+        page, more = _page(client, endpoint, filters, offset, settings.PAGE_SIZE, on_deleted)
         offset += len(page)
         fresh = []
         for item in page:
+            if item is None:
+                continue
             object_id = item.get("id") if isinstance(item, dict) else None
             if not object_id:
                 raise ApiContractError(f"Close answered {endpoint} with an object without an id")
@@ -46,8 +52,42 @@ def read_list(
                 fresh.append(item)
         if fresh:
             yield fresh
-        if not body.get("has_more") or not page:
+        if not more or not page:
             return
+
+
+def _page(
+    client: CloseClient,
+    endpoint: str,
+    filters: dict[str, Any],
+    skip: int,
+    limit: int,
+    on_deleted: Callable[[], None] | None,
+) -> tuple[list[dict[str, Any] | None], bool]:
+    """The objects of the page of `limit` from `skip`, and whether more follow.
+
+    Close answers every page holding a record it deleted but still indexes with 404 "Empty
+    query": with `on_deleted`, the page is read in halves until that position is alone, and it
+    stands in the page as None.
+    """
+    try:
+        body = client.get(endpoint, {**filters, "_skip": skip, "_limit": limit})
+    except DeletedMidQuery:
+        if on_deleted is None:
+            raise
+        if limit == 1:
+            on_deleted()
+            # Whether more follow is learnt from the next position.
+            return [None], True
+        head, more = _page(client, endpoint, filters, skip, limit // 2, on_deleted)
+        if not more or not head:
+            return head, more
+        # From where the head ended: Close may answer fewer than asked for.
+        rest, more = _page(
+            client, endpoint, filters, skip + len(head), limit - len(head), on_deleted
+        )
+        return head + rest, more
+    return list(body.get("data") or []), bool(body.get("has_more"))
 
 
 @dataclass

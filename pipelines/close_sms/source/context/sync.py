@@ -303,13 +303,20 @@ class ContextRun:
 
         The merged lead's `deleted` event carries the merge in its meta whether or not Close
         logs events for the SMS that moved, so it is what triggers this read. These are SMS:
-        a failure here stops the run as any SMS read's does.
+        a failure here stops the run as any SMS read's does, and a position of an SMS Close
+        deleted but still lists is stepped past, as the backfill does.
         """
         events = self.events()
+        progress = self.run.progress
+
+        def stepped_past() -> None:
+            progress.skipped_positions += 1
+
         for destination in sorted(set(events.merges.values())):
-            for page in read_list(self.client, settings.SMS_ENDPOINT, {"lead_id": destination}):
+            lead = {"lead_id": destination}
+            for page in read_list(self.client, settings.SMS_ENDPOINT, lead, stepped_past):
                 self.references.add(page)
-                self.run.progress.upserted += len(page)
+                progress.upserted += len(page)
                 yield [normalize_sms(item, self.run.privacy) for item in page]
 
     def leads(self) -> Iterator[TDataItems]:
