@@ -13,7 +13,7 @@ from ..source.context.schema import CONTACTS, LEADS, SMALL_TABLES
 from ..source.state import ContextState, SourceState
 from ..source.timestamps import from_ms
 from .destination import Warehouse
-from .ledger import latest_runs
+from .ledger import SyncRun, latest_runs
 
 
 def require_warehouse(warehouse: Warehouse) -> None:
@@ -58,6 +58,18 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
                 )
             except DatabaseUndefinedRelation:
                 last_load = None
+    return compose_status(warehouse.describe(), state, last_run, last_success, last_load, tables)
+
+
+def compose_status(
+    warehouse: str,
+    state: SourceState,
+    last_run: SyncRun | None,
+    last_success: SyncRun | None,
+    last_load: Any,
+    tables: dict[str, int],
+) -> dict[str, Any]:
+    """The status report (`close-sms status --json`) from what was read of the warehouse."""
     now = datetime.now(timezone.utc)
     plan = state.backfill
     checked = state.feed_checked_at
@@ -65,7 +77,7 @@ def read_status(warehouse: Warehouse) -> dict[str, Any]:
         (t for t in (checked, last_success and last_success.feed_checked_at) if t), default=None
     )
     return {
-        "warehouse": warehouse.describe(),
+        "warehouse": warehouse,
         "last_successful_load": last_load,
         "events_read_from": state.feed_start(now).isoformat() if plan else None,
         "feed_checked_at": checked.isoformat() if checked else None,

@@ -11,7 +11,6 @@ which the server does not read: they appear once a later run writes them.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
 from dlt.common.schema import Schema
@@ -19,8 +18,8 @@ from dlt.common.versioned_state import decompress_state
 
 from ...source import settings
 from ...source.state import SourceState
-from ...source.timestamps import from_ms
 from ...warehouse.ledger import SyncRun
+from ...warehouse.status import compose_status
 from . import Unanswerable
 from .statements import RUN_COLUMNS
 
@@ -64,28 +63,4 @@ def status_report(
         for found in (statement_rows(results, "last_run"), statement_rows(results, "last_success"))
     )
     ((last_load,),) = statement_rows(results, "last_load") or [[None]]
-    now = datetime.now(timezone.utc)
-    plan = state.backfill
-    checked = state.feed_checked_at
-    read = max(
-        (t for t in (checked, last_success and last_success.feed_checked_at) if t), default=None
-    )
-    return {
-        "warehouse": warehouse,
-        "last_successful_load": last_load,
-        "events_read_from": state.feed_start(now).isoformat() if plan else None,
-        "feed_checked_at": checked.isoformat() if checked else None,
-        "feed_read_at": read.isoformat() if read else None,
-        "behind_seconds": max(0.0, (now - read).total_seconds()) if read else None,
-        "backfill_in_progress": state.backfill_in_progress,
-        "backfill_windows_left": len(plan.windows) if plan else 0,
-        "backfill_start": plan.start.isoformat() if plan else None,
-        "backfill_made_at": plan.made_at.isoformat() if plan else None,
-        "backfill_sms_loaded": plan.loaded if plan else None,
-        "oldest_pending_window": from_ms(min(w.lower for w in plan.windows)).isoformat()
-        if plan and plan.windows
-        else None,
-        "last_run": last_run and last_run.to_json(),
-        "last_successful_run": last_success and last_success.to_json(),
-        "tables": dict(sorted(counts.items())),
-    }
+    return compose_status(warehouse, state, last_run, last_success, last_load, counts)
