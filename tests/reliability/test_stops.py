@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -247,3 +248,56 @@ def test_killed_at_the_merge_the_next_run_merges_again_exactly(emulator, target,
 
     assert resumed.returncode == 0, resumed.stderr
     assert mismatches(target, running.emu.snapshot()) == []
+
+
+# `close-sms ARGS`, killed once normalize put the second chunk's package in place, before it
+# deleted the extracted package it came from: a stop there leaves both. (A stop in the first
+# chunk leaves no state in the destination, so the next run starts over.)
+KILLED_BETWEEN_NORMALIZE_COMMIT_AND_DELETE = """
+import os, runpy, signal, sys
+from dlt.common.storages.load_package import PackageStorage
+
+delete = PackageStorage.delete_package
+committed = []
+
+def kill_before_deleting_a_normalized_extract(storage, load_id, not_exists_ok=False):
+    package = storage.storage.make_full_path(storage.get_package_path(load_id))
+    working_dir = os.path.dirname(os.path.dirname(os.path.dirname(package)))
+    if os.path.isdir(os.path.join(working_dir, "load", "normalized", load_id)):
+        committed.append(load_id)
+        if len(committed) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    delete(storage, load_id, not_exists_ok)
+
+PackageStorage.delete_package = kill_before_deleting_a_normalized_extract
+sys.argv[0] = "close-sms"
+runpy.run_module("close_sms.app.cli", run_name="__main__")
+"""
+
+
+def test_killed_between_normalize_placing_a_package_and_deleting_its_extract_the_next_run_is_exact(
+    emulator, tmp_path
+):
+    running = emulator(sms=1000, seed=106)
+    database = tmp_path / "w.duckdb"
+    args = ("sync", "--base-url", running.base_url, "--database", str(database))
+    script = tmp_path / "killed_in_normalize.py"
+    script.write_text(KILLED_BETWEEN_NORMALIZE_COMMIT_AND_DELETE)
+    killed = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=cli_env(running.api_key, **CHUNKS),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    pipeline = Target.duckdb(database).warehouse.pipeline()
+    (load_id,) = pipeline.list_normalized_load_packages()
+    assert pipeline.list_extracted_load_packages() == [load_id]
+
+    resumed = run_cli(*args, api_key=running.api_key, **CHUNKS)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Finishing the load that an interrupted run left pending" in resumed.stderr
+    assert mismatches(database, running.emu.snapshot()) == []

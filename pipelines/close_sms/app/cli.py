@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import gc
 import json
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
@@ -30,6 +26,7 @@ from ..errors import (
 )
 from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
+from .stopping import leave, sigterm_interrupts, sigterm_received
 
 if TYPE_CHECKING:
     from .config import CommandSettings
@@ -40,7 +37,6 @@ DEMO_DATABASE = "close_sms_demo.duckdb"
 # little less often, since a backfill's rows in flight survive pass after pass. 100k backfill
 # 10.2 s -> 9.1 s (9.0 s with the collector off), peak RSS unchanged; 100,000 gave the same.
 GC_THRESHOLDS = (50_000, 20, 20)
-TERMINATE_AGAIN_SECONDS = 1.0
 # The command's own ways to set some of the source's settings: its flags, and CLOSE_API_KEY.
 # The source's messages name only dlt's ways (it runs without the command too); the command's
 # messages name its own way first.
@@ -449,39 +445,6 @@ def private_files() -> Iterator[None]:
         os.umask(previous)
 
 
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """In the block, SIGTERM raises `Terminated` as Ctrl-C raises KeyboardInterrupt.
-
-    Raised again every `TERMINATE_AGAIN_SECONDS` until caught (see `Terminated.caught`), and
-    ignored after that: the run is stopping, and SIGKILL still ends it at once. Signals reach
-    the main thread only, so elsewhere this changes nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    Terminated.caught.clear()
-
-    def raise_again() -> None:
-        while not Terminated.caught.wait(TERMINATE_AGAIN_SECONDS):
-            _thread.interrupt_main(signal.SIGTERM)
-
-    def terminate(signal_number: int, frame: FrameType | None) -> None:
-        if Terminated.caught.is_set():
-            return
-        if not again.is_alive():
-            again.start()
-        raise Terminated
-
-    again = threading.Thread(target=raise_again, name="close-sms-sigterm", daemon=True)
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        Terminated.caught.set()
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _configure_dlt(debug: bool) -> None:
     """dlt's runtime settings of the command: its logs only with --debug (not even its errors,
     whose tracebacks repeat what the command says in one line), and signals raised at once
@@ -512,6 +475,9 @@ def entry() -> NoReturn:
     """
     gc.set_threshold(*GC_THRESHOLDS)
     status = main()
+    if sigterm_received():
+        # Stopped: recorded and closed, it leaves without the interpreter's shutdown (`leave`).
+        leave(status)
     gc.freeze()
     sys.exit(status)
 

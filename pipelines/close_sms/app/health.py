@@ -17,6 +17,7 @@ from ..warehouse.destination import Warehouse
 from ..warehouse.ledger import Outcome
 from .alerts import Alerts, after_run
 from .outcome import SyncReport
+from .stopping import sigterm_held
 
 
 def warn(message: str) -> None:
@@ -28,17 +29,19 @@ def warn(message: str) -> None:
 def recorded_run(warehouse: Warehouse, report: SyncReport, alerts: Alerts | None) -> Iterator[None]:
     """Record the run in the ledger (or its journal) and alert if due, whatever its outcome.
 
-    Nothing here changes the run's outcome: a ledger or alert failure is one warning line.
+    Nothing here changes the run's outcome: a ledger or alert failure is one warning line. A
+    SIGTERM while a run that ended records itself would only cut its row short: a failed run
+    ignores it, a successful one is stopped once its row is written.
     """
     started = datetime.now(timezone.utc)
     try:
         yield
     except BaseException as exc:
-        if isinstance(exc, Terminated):
-            Terminated.caught.set()
+        Terminated.caught.set()
         _finish(warehouse, report, alerts, started, exc)
         raise
-    _finish(warehouse, report, alerts, started, None)
+    with sigterm_held():
+        _finish(warehouse, report, alerts, started, None)
 
 
 def _finish(

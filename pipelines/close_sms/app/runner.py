@@ -28,12 +28,13 @@ from ..warehouse.destination import Warehouse, database_error, storage_error
 from ..warehouse.load_files import remove_loaded_packages
 from ..warehouse.lock import writer_lock
 from ..warehouse.reader_copy import publish_reader_copy
-from ..warehouse.restage import restage_partly_loaded_packages
+from ..warehouse.restage import drop_normalized_extracts, restage_partly_loaded_packages
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
 from .config import BACKFILL_CHUNK_SIZE, not_coercible
 from .health import recorded_run
 from .outcome import SyncReport
+from .stopping import settled
 
 Say = Callable[[str], None]
 
@@ -68,11 +69,13 @@ class SyncOptions:
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
     """Run one sync and record it in the ledger; raises `SyncError`s with one-line causes."""
     report = SyncReport()
-    # Outside dlt_errors, so the ledger sees each failure as the CLI reports it.
+    # Outside dlt_errors, so the ledger sees each failure as the CLI reports it; a stopped run
+    # is recorded once the threads it leaves have ended, and holds the lock until then.
     with (
         recorded_run(options.warehouse, report, options.alerts),
         dlt_errors(options.warehouse),
         writer_lock(options.warehouse),
+        settled(options.warehouse),
     ):
         _run_locked(options, say, report)
     return report
@@ -116,6 +119,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         # dlt's run() would load these and return without extracting anything new, which
         # would silently skip this run's backfill or change feed: finish them first.
         say("Finishing the load that an interrupted run left pending")
+        drop_normalized_extracts(pipeline)
         pipeline.normalize()
         restage_partly_loaded_packages(pipeline)
         _load(pipeline)

@@ -8,6 +8,7 @@ held file at once. The sync therefore waits for a reader that holds the file (up
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,22 @@ class _LockWaitingPool(DuckDbConnectionPool):
 
     credentials: _LockWaitingCredentials
 
+    def __init__(self, credentials: _LockWaitingCredentials) -> None:
+        super().__init__(credentials)
+        _pools.add(self)
+
+    def close(self) -> bool:
+        """Close the pool's connection, and with it every one it lent out; True if it was open.
+
+        Only once no thread uses them: a statement running on one would lose its connection.
+        A connection returned later is returned to a closed pool, which stays closed.
+        """
+        with self._conn_lock:
+            if self._conn is None or not self._conn_owner:
+                return False
+            self._close_conn()
+            return True
+
     def borrow_conn(
         self,
         global_config: dict[str, Any] | None = None,
@@ -69,6 +86,17 @@ class _LockWaitingPool(DuckDbConnectionPool):
                     )
                 announced = True
                 time.sleep(min(LOCK_RETRY_SECONDS, left))
+
+
+# Every pool made here, so that a stopped run can close the connections a step cut short left
+# open, rather than leave them to the interpreter's shutdown.
+_pools: weakref.WeakSet[_LockWaitingPool] = weakref.WeakSet()
+
+
+def close_open_pools(database: Path) -> int:
+    """Close the connections still open on `database` from the pools made here (see
+    `_LockWaitingPool.close`); how many pools had one open."""
+    return sum(pool.close() for pool in list(_pools) if Path(pool.credentials.database) == database)
 
 
 @configspec(init=False)

@@ -19,11 +19,36 @@ from pathlib import Path
 
 import dlt
 from dlt.common.destination.client import WithStagingDataset
-from dlt.common.storages import LoadJobInfo, LoadPackageInfo, PackageStorage
+from dlt.common.storages import (
+    LoadJobInfo,
+    LoadPackageInfo,
+    NormalizeStorage,
+    NormalizeStorageConfiguration,
+    PackageStorage,
+)
 
 # The file format of the jobs dlt's loader adds (merges of staged tables), as against the
 # data files normalize wrote.
 FOLLOWUP_FORMAT = "sql"
+
+
+def drop_normalized_extracts(pipeline: dlt.Pipeline) -> list[str]:
+    """Delete the extracted packages that dlt normalized already; their load ids.
+
+    Normalize renames the package it made into place, atomically, then deletes the extracted
+    one. A run stopped in between leaves both, and every later run would normalize the extract
+    again and fail on the package in place ("Directory not empty"). Call it before
+    `pipeline.normalize()` resumes pending packages.
+    """
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    leftovers = [load_id for load_id in pipeline.list_extracted_load_packages() if load_id in done]
+    if leftovers:
+        # The folder dlt's pipeline normalizes in.
+        volume = os.path.join(pipeline.working_dir, "normalize")
+        storage = NormalizeStorage(False, NormalizeStorageConfiguration(volume))
+        for load_id in leftovers:
+            storage.extracted_packages.delete_package(load_id)
+    return leftovers
 
 
 def restage_partly_loaded_packages(pipeline: dlt.Pipeline) -> None:

@@ -162,6 +162,10 @@ class _Parking:
             self._parked = None
             return prefetcher
 
+    def close(self) -> None:
+        with self._lock:
+            self._close_parked()
+
     def _expire(self, prefetcher: Prefetcher) -> None:
         with self._lock:
             if self._parked is not None and self._parked[1] is prefetcher:
@@ -201,3 +205,8 @@ def open_prefetcher(
 def park(reader_settings: ReaderSettings, prefetcher: Prefetcher) -> None:
     """Keep `prefetcher` reading for the next run of this process (see `open_prefetcher`)."""
     _parking.park(reader_settings, prefetcher)
+
+
+def close_parked() -> None:
+    """Close the parked prefetcher, if any: a run that stopped will not take it over."""
+    _parking.close()
