@@ -40,8 +40,7 @@ def recorded_run(warehouse: Warehouse, report: SyncReport, alerts: Alerts | None
         Terminated.caught.set()
         _finish(warehouse, report, alerts, started, exc)
         raise
-    with sigterm_held():
-        _finish(warehouse, report, alerts, started, None)
+    _finish(warehouse, report, alerts, started, None)
 
 
 def _finish(
@@ -53,7 +52,9 @@ def _finish(
 ) -> None:
     run = report.ledger_row(warehouse, started, exc)
     try:
-        ledger.record_run(warehouse, run, write=run.outcome is Outcome.SUCCESS or report.wrote)
+        # Not the alert: a receiver that is slow to answer would hold a stop up.
+        with sigterm_held():
+            ledger.record_run(warehouse, run, write=run.outcome is Outcome.SUCCESS or report.wrote)
     except Exception as failure:
         warn(f"this run is not in the ledger: {one_line(failure)}")
     if alerts is not None:
