@@ -264,6 +264,37 @@ def test_a_sigterm_amid_duckdb_statements_is_raised_as_terminated_once_they_end(
     assert result.stdout.splitlines() == ["Terminated"] * rounds
 
 
+# A SIGTERM that comes while the ledger is written, which ends just before the command does.
+HELD_TO_THE_END = """
+import _thread, signal, time
+from close_sms.app.stopping import sigterm_held, sigterm_interrupts
+from close_sms.errors import Terminated
+
+try:
+    with sigterm_interrupts():
+        with sigterm_held():
+            _thread.interrupt_main(signal.SIGTERM)
+            time.sleep(0.2)
+        print("held", flush=True)
+except Terminated:
+    print("Terminated", flush=True)
+"""
+
+
+def test_a_sigterm_that_waited_is_raised_even_when_the_command_ends_first():
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_TO_THE_END],
+        env=cli_env(None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Terminated"
+
+
 def _summary(lanes: list[Lane]) -> dict[str, tuple[int, float]]:
     """Stops per phase, with the longest time from SIGTERM to exit."""
     return {

@@ -152,9 +152,11 @@ class _Stop:
             self.previous_unraisable(unraisable)
 
     def end(self) -> None:
+        """Stop raising; once this returns, the thread raising again has ended."""
         Terminated.caught.set()
         self.ended.set()
         self.wake.set()
+        self.thread.join()
 
     def _again(self) -> None:
         self.wake.wait()
@@ -173,8 +175,9 @@ def sigterm_interrupts() -> Iterator[None]:
     is safe (see the module's docstring).
 
     Raised again if not caught (see `Terminated.caught`) within `TERMINATE_AGAIN_SECONDS`, and
-    ignored once caught: the run is stopping, and SIGKILL still ends it at once. Signals reach
-    the main thread only, so elsewhere this changes nothing.
+    ignored once caught: the run is stopping, and SIGKILL still ends it at once. One that had to
+    wait and is not raised yet when the block ends is raised then. Signals reach the main thread
+    only, so elsewhere this changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -185,6 +188,9 @@ def sigterm_interrupts() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, stop.handle)
     try:
         yield
+        if stop.waiting and not Terminated.caught.is_set():
+            # It came where it had to wait, and the block ended before it was raised.
+            raise Terminated
     finally:
         stop.end()
         signal.signal(signal.SIGTERM, previous)
