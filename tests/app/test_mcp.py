@@ -672,8 +672,9 @@ def test_a_slow_query_on_the_main_database_never_fails_a_concurrent_sync(
     database = tmp_path / "warehouse.duckdb"
     sync(running, database)
     change_account(running.emu)
-    # Longer than the sync waits for a reader (lock_wait), unless stopped at --timeout.
-    slow_sql = "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))"
+    # Longer than the sync waits for a reader (lock_wait), unless stopped at --timeout; the
+    # deadline leaves the sync's process time to start and meet the file held, on a busy machine.
+    slow_sql = "SELECT levenshtein(repeat('a', 150000), repeat('b', 150000))"
 
     def file_held() -> bool:
         """Whether a process the test started (the server's worker) has the file open."""
@@ -697,16 +698,16 @@ def test_a_slow_query_on_the_main_database_never_fails_a_concurrent_sync(
             while not file_held():
                 await anyio.sleep(0.02)
             synced = await anyio.to_thread.run_sync(
-                lambda: sync_cli(running, database, SOURCES__CLOSE_SMS__LOCK_WAIT="20")
+                lambda: sync_cli(running, database, SOURCES__CLOSE_SMS__LOCK_WAIT="60")
             )
         return answers["slow"], synced
 
-    slow, synced = in_session(database, sync_during_a_slow_query, "--timeout", "6")
+    slow, synced = in_session(database, sync_during_a_slow_query, "--timeout", "20")
 
-    assert "the query ran longer than 6 s and was stopped (--timeout)" in error(slow)
+    assert "the query ran longer than 20 s and was stopped (--timeout)" in error(slow)
     assert synced.returncode == 0, synced.stderr
     # The sync met the file held, and went on once the server let go of it.
-    assert "Waiting up to 20 s for another process" in synced.stderr
+    assert "Waiting up to 60 s for another process" in synced.stderr
     assert mismatches(database, running.emu.snapshot()) == []
 
 
