@@ -24,6 +24,7 @@ from close_sms.source import settings
 from close_sms.source.sms.schema import DELETED_COLUMN, SMS_TIMESTAMP_FIELDS, sms_columns
 from close_sms.source.timestamps import parse_timestamp
 from close_sms.warehouse.destination import Warehouse
+from tests import cli_process
 
 ATTACHMENT_FIELDS = ("media_id", "content_type", "filename", "size", "url", "thumbnail_url")
 SCALAR_FIELDS = tuple(
@@ -89,8 +90,8 @@ def run_cli(
     timeout: float = 300,
     **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `close-sms ARGS` in a fresh process, as cron would."""
-    return subprocess.run(
+    """Run `close-sms ARGS` in a fresh process, as cron would (forked, see `cli_process`)."""
+    return cli_process.run(
         cli_command(*args),
         env=cli_env(api_key, **extra_env),
         cwd=cwd,

@@ -9,6 +9,7 @@ import subprocess
 import filelock
 import pytest
 
+from tests import cli_process
 from tests.support import cli_command, cli_env, count, mismatches, run_cli
 
 
@@ -187,7 +188,7 @@ def test_two_syncs_at_once_one_refuses_and_data_is_intact(emulator, target):
     running = emulator(sms=2000, seed=38, latency_ms=30)
     database = target
     args = ("sync", "--base-url", running.base_url, *target.cli_args)
-    first = subprocess.Popen(
+    first = cli_process.popen(
         cli_command(*args),
         env=cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="400", **target.env),
         stdout=subprocess.PIPE,
@@ -213,7 +214,7 @@ def test_killed_backfill_resumes_exactly(emulator, target):
     database = target
     args = ("sync", "--base-url", running.base_url, *target.cli_args)
     env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="200", **target.env)
-    victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    victim = cli_process.popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     loaded_chunks = 0
     for line in victim.stderr:
         if "chunk" in line and "loaded" in line:
@@ -226,7 +227,7 @@ def test_killed_backfill_resumes_exactly(emulator, target):
     partial = count(database, "SELECT count(*) FROM close_sms.sms")
     assert 0 < partial < 2000
 
-    resumed = subprocess.run(
+    resumed = cli_process.run(
         cli_command(*args), env=env, capture_output=True, text=True, timeout=300
     )
 

@@ -29,6 +29,7 @@ from close_sms.app.mcp.query_check import check_query
 from close_sms.app.mcp.worker import Limits
 from close_sms.warehouse.destination import Warehouse
 from close_sms.warehouse.lock import writer_lock
+from tests import cli_process
 from tests.reliability.helpers import file_digest, sync_cli
 from tests.support import Target, change_account, cli_command, cli_env, mismatches, run_cli, sync
 
@@ -193,7 +194,7 @@ async def timed(session: ClientSession, tool: str, arguments: dict[str, Any]) ->
 @contextmanager
 def peak_rss_of_children() -> Iterator[list[int]]:
     """Samples, while the block runs, the summed RSS of this process's children and theirs
-    (the server and its workers); the list holds the highest sum seen."""
+    (the server and its workers, not the idle CLI zygote); the list holds the highest sum seen."""
     peak = [0]
     done = threading.Event()
 
@@ -203,7 +204,8 @@ def peak_rss_of_children() -> Iterator[list[int]]:
             total = 0
             for child in tests.children(recursive=True):
                 try:
-                    total += child.memory_info().rss
+                    if child.pid not in cli_process.zygotes():
+                        total += child.memory_info().rss
                 except psutil.Error:
                     # A worker killed between the listing and the reading.
                     continue

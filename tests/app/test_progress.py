@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from close_sms.app.progress import BackfillEstimate, LogProgress
 from close_sms.source import SyncProgress, measure_pending, settings
 from close_sms.source.sms.backfill import Window
+from tests import cli_process
 from tests.reliability.helpers import sync_cli
 from tests.support import cli_command, cli_env, mismatches
 
@@ -147,7 +148,7 @@ def test_backfill_in_a_log_prints_percent_counts_and_time_left(emulator, tmp_pat
 def test_backfill_on_a_terminal_draws_a_bar(emulator, tmp_path):
     running = emulator(sms=3000, seed=83, latency_ms=10)
     primary, secondary = pty.openpty()
-    process = subprocess.Popen(
+    process = cli_process.popen(
         cli_command(
             "sync", "--base-url", running.base_url, "--database", str(tmp_path / "w.duckdb")
         ),

@@ -53,6 +53,7 @@ from close_api_emulator.ratelimit import HEADER_FORMS
 from close_sms.errors import EXIT_CONTEXT_FAILED, ApiContractError
 from close_sms.source.api.client import EMPTY_QUERY
 from close_sms.source.timestamps import parse_timestamp
+from tests import cli_process
 from tests.reliability.context_model import (
     CONTEXT_CHANGES,
     CONTEXT_SWITCHES,
@@ -251,7 +252,7 @@ class Scenario:
 
     def _start_sync(self, stdout: int) -> subprocess.Popen[str]:
         """`close-sms sync` in a new process, as cron starts it; stderr is piped."""
-        return subprocess.Popen(
+        return cli_process.popen(
             cli_command(*self.args),
             env=cli_env(DEMO_API_KEY, **self.env),
             stdout=stdout,

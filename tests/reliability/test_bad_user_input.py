@@ -18,6 +18,7 @@ import pytest
 from close_sms.app.config import CommandSettings
 from close_sms.errors import ConfigError
 from close_sms.warehouse.destination import Warehouse
+from tests import cli_process
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.support import cli_command, cli_env, mismatches, sync
 
@@ -49,7 +50,7 @@ def _unchanged(database: Path, before: tuple[str, dict]) -> None:
 def test_missing_or_invalid_key(synced, key, code, says):
     running, database = synced
     before = (file_digest(database), fingerprint(database))
-    result = subprocess.run(
+    result = cli_process.run(
         cli_command("sync", "--base-url", running.base_url, "--database", str(database)),
         env=cli_env(None, **({} if key is None else {"SOURCES__CLOSE_SMS__API_KEY": key})),
         capture_output=True,

@@ -28,6 +28,7 @@ import pytest
 
 from close_sms.source import settings
 from close_sms.warehouse.duckdb_wait import LOCK_WAIT_SECONDS
+from tests import cli_process
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.support import (
     change_account,
@@ -51,7 +52,7 @@ def _synced_with_a_change(emulator, tmp_path: Path, seed: int):
 
 
 def _start_sync(running, database: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return cli_process.popen(
         cli_command("sync", "--base-url", running.base_url, "--database", str(database)),
         env=cli_env(running.api_key, **env),
         stderr=subprocess.PIPE,

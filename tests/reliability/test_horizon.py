@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from tests import cli_process
 from tests.reliability.helpers import status, sync_cli
 from tests.support import cli_command, cli_env, mismatches
 
@@ -45,7 +46,7 @@ def test_unfinished_backfill_older_than_the_log_starts_over(emulator, tmp_path):
     database = tmp_path / "w.duckdb"
     env = cli_env(running.api_key, SOURCES__CLOSE_SMS__BACKFILL_CHUNK_SIZE="200")
     args = ("sync", "--base-url", running.base_url, "--database", str(database))
-    victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    victim = cli_process.popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     assert victim.stderr is not None
     for line in victim.stderr:
         if "chunk 2 loaded" in line:
@@ -58,7 +59,7 @@ def test_unfinished_backfill_older_than_the_log_starts_over(emulator, tmp_path):
         emu.delete_sms(sms_id)
     emu.clock.advance(35 * 86400)
 
-    result = subprocess.run(
+    result = cli_process.run(
         cli_command(*args), env=env, capture_output=True, text=True, timeout=600
     )
 

@@ -24,6 +24,7 @@ import psycopg2
 import pytest
 
 from close_sms.warehouse.ledger import JOURNAL, SyncRun, latest_runs
+from tests import cli_process
 from tests.support import Target, change_account, cli_command, cli_env, mismatches
 
 # What the command promises a job scheduler: gone this soon after SIGTERM.
@@ -48,6 +49,9 @@ class Lane:
     seed: int
     stops: dict[str, list[float]] = field(default_factory=lambda: {BACKFILL: [], INCREMENTAL: []})
     runs: int = 0
+    # Forked from the CLI zygote (`tests/cli_process.py`) unless each run must start, and end,
+    # as a fresh interpreter: through its imports and its whole shutdown.
+    fresh_interpreters: bool = False
 
     def run(self, stops: int, backfill_stops: int) -> None:
         """Stop backfill runs until `backfill_stops` were stopped or a run completed the
@@ -85,7 +89,7 @@ class Lane:
         self.runs += 1
         log = self.logs / f"run-{self.runs}.err"
         with log.open("w") as stderr:
-            victim = subprocess.Popen(
+            victim = self._popen(
                 cli_command(*self._args()),
                 env=self._env(),
                 stdout=subprocess.DEVNULL,
@@ -117,7 +121,8 @@ class Lane:
 
     def sync(self) -> subprocess.CompletedProcess[str]:
         self.runs += 1
-        return subprocess.run(
+        run = subprocess.run if self.fresh_interpreters else cli_process.run
+        return run(
             cli_command(*self._args()),
             env=self._env(),
             capture_output=True,
@@ -125,6 +130,9 @@ class Lane:
             timeout=300,
             check=False,
         )
+
+    def _popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen:
+        return (subprocess.Popen if self.fresh_interpreters else cli_process.popen)(args, **kwargs)
 
     def _args(self) -> tuple[str, ...]:
         return ("sync", "--base-url", self.running.base_url, *self.target.cli_args)
@@ -163,8 +171,8 @@ def _wait_until(
 
 def _terminate(process: subprocess.Popen[bytes]) -> tuple[int, float]:
     """SIGTERM to `process` if it still runs: its exit status, and the seconds it took."""
-    if _has_exited(process.pid):
-        return process.wait(), 0.0
+    if process.poll() is not None:
+        return process.returncode, 0.0
     process.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     try:
@@ -207,11 +215,6 @@ class _AdvisoryLockCheck:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def _has_exited(pid: int) -> bool:
-    """Whether child `pid` has ended, without reaping it."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 # Rounds of DuckDB statements through the warehouse's sql client, each until a SIGTERM comes at
@@ -330,7 +333,13 @@ def test_fifty_sigterms_at_random_moments_each_exit_143_and_the_warehouse_ends_e
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["postgres"], indirect=True)
 def test_sigterms_at_random_moments_on_postgres_each_exit_143(emulator, target, tmp_path):
-    lane = Lane(emulator(sms=1200, seed=210, latency_ms=15), target, tmp_path, seed=10)
+    lane = Lane(
+        emulator(sms=1200, seed=210, latency_ms=15),
+        target,
+        tmp_path,
+        seed=10,
+        fresh_interpreters=True,
+    )
 
     lane.run(8, 5)
 

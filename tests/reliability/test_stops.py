@@ -17,6 +17,7 @@ import pytest
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 
 from close_sms.errors import DatabaseError
+from tests import cli_process
 from tests.support import (
     Target,
     cli_command,
@@ -45,7 +46,7 @@ def test_sigterm_mid_backfill_exits_143_records_the_run_and_the_next_run_resumes
     running = emulator(seed=101, **SLOW)
     args = ("sync", "--base-url", running.base_url, *target.cli_args)
     env = cli_env(running.api_key, **CHUNKS, **target.env)
-    victim = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    victim = cli_process.popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     assert victim.stderr is not None
     for line in victim.stderr:
         if "chunk 2 loaded" in line:
@@ -72,7 +73,7 @@ def test_sigterm_before_the_first_load_is_in_the_journal_and_status(emulator, tm
     running = emulator(seed=102, **SLOW)
     database = tmp_path / "w.duckdb"
     args = ("sync", "--base-url", running.base_url, "--database", str(database))
-    victim = subprocess.Popen(
+    victim = cli_process.popen(
         cli_command(*args),
         env=cli_env(running.api_key, **CHUNKS),
         stderr=subprocess.PIPE,

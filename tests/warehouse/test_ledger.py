@@ -21,6 +21,7 @@ import pytest
 from close_sms.app.alerts import INCIDENT_FILE, Alerts, parse_duration
 from close_sms.errors import LockHeld, UnreachableError
 from close_sms.warehouse.ledger import JOURNAL, ledger_columns
+from tests import cli_process
 from tests.support import (
     Target,
     change_account,
@@ -223,7 +224,7 @@ def test_a_run_refused_the_lock_does_not_hide_the_failure_of_the_run_holding_it(
     env = cli_env(
         running.api_key, SOURCES__CLOSE_SMS__READ_TIMEOUT="2", SOURCES__CLOSE_SMS__MAX_RETRIES="1"
     )
-    holder = subprocess.Popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
+    holder = cli_process.popen(cli_command(*args), env=env, stderr=subprocess.PIPE, text=True)
     try:
         # /me/ is asked once the lock is held.
         while holder.poll() is None and not running.emu.faults.injected["hang"]:
