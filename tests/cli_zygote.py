@@ -10,7 +10,8 @@ stopped and waited for like any other; only the imports are shared. What happens
 
 Run as `python tests/cli_zygote.py SOCKET`. A request on the socket is one JSON message
 (`argv`, `env`, `cwd`, `umask`) carrying the run's stdin, stdout and stderr as file descriptors;
-the answer is two lines: the run's pid, then its wait status once it has ended.
+the answer is two lines: the run's pid, then its wait status and CPU seconds once it has
+ended.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def _serve_one(connection: socket.socket) -> None:
     for fd in fds:
         os.close(fd)
     connection.sendall(f"{pid}\n".encode())
-    _, status = os.waitpid(pid, 0)
-    connection.sendall(f"{status}\n".encode())
+    _, status, usage = os.wait4(pid, 0)
+    connection.sendall(f"{status} {usage.ru_utime + usage.ru_stime}\n".encode())
     connection.close()
     os._exit(0)
 

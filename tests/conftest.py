@@ -8,7 +8,7 @@ import os
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
+from contextlib import ExitStack, contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
@@ -53,9 +53,9 @@ class RunningEmulator:
         return requests.get(self.base_url + path, auth=(api_key or self.api_key, ""), **kwargs)
 
 
-@pytest.fixture
-def emulator() -> Iterator[Callable[..., RunningEmulator]]:
-    """Factory: `emulator(sms=500, seed=3, start=None, end=None, **EmulatorConfig fields)`."""
+@contextmanager
+def started_emulators() -> Iterator[Callable[..., RunningEmulator]]:
+    """Factory of emulators, each stopped when the block ends (see `emulator`)."""
     servers: list[EmulatorServer] = []
 
     def start(
@@ -72,9 +72,25 @@ def emulator() -> Iterator[Callable[..., RunningEmulator]]:
         servers.append(server)
         return RunningEmulator(emu, server, server.base_url, DEMO_API_KEY)
 
-    yield start
-    for server in servers:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Callable[..., RunningEmulator]]:
+    """Factory: `emulator(sms=500, seed=3, start=None, end=None, **EmulatorConfig fields)`."""
+    with started_emulators() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_emulator() -> Iterator[Callable[..., RunningEmulator]]:
+    """`emulator`, shared by a module's tests: for tests that read Close and never change it."""
+    with started_emulators() as start:
+        yield start
 
 
 POSTGRES_ENV = "CLOSE_SMS_TEST_POSTGRES"

@@ -133,7 +133,7 @@ def context_tables_present(target: Target, generator: ModuleType) -> bool:
 def test_dbt_builds_tests_and_checks_freshness_on_a_synced_warehouse(
     target: Target, emulator, tmp_path: Path
 ) -> None:
-    running = emulator(sms=2000, seed=29)
+    running = emulator(sms=500, seed=29)
     sync(running, target)
     # A second, incremental run: deleted SMS, changed ones and their events.
     change_account(running.emu)

@@ -23,14 +23,24 @@ from tests.reliability.helpers import file_digest, fingerprint, one_line_error, 
 from tests.support import cli_command, cli_env, mismatches, sync
 
 
+@pytest.fixture(scope="module")
+def synced_once(module_emulator, tmp_path_factory):
+    """An emulator and a folder with a database synced from it, once for the module (in this
+    process: the CLI's own runs are the tests'). No test changes the emulator."""
+    running = module_emulator(sms=200, seed=61)
+    folder = tmp_path_factory.mktemp("synced")
+    sync(running, folder / "w.duckdb")
+    return running, folder
+
+
 @pytest.fixture
-def synced(emulator, tmp_path):
-    """An emulator and a database already synced from it (in this process: the CLI's own runs
-    are the tests')."""
-    running = emulator(sms=200, seed=61)
-    database = tmp_path / "w.duckdb"
-    sync(running, database)
-    return running, database
+def synced(synced_once, tmp_path):
+    """The emulator, and a copy of the synced folder (the database, its reader copy and dlt's
+    working folder) that the test may break."""
+    running, folder = synced_once
+    copy = tmp_path / "synced"
+    shutil.copytree(folder, copy)
+    return running, copy / "w.duckdb"
 
 
 def _unchanged(database: Path, before: tuple[str, dict]) -> None:

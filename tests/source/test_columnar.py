@@ -114,7 +114,7 @@ def _limited_backfill(limit: int):
 def test_a_backfill_cut_short_by_add_limit_goes_on_and_loses_no_sms(
     emulator, target, tmp_path, monkeypatch, small_batches
 ):
-    running = emulator(sms=1500, seed=65)
+    running = emulator(sms=700, seed=65)
     _point_at(monkeypatch, running)
     pipeline = bare_pipeline(target, tmp_path)
     runs = 0
