@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -182,6 +183,27 @@ def test_lock_held_exits_5(emulator, tmp_path):
         )
     assert result.returncode == 5
     assert "another close-sms sync" in result.stderr
+
+
+def test_a_lock_file_that_cannot_be_created_is_exit_6_not_an_overlap(emulator):
+    # filelock reports a lock file it cannot create (here: in /proc, where nobody can) as one
+    # another process holds; the run said "another close-sms sync is running" and exited 5.
+    running = emulator(sms=10, seed=37)
+    result = run_cli(
+        "sync",
+        "--base-url",
+        running.base_url,
+        "--database",
+        "/proc/w.duckdb",
+        api_key=running.api_key,
+    )
+    if os.geteuid() != 0:
+        # Checked before the lock: a folder the user cannot write.
+        assert result.returncode == 2, result.stderr
+        return
+    assert result.returncode == 6, result.stderr
+    assert "another close-sms sync" not in result.stderr
+    assert "cannot create the lock file /proc/w.duckdb.lock" in result.stderr
 
 
 def test_two_syncs_at_once_one_refuses_and_data_is_intact(emulator, target):

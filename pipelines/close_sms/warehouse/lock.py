@@ -7,12 +7,13 @@ destinations: a lock file in the local working folder, which guards this machine
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import filelock
 
-from ..errors import LockHeld
+from ..errors import DatabaseError, LockHeld
 from ..source import settings
 from .destination import Warehouse
 
@@ -29,6 +30,7 @@ def writer_lock(warehouse: Warehouse) -> Iterator[None]:
     else:
         warehouse.working_dir.mkdir(parents=True, exist_ok=True)
         path = str(warehouse.working_dir / "sync.lock")
+    _check_creatable(path)
     lock = filelock.FileLock(path)
     try:
         lock.acquire(timeout=0)
@@ -40,6 +42,18 @@ def writer_lock(warehouse: Warehouse) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _check_creatable(path: str) -> None:
+    """Raise `DatabaseError` if the lock file cannot be opened or created: filelock reports that
+    as a lock another process holds, which would send a broken setup down the overlap path."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create the lock file {path}: {exc.strerror or exc}; the sync needs a "
+            "folder it can write beside the database"
+        ) from None
 
 
 @contextmanager
