@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+from importlib import metadata
 
 import filelock
 import pytest
@@ -388,3 +389,29 @@ def test_demo_refuses_an_account_without_sms(tmp_path):
     result = run_cli("demo", "--sms", "0", api_key=None, cwd=tmp_path)
     assert result.returncode == 2
     assert "'0' is not a positive whole number" in result.stderr
+
+
+def test_version_names_close_sms_dlt_and_duckdb_as_installed():
+    result = run_cli("--version", api_key=None)
+
+    assert result.returncode == 0, result.stderr
+    expected = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("close-sms", "dlt", "duckdb")
+    )
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("file_name", ["config.toml", "secrets.toml"])
+def test_a_toml_syntax_error_is_exit_2_naming_the_file_and_the_line(tmp_path, file_name):
+    project = tmp_path / ".dlt"
+    project.mkdir()
+    (project / file_name).write_text('[sources.close_sms]\nbase_url = "http://unclosed\n')
+
+    result = run_cli("sync", "--database", str(tmp_path / "w.duckdb"), api_key=None, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"close-sms: error: .dlt/{file_name}: not valid TOML: Illegal character '\\n' "
+        "(at line 2, column 28)"
+    ]
+    assert not (tmp_path / "w.duckdb").exists()

@@ -10,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -270,12 +271,24 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _versions() -> str:
+    """close-sms's version and the dlt and DuckDB it runs with, as installed."""
+    found = []
+    for name in ("close-sms", "dlt", "duckdb"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="close-sms",
         description="Sync Close CRM SMS activities into DuckDB or any dlt destination.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's logs")
+    parser.add_argument("--version", action="version", version=_versions())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -405,10 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"close-sms: {exc if isinstance(exc, Terminated) else 'interrupted'}", file=sys.stderr
         )
         return exit_status(exc)
-    except Exception as exc:
+    except Exception as raised:
         if args.debug:
             traceback.print_exc()
         from ..errors import SyncError
+        from .config import unreadable_config_file
+
+        exc = unreadable_config_file(raised) or raised
 
         if not isinstance(exc, SyncError):
             print(

@@ -6,17 +6,20 @@ They sit beside the source's settings under `[sources.close_sms]` (environment v
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 import dlt
+import tomllib
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.exceptions import (
     ConfigValueCannotBeCoercedException,
     ValueNotSecretException,
 )
+from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.configuration.specs import BaseConfiguration
 
-from ..errors import ConfigError, where_to_set
+from ..errors import ConfigError, one_line, where_to_set
 from ..source import check_positive, settings
 from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from .alerts import Alerts, parse_duration
@@ -103,3 +106,22 @@ def not_coercible(exc: ConfigValueCannotBeCoercedException) -> ConfigError:
         f"setting {exc.field_name} = {exc.field_value!r} is not a valid "
         f"{getattr(exc.hint, '__name__', exc.hint)} ({where_to_set(exc.field_name)})"
     )
+
+
+def unreadable_config_file(exc: BaseException) -> ConfigError | None:
+    """The one-line cause of a `config.toml` or `secrets.toml` that is not valid TOML, naming
+    the file and the line, if `exc` (or what caused it) is dlt's failure to read one."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, TomlProviderReadException):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    # dlt names every place it looked, not the file that failed: each is parsed again to find it.
+    for path in map(Path, cause.full_paths):
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        except tomllib.TOMLDecodeError as error:
+            return ConfigError(f"{path}: not valid TOML: {error}")
+    return ConfigError(f"{cause.file_name} is not valid TOML: {one_line(cause)}")
