@@ -59,7 +59,10 @@ def test_a_failing_table_keeps_every_row_while_the_sms_and_the_other_tables_load
     report = sync(running, database, max_retries=1)
 
     assert list(report.context_failures) == ["contacts"]
-    assert f"HTTP {status}" in report.context_failures["contacts"]
+    # What failed, by method and path (never by key): "GET /contact/...: HTTP 403: ...".
+    failure = report.context_failures["contacts"]
+    assert f"HTTP {status}" in failure and "GET /contact/" in failure, failure
+    assert running.api_key not in failure
     assert mismatches(database, emu.snapshot()) == []
     assert _rows(database, "contacts") == contacts
     assert as_target(database).query(

@@ -35,12 +35,16 @@ EMPTY_QUERY_RETRIES = 2
 
 
 class RequestRejected(CloseApiError):
-    """Close answered a 4xx other than 401/403/429: the request itself is wrong."""
+    """Close answered a 4xx other than 401/403/429: the request itself is wrong.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
+    `request` is its method and path ("GET /activity/sms/"), never its key.
+    """
+
+    def __init__(self, status: int, message: str, request: str) -> None:
+        super().__init__(f"{request}: HTTP {status}: {message}")
         self.status = status
         self.message = message
+        self.request = request
 
 
 class OverrideRefused(RequestRejected):
@@ -147,7 +151,9 @@ class CloseClient:
         if len(url) + len(urlencode(params)) + 1 <= settings.MAX_URL_LENGTH:
             return self._request("GET", path, params=params)
         if path in self._override_refused:
-            raise OverrideRefused(405, f"{path}: Close refused the POST override earlier")
+            raise OverrideRefused(
+                405, "Close refused the POST override earlier", f"POST {path} (override of GET)"
+            )
         try:
             return self._request(
                 "POST",
@@ -160,7 +166,7 @@ class CloseClient:
                 raise
             with self._stats_lock:
                 self._override_refused.add(path)
-            raise OverrideRefused(exc.status, exc.message) from None
+            raise OverrideRefused(exc.status, exc.message, exc.request) from None
 
     def get_item(self, list_path: str, object_id: str) -> dict[str, Any]:
         """GET one object of the list at `list_path`; every object's request shares one group."""
@@ -240,7 +246,7 @@ class CloseClient:
         # A 403 on one item is that item's permission, not the key's.
         if status == 401 or (status == 403 and group == path):
             raise AuthError(
-                f"Close rejected {self.keys.describe(sender)} (HTTP {status}): "
+                f"Close rejected {self.keys.describe(sender)} (HTTP {status} on {method} {path}): "
                 f"{_error_message(response)}",
                 status,
             )
@@ -251,7 +257,7 @@ class CloseClient:
                 # mid-query this way; on an item it means the item is gone. It may pass, or
                 # repeat at that offset on every request: the caller steps past it.
                 return _Failure(f"HTTP 404 {message}", DeletedMidQuery, EMPTY_QUERY_RETRIES)
-            raise RequestRejected(status, message)
+            raise RequestRejected(status, message, f"{method} {path}")
         if status >= 500:
             return _Failure(f"HTTP {status}")
         return _decode(response)
