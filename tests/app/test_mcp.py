@@ -704,9 +704,9 @@ def test_a_slow_query_on_the_main_database_never_fails_a_concurrent_sync(
             )
         return answers["slow"], synced
 
-    slow, synced = in_session(database, sync_during_a_slow_query, "--timeout", "20")
+    slow, synced = in_session(database, sync_during_a_slow_query, "--timeout", "10")
 
-    assert "the query ran longer than 20 s and was stopped (--timeout)" in error(slow)
+    assert "the query ran longer than 10 s and was stopped (--timeout)" in error(slow)
     assert synced.returncode == 0, synced.stderr
     # The sync met the file held, and went on once the server let go of it.
     assert "Waiting up to 60 s for another process" in synced.stderr
