@@ -17,6 +17,7 @@ ended.
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import importlib
 import json
 import os
@@ -69,6 +70,8 @@ def _run_cli(request: dict, fds: list[int]) -> NoReturn:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     random.seed()
+    # `kill -USR1 PID` prints every thread's stack to the run's stderr: how to see where it hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     Container.reset_main_thread()
     sys.argv = ["close-sms", *request["argv"]]
     try:

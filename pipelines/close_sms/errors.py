@@ -156,6 +156,17 @@ def exit_status(exc: BaseException | None) -> int:
     return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`__cause__`, else `__context__`), each once: a chain may loop
+    back on itself, as when a handler raises the exception it caught again."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of `exc`'s message, or its type's name when it has none."""
     text = str(exc).strip()

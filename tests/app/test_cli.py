@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from importlib import metadata
@@ -369,7 +370,7 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_status(tmp_path):
     result = run_cli("--debug", "status", "--database", str(tmp_path / "none.duckdb"), api_key=None)
     assert result.returncode == 2
     assert "Traceback" in result.stderr
-    assert result.stderr.rstrip().endswith("does not exist; run `close-sms sync` first")
+    assert result.stderr.rstrip().endswith(f"sync --database {tmp_path / 'none.duckdb'}` first")
 
 
 def test_status_of_a_dataset_close_sms_never_loaded(tmp_path):
@@ -415,3 +416,36 @@ def test_a_toml_syntax_error_is_exit_2_naming_the_file_and_the_line(tmp_path, fi
         "(at line 2, column 28)"
     ]
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_every_command_the_demo_and_a_hint_suggest_works_as_printed(emulator, tmp_path):
+    # From a folder where close-sms is not on PATH, as after the README's demo command; a key
+    # and Close's address set the way a user sets them, for the hinted sync.
+    running = emulator(sms=50, seed=38)
+    env = {"PATH": "/usr/bin:/bin", "SOURCES__CLOSE_SMS__BASE_URL": running.base_url}
+    demo = run_cli("demo", "--sms", "300", "--quiet", api_key=None, cwd=tmp_path, **env)
+    assert demo.returncode == 0, demo.stderr
+    suggested = [
+        line.split(": ", 1)[1]
+        for line in demo.stdout.splitlines()
+        if line.startswith(("Inspect it with: ", "Draw its report: "))
+    ]
+    assert len(suggested) == 2, demo.stdout
+    missing = run_cli("status", "--database", "nowhere.duckdb", api_key=None, cwd=tmp_path, **env)
+    (hinted,) = re.findall(r"`([^`]+)`", missing.stderr)
+    suggested.append(hinted)
+
+    for command in suggested:
+        ran = subprocess.run(
+            command,
+            shell=True,
+            cwd=tmp_path,
+            env=cli_env(running.api_key, **env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, (command, ran.stderr)
+    assert (tmp_path / "close_sms_demo.html").stat().st_size > 0
+    sms = count(tmp_path / "nowhere.duckdb", "SELECT count(*) FROM close_sms.sms")
+    assert sms == len(running.emu.snapshot())

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from close_sms.app.alerts import Alerts
-from close_sms.app.config import CommandSettings
+from close_sms.app.config import CommandSettings, unreadable_config_file
 from close_sms.app.runner import SyncOptions
-from close_sms.errors import ConfigError
+from close_sms.errors import ConfigError, exception_chain
 from close_sms.warehouse.destination import Warehouse
 from tests.support import cli_env
 
@@ -164,3 +164,13 @@ def test_objects_holding_a_key_or_a_webhook_do_not_show_them(tmp_path, monkeypat
     shown = " ".join(repr(thing) + str(thing) for thing in (settings, alerts, options))
     assert TOKEN not in shown and KEY not in shown
     assert "max_lag_seconds=None" in repr(alerts) and "full_refresh=False" in repr(options)
+
+
+def test_a_cause_chain_that_loops_is_walked_once():
+    # An exception raised again in its own handler makes a loop; walking it hung every run
+    # whose failure was not a config file's.
+    first, second = ValueError("first"), RuntimeError("second")
+    first.__context__, second.__context__ = second, first
+
+    assert list(exception_chain(first)) == [first, second]
+    assert unreadable_config_file(first) is None

@@ -23,6 +23,7 @@ from mcp.types import CallToolResult
 
 from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 from close_sms.app import cli
+from close_sms.app.invocation import invoked_as
 from close_sms.app.mcp import Unanswerable
 from close_sms.app.mcp.pool import WorkerPool, worker_command
 from close_sms.app.mcp.query_check import check_query
@@ -517,7 +518,7 @@ def test_a_missing_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert status == 2
     assert capsys.readouterr().err.strip() == (
         f"close-sms: error: --database: {tmp_path / 'nowhere.duckdb'} does not exist; "
-        "run `close-sms sync` first"
+        f"run `{invoked_as()} sync --database {tmp_path / 'nowhere.duckdb'}` first"
     )
 
 

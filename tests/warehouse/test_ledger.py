@@ -372,7 +372,11 @@ def test_a_run_whose_context_fails_exits_9_names_the_table_and_alerts_once(
     first = cron_run()
     assert first.returncode == 9, first.stderr
     (error,) = [line for line in first.stderr.splitlines() if line.startswith("close-sms: error:")]
-    assert "context tables failed" in error and "sms_templates: " in error and "(HTTP 403)" in error
+    assert (
+        "context tables failed" in error
+        and "sms_templates: " in error
+        and "(HTTP 403 on GET /sms_template/)" in error
+    )
     (summary,) = [line for line in first.stderr.splitlines() if line.startswith("Sync done")]
     assert summary.endswith(error.removeprefix("close-sms: error:"))
     # The SMS are loaded, and so are the other context tables.

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
+from .invocation import invoked_as
 from .stopping import leave, sigterm_interrupts, sigterm_received
 
 if TYPE_CHECKING:
@@ -446,7 +447,9 @@ def _in_command_words(message: str) -> str:
         for secret in (False, True):
             where = where_to_set(name, secret)
             message = message.replace(where, f"{way}, or {where}")
-    return message.replace(FULL_RELOAD, COMMAND_FULL_RELOAD)
+    message = message.replace(FULL_RELOAD, COMMAND_FULL_RELOAD)
+    # A command in a hint is one that works as printed, even where close-sms is not on PATH.
+    return message.replace("`close-sms ", f"`{invoked_as()} ")
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from dlt.common.configuration.exceptions import (
 from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.configuration.specs import BaseConfiguration
 
-from ..errors import ConfigError, one_line, where_to_set
+from ..errors import ConfigError, exception_chain, one_line, where_to_set
 from ..source import check_positive, settings
 from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from .alerts import Alerts, parse_duration
@@ -111,9 +111,9 @@ def not_coercible(exc: ConfigValueCannotBeCoercedException) -> ConfigError:
 def unreadable_config_file(exc: BaseException) -> ConfigError | None:
     """The one-line cause of a `config.toml` or `secrets.toml` that is not valid TOML, naming
     the file and the line, if `exc` (or what caused it) is dlt's failure to read one."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, TomlProviderReadException):
-        cause = cause.__cause__ or cause.__context__
+    cause = next(
+        (e for e in exception_chain(exc) if isinstance(e, TomlProviderReadException)), None
+    )
     if cause is None:
         return None
     # dlt names every place it looked, not the file that failed: each is parsed again to find it.

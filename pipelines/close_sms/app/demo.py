@@ -10,6 +10,7 @@ import requests
 from close_api_emulator import DEMO_API_KEY, Emulator, EmulatorConfig, EmulatorServer
 
 from ..warehouse.destination import Warehouse
+from .invocation import shell_command
 from .outcome import SyncReport
 from .progress import backfill_progress
 from .runner import SyncOptions, run_sync, stderr_printer
@@ -131,5 +132,7 @@ def run_demo(
         ):
             print(f"\n{title}:\n{query};\n")
             print(sql.native_connection.sql(query))
-    print(f"Inspect it with: close-sms status --database {database}")
+    print(f"Inspect it with: {shell_command('status', '--database', database)}")
+    report = database.with_suffix(".html")
+    print(f"Draw its report: {shell_command('report', '--database', database, '--out', report)}")
     return emulator.snapshot()

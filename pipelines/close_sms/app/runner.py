@@ -21,7 +21,7 @@ from dlt.common.configuration.exceptions import (
 from dlt.common.exceptions import SignalReceivedException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ..errors import ConfigError, SyncError, interruption
+from ..errors import ConfigError, SyncError, exception_chain, interruption
 from ..source import MISSING_KEY, RunMode, SyncProgress, close_sms_source
 from ..warehouse.compact import compact_database
 from ..warehouse.destination import Warehouse, database_error, storage_error
@@ -238,8 +238,7 @@ def dlt_errors(warehouse: Warehouse | None = None) -> Iterator[None]:
 
 def _cause(exc: BaseException, step: str, folder: Path | None) -> BaseException:
     """The first failure in `exc`'s chain that has a one-line cause, else `exc` itself."""
-    cause: BaseException | None = exc
-    while cause is not None:
+    for cause in exception_chain(exc):
         if isinstance(cause, SyncError):
             return cause
         if isinstance(cause, SignalReceivedException):
@@ -254,7 +253,6 @@ def _cause(exc: BaseException, step: str, folder: Path | None) -> BaseException:
         )
         if found is not None:
             return found
-        cause = cause.__cause__ or cause.__context__
     return exc
 
 

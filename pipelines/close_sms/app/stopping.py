@@ -44,7 +44,7 @@ from typing import Any, NoReturn
 
 from dlt.common.configuration.container import Container
 
-from ..errors import Terminated
+from ..errors import Terminated, exception_chain
 from ..source.sms.prefetch import close_parked
 from ..warehouse.destination import Warehouse
 from ..warehouse.duckdb_wait import close_open_pools
@@ -231,12 +231,7 @@ def settled(warehouse: Warehouse, seconds: float = SETTLE_SECONDS) -> Iterator[N
 
 def _terminated(exc: BaseException) -> bool:
     """Whether `exc` is a `Terminated`, or one of dlt's failures it caused."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, Terminated):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(isinstance(cause, Terminated) for cause in exception_chain(exc))
 
 
 def _join_load_workers(deadline: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +21,8 @@ def require_warehouse(warehouse: Warehouse) -> None:
     """Refuse to read a DuckDB file that does not exist (reading would create it)."""
     if warehouse.database is not None and not warehouse.database.exists():
         raise ConfigError(
-            f"--database: {warehouse.database} does not exist; run `close-sms sync` first"
+            f"--database: {warehouse.database} does not exist; run "
+            f"`close-sms sync --database {shlex.quote(str(warehouse.database))}` first"
         )
 
 

@@ -9,6 +9,7 @@ and writes no file.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -236,7 +237,10 @@ def build_server(reader: WarehouseReader) -> Any:
 def serve(database: Path, limits: Limits, timeout: float) -> None:
     """Answer MCP requests on stdin/stdout until the client closes them."""
     if not database.is_file():
-        raise ConfigError(f"--database: {database} does not exist; run `close-sms sync` first")
+        raise ConfigError(
+            f"--database: {database} does not exist; run "
+            f"`close-sms sync --database {shlex.quote(str(database))}` first"
+        )
     database = database.resolve()
     workers = WorkerPool(worker_command(database, limits))
     server = build_server(WarehouseReader(database, workers, limits, timeout))
