@@ -8,8 +8,10 @@ child's creation and the wait for its status go through the zygote.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,11 +58,19 @@ class _Zygote:
             text=True,
             env=env,
             cwd=root,
+            # Its own process group, which its runs join: one signal at exit ends them all.
+            start_new_session=True,
         )
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError("the CLI zygote did not start; see its stderr above")
-        atexit.register(self.process.kill)
+        atexit.register(_end_group, self.process.pid)
+
+
+def _end_group(pid: int) -> None:
+    """SIGKILL to the zygote and every run it forked that still runs: none outlives the tests."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 _ZYGOTE = _Zygote()
