@@ -8,11 +8,13 @@ import re
 import signal
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 import filelock
 import pytest
 
 from tests import cli_process
+from tests.reliability.helpers import sync_cli
 from tests.support import cli_command, cli_env, count, mismatches, run_cli
 
 
@@ -190,15 +192,7 @@ def test_lock_held_exits_5(emulator, tmp_path):
 def test_a_lock_file_that_cannot_be_created_is_exit_6_not_an_overlap(emulator):
     # filelock reports a lock file it cannot create (here: in /proc, where nobody can) as one
     # another process holds; the run said "another close-sms sync is running" and exited 5.
-    running = emulator(sms=10, seed=37)
-    result = run_cli(
-        "sync",
-        "--base-url",
-        running.base_url,
-        "--database",
-        "/proc/w.duckdb",
-        api_key=running.api_key,
-    )
+    result = sync_cli(emulator(sms=10, seed=37), Path("/proc/w.duckdb"))
     if os.geteuid() != 0:
         # Checked before the lock: a folder the user cannot write.
         assert result.returncode == 2, result.stderr
