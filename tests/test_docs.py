@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-import close_sms
-from close_sms.app.config import CommandSettings
+from close_sms.app.config import known_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -101,8 +99,7 @@ def settings_table(path: Path) -> list[str]:
 
 def accepted_settings() -> set[str]:
     """Every setting the code reads: the source's arguments and the command's own settings."""
-    source_arguments = set(inspect.signature(close_sms.close_sms_source).parameters)
-    return (source_arguments - {"progress"}) | set(CommandSettings.get_resolvable_fields())
+    return known_settings()
 
 
 def test_the_documents_exist() -> None:

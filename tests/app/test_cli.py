@@ -443,3 +443,31 @@ def test_every_command_the_demo_and_a_hint_suggest_works_as_printed(emulator, tm
     assert (tmp_path / "close_sms_demo.html").stat().st_size > 0
     sms = count(tmp_path / "nowhere.duckdb", "SELECT count(*) FROM close_sms.sms")
     assert sms == len(running.emu.snapshot())
+
+
+def test_an_unknown_setting_is_named_with_the_closest_known_one(tmp_path):
+    project = tmp_path / ".dlt"
+    project.mkdir()
+    (project / "config.toml").write_text(
+        "[sources.close_sms]\nbackfill_worker = 4\nmax_retries = 3\n\n"
+        # A resource's own section is dlt's, not a misspelt setting.
+        "[sources.close_sms.sms_backfill]\nanything = 1\n"
+    )
+
+    result = run_cli(
+        "status",
+        "--database",
+        "w.duckdb",
+        api_key=None,
+        cwd=tmp_path,
+        SOURCES__CLOSE_SMS__API_KEYS="api_x",
+        SOURCES__CLOSE_SMS__LOCK_WAIT="5",
+    )
+
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "close-sms: warning: api_keys (SOURCES__CLOSE_SMS__API_KEYS) is no close-sms setting "
+        "and is ignored; did you mean api_key?",
+        "close-sms: warning: backfill_worker (.dlt/config.toml [sources.close_sms]) is no "
+        "close-sms setting and is ignored; did you mean backfill_workers?",
+    ]

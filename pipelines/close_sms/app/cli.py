@@ -413,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_interrupts(), private_files():
             if args.configures_dlt:
                 _configure_dlt(args.debug)
+                _warn_of_unknown_settings()
             return args.handler(args)
     except KeyboardInterrupt as exc:
         print(
@@ -480,6 +481,13 @@ def _configure_dlt(debug: bool) -> None:
     # dlt defers SIGINT and SIGTERM during normalize and load, and forgets them if the step
     # ends with nothing left to do; raised at once, they stop the run (its steps resume).
     dlt.config["runtime.intercept_signals"] = False
+
+
+def _warn_of_unknown_settings() -> None:
+    from .config import known_settings, unknown_settings
+
+    for warning in unknown_settings(known_settings()):
+        print(f"close-sms: warning: {warning}", file=sys.stderr)
 
 
 def entry() -> NoReturn:

@@ -6,6 +6,9 @@ They sit beside the source's settings under `[sources.close_sms]` (environment v
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -125,3 +128,41 @@ def unreadable_config_file(exc: BaseException) -> ConfigError | None:
         except tomllib.TOMLDecodeError as error:
             return ConfigError(f"{path}: not valid TOML: {error}")
     return ConfigError(f"{cause.file_name} is not valid TOML: {one_line(cause)}")
+
+
+def known_settings() -> set[str]:
+    """Every setting of `[sources.close_sms]`: the source's arguments and the command's own."""
+    from ..source import close_sms_source
+
+    arguments = set(inspect.signature(close_sms_source).parameters) - {"progress"}
+    return arguments | set(CommandSettings.get_resolvable_fields())
+
+
+def unknown_settings(known: set[str]) -> list[str]:
+    """A warning for each key of `[sources.close_sms]` (in `.dlt/config.toml`, `secrets.toml`
+    or `SOURCES__CLOSE_SMS__*`) that is no setting: dlt ignores such a key without a word, so
+    a misspelt `backfill_worker = 4` would leave the default in force."""
+    found: dict[str, str] = {}
+    prefix = f"SOURCES__{settings.SOURCE_NAME.upper()}__"
+    for variable in os.environ:
+        name = variable[len(prefix) :].lower() if variable.startswith(prefix) else ""
+        # A deeper name (SECTION__KEY) is a resource's own section, not a setting.
+        if name and "__" not in name:
+            found.setdefault(name, variable)
+    folder = Path(dlt.current.run_context().settings_dir)
+    for file_name in ("config.toml", "secrets.toml"):
+        try:
+            document = tomllib.loads((folder / file_name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        section = document.get("sources", {}).get(settings.SOURCE_NAME, {})
+        for name, value in section.items() if isinstance(section, dict) else ():
+            if not isinstance(value, dict):
+                found.setdefault(name, f"{folder / file_name} [sources.{settings.SOURCE_NAME}]")
+    warnings = []
+    for name, where in sorted(found.items()):
+        if name not in known:
+            closest = difflib.get_close_matches(name, sorted(known), n=1)
+            guess = f"; did you mean {closest[0]}?" if closest else ""
+            warnings.append(f"{name} ({where}) is no close-sms setting and is ignored{guess}")
+    return warnings
