@@ -8,9 +8,11 @@ import pty
 import re
 import select
 import subprocess
+import sys
 from datetime import datetime, timezone
 
 from close_sms.app.progress import BackfillEstimate, LogProgress
+from close_sms.app.runner import stderr_printer
 from close_sms.source import SyncProgress, measure_pending, settings
 from close_sms.source.sms.backfill import Window
 from tests import cli_process
@@ -173,3 +175,22 @@ def test_backfill_on_a_terminal_draws_a_bar(emulator, tmp_path):
     text = screen.decode(errors="replace")
     assert "backfill" in text and "━" in text and "%" in text, text
     assert "Sync done" in text
+
+
+def test_a_progress_line_and_its_end_are_one_write(monkeypatch):
+    # A SIGTERM raised between print's write of the text and its write of the newline glued
+    # the run's last line, "close-sms: interrupted by SIGTERM", to the line before.
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Stream())
+    stderr_printer(quiet=False)("Backfill (first run): SMS created from 2024-01-01 on")
+
+    assert writes == ["Backfill (first run): SMS created from 2024-01-01 on\n"]

@@ -44,9 +44,16 @@ def stderr_printer(quiet: bool) -> Say:
 
     def say(message: str) -> None:
         if not quiet:
-            print(message, file=sys.stderr, flush=True)
+            stderr_line(message)
 
     return say
+
+
+def stderr_line(text: str) -> None:
+    """`text` and its newline in one write: a SIGTERM raised between print's two writes left a
+    line without its end, and the run's last line ("interrupted by SIGTERM") glued to it."""
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
 
 
 @dataclass
@@ -213,7 +220,7 @@ def _warning_printer() -> Callable[[str], None]:
     def on_warning(message: str) -> None:
         if message not in said:
             said.add(message)
-            print(f"close-sms: warning: {message}", file=sys.stderr, flush=True)
+            stderr_line(f"close-sms: warning: {message}")
 
     return on_warning
 
