@@ -44,6 +44,12 @@ class _LockWaitingPool(DuckDbConnectionPool):
     views), so a reader delays each of them alike, whichever step happens to need the file.
     """
 
+    def __del__(self) -> None:
+        # A SIGTERM raised inside `__init__` leaves a pool without `_conn`: nothing to close, and
+        # dlt's `__del__` would print an ignored AttributeError after the run's last line.
+        if "_conn" in self.__dict__:
+            super().__del__()
+
     credentials: _LockWaitingCredentials
 
     def __init__(self, credentials: _LockWaitingCredentials) -> None:
