@@ -247,21 +247,7 @@ def test_a_sigterm_amid_duckdb_statements_is_raised_as_terminated_once_they_end(
     # Raised inside a statement, it became DuckDB's "Query interrupted" in about one round of
     # four, and the run ended as a database failure (exit 6).
     rounds = 20
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SIGTERM_AMID_STATEMENTS,
-            str(tmp_path / "w.duckdb"),
-            "7",
-            str(rounds),
-        ],
-        env=cli_env(None),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _python(SIGTERM_AMID_STATEMENTS, str(tmp_path / "w.duckdb"), "7", str(rounds))
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["Terminated"] * rounds
@@ -285,14 +271,7 @@ except Terminated:
 
 
 def test_a_sigterm_that_waited_is_raised_even_when_the_command_ends_first():
-    result = subprocess.run(
-        [sys.executable, "-c", HELD_TO_THE_END],
-        env=cli_env(None),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _python(HELD_TO_THE_END)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Terminated"
@@ -344,3 +323,15 @@ def test_sigterms_at_random_moments_on_postgres_each_exit_143(emulator, target, 
     lane.run(8, 5)
 
     assert _summary([lane])[BACKFILL][0] >= 2, _summary([lane])
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter, so that the test's process keeps its own signals."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=cli_env(None),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
