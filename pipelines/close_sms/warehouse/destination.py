@@ -69,6 +69,11 @@ class Warehouse:
     lock_wait: float = LOCK_WAIT_SECONDS
     reader_copy: Path | None = None
     on_lock_wait: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    # One destination per mode, for every pipeline and client of this warehouse: dlt resolves
+    # its settings once, and the clients share one DuckDB connection pool.
+    _destinations: dict[bool, Any] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def configure(
@@ -146,13 +151,15 @@ class Warehouse:
     def _destination(self, read_only: bool) -> Any:
         if self.database is None:
             return self.destination
-        return lock_waiting_duckdb(
-            self.database,
-            read_only=read_only,
-            lock_wait=self.lock_wait,
-            on_lock_wait=self.on_lock_wait,
-            global_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
-        )
+        if read_only not in self._destinations:
+            self._destinations[read_only] = lock_waiting_duckdb(
+                self.database,
+                read_only=read_only,
+                lock_wait=self.lock_wait,
+                on_lock_wait=self.on_lock_wait,
+                global_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
+            )
+        return self._destinations[read_only]
 
 
 def check_database_path(database: Path, setting: str = "--database") -> Path:

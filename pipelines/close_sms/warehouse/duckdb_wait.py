@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
 import dlt
 from dlt.common.configuration import NotResolved, configspec
-from dlt.common.destination import DestinationReference
+from dlt.common.destination import DestinationCapabilitiesContext, DestinationReference
+from dlt.common.normalizers.naming import NamingConvention
 from dlt.destinations.impl.duckdb.configuration import (
     DuckDbClientConfiguration,
     DuckDbConnectionPool,
@@ -125,6 +127,27 @@ class _LockWaitingDuckDb(dlt.destinations.duckdb):
     """dlt's duckdb destination whose connections wait for other processes' locks."""
 
     spec = _LockWaitingConfiguration
+
+    def capabilities(
+        self,
+        config: DuckDbClientConfiguration | None = None,
+        naming: NamingConvention | None = None,
+    ) -> DestinationCapabilitiesContext:
+        # Without a config dlt resolves a whole configuration for each call, and a pipeline
+        # asks about 15 times a run (a quarter of a quiet run's CPU). The answer depends only on
+        # this instance's settings and the naming's case sensitivity (dlt's
+        # `adjust_capabilities`); each caller gets its own copy to adjust.
+        if config is not None:
+            return super().capabilities(config, naming)
+        key = naming.name() if naming else None, bool(naming and naming.is_case_sensitive)
+        cached = self._capabilities.get(key)
+        if cached is None:
+            cached = self._capabilities[key] = super().capabilities(None, naming)
+        return cached.copy()
+
+    @cached_property
+    def _capabilities(self) -> dict[Any, DestinationCapabilitiesContext]:
+        return {}
 
     @property
     def destination_type(self) -> str:

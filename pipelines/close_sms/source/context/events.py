@@ -28,6 +28,12 @@ class ContextEvents:
     # Merged lead -> the lead it was merged into (from the merged lead's `deleted` event).
     merges: dict[str, str] = field(default_factory=dict)
 
+    def touches(self, kind: str) -> bool:
+        """Whether these events may change what the warehouse holds of `kind` (`lead`,
+        `contact`): `full`, or an event about one, or a merge of leads."""
+        merged = kind == "lead" and bool(self.merges)
+        return self.full or kind in self.changed or kind in self.deleted or merged
+
     def note(self, event: dict[str, Any]) -> None:
         """Take in one event."""
         kind, object_id = event["object_type"], event.get("object_id")

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import dlt
@@ -239,10 +240,14 @@ class ContextRun:
         """
         state = self._state()
         now = self.client.now()
+        due = state.refresh_due(table, now, self.settings.refresh)
+        named = getattr(self.references, referenced) if referenced else set()
+        if not (due or named):
+            # Not even the warehouse is asked: a quiet run opens no connection for it.
+            return None
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
-        unknown = referenced is not None and bool(getattr(self.references, referenced) - known)
-        if not (unknown or state.refresh_due(table, now, self.settings.refresh)):
+        if not (due or named - known):
             return None
         rows = [
             to_row(item, self.run.privacy)
@@ -326,6 +331,9 @@ class ContextRun:
 
     def _read_leads(self) -> TableRead:
         events = self.events()
+        followed = partial(self._follow_events, schema.LEADS)
+        if not (self.references.lead_ids or events.touches("lead")):
+            return TableRead([], followed)
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
         wanted = self._wanted("lead", "lead_id", known, self.references.lead_ids, events)
@@ -350,7 +358,7 @@ class ContextRun:
             # The custom fields' columns are known only now, from Close's definitions.
             columns = schema.table_hints(schema.LEADS, custom_fields)["columns"]
             items = [dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))]
-        return TableRead(items, lambda: self._follow_events(schema.LEADS))
+        return TableRead(items, followed)
 
     def contacts(self) -> Iterator[TDataItems]:
         """The contacts the SMS name, taken from the leads fetched in this run where possible."""
@@ -359,9 +367,12 @@ class ContextRun:
 
     def _read_contacts(self) -> TableRead:
         events = self.events()
+        followed = partial(self._follow_events, schema.CONTACTS)
+        referenced = self.references.contact_ids
+        if not (referenced or self._embedded or events.touches("contact")):
+            return TableRead([], followed)
         loaded = LoadedTable.of_current_resource()
         known = loaded.ids()
-        referenced = self.references.contact_ids
         wanted = self._wanted("contact", "contact_id", known, referenced, events)
         # The leads fetched in this run embed their contacts as they are now.
         wanted |= self._embedded.keys() & (known | referenced)
@@ -379,7 +390,7 @@ class ContextRun:
             rows += [schema.tombstone(i) for i in batch.gone]
         rows += [schema.tombstone(i) for i in sorted(deleted & known)]
         self._warn_fallback(reader)
-        return TableRead([rows] if rows else [], lambda: self._follow_events(schema.CONTACTS))
+        return TableRead([rows] if rows else [], followed)
 
     def _wanted(
         self,
