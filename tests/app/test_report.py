@@ -11,6 +11,7 @@ import json
 import random
 import re
 import statistics
+import subprocess
 from collections import Counter, defaultdict
 
 import pytest
@@ -26,6 +27,7 @@ from close_sms.app.report import (
 from close_sms.errors import ConfigError
 from close_sms.warehouse.ledger import write_runs
 from close_sms.warehouse.views import apply_views
+from tests.support import cli_env, run_cli
 from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, attachment, message_at, sms_row
 from tests.warehouse.views.fixture_data import sync_runs
@@ -346,3 +348,20 @@ def test_report_without_views_says_how_to_fix_it(loader, tmp_path):
     loader.load(sms=demo_rows(5))
     with pytest.raises(ConfigError, match="close-sms views"):
         report_of(loader, tmp_path / "r.html")
+
+
+def test_the_hint_of_a_report_without_views_works_as_printed(new_loader, tmp_path):
+    loader = new_loader("duckdb")
+    loader.load(sms=demo_rows(5))
+    report = ("report", "--database", str(loader.database), "--out", str(tmp_path / "r.html"))
+    refused = run_cli(*report, api_key=None, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    (hinted,) = re.findall(r"`([^`]+)`", refused.stderr)
+    # From another folder, where the default warehouse.duckdb would be another database.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = cli_env(None)
+    ran = subprocess.run(hinted, shell=True, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, (hinted, ran.stderr)
+    assert run_cli(*report, api_key=None, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "r.html").stat().st_size > 0

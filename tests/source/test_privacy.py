@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from close_sms.source.state import SourceState
 from tests.support import (
     Target,
     change_account,
+    cli_env,
     config_error_in,
     count,
     decompressed_states,
@@ -270,12 +272,14 @@ def test_changed_privacy_settings_are_refused_until_a_full_refresh(emulator, tmp
     assert refused.returncode == 2, refused.stderr
     assert "hash_phones=true, sms_text=hash" in refused.stderr
     assert "hash_phones=false, sms_text=keep" in refused.stderr
-    assert "close-sms sync --full-refresh" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert dict(target.query("SELECT id, remote_phone FROM close_sms.sms")) == raw_rows
 
-    refreshed = _sync(running, target, "--full-refresh", **_privacy_env("hash"))
-    assert refreshed.returncode == 0, refreshed.stderr
+    # The hinted command, run as printed: the same warehouse and server, everything reloaded.
+    (hinted,) = re.findall(r"`([^`]+--full-refresh)`", refused.stderr)
+    env = cli_env(running.api_key, **target.env, **_privacy_env("hash"))
+    refreshed = subprocess.run(hinted, shell=True, env=env, capture_output=True, text=True)
+    assert refreshed.returncode == 0, (hinted, refreshed.stderr)
     assert mismatches(target, _expected(running.emu.snapshot(), "hash")) == []
 
     other_key = _sync(running, target, **_privacy_env("hash", key=OTHER_KEY))

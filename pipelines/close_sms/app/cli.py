@@ -6,6 +6,8 @@ import argparse
 import gc
 import json
 import os
+import re
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +29,7 @@ from ..errors import (
 )
 from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
-from .invocation import invoked_as
+from .invocation import shell_command
 from .stopping import leave, sigterm_interrupts, sigterm_received
 
 if TYPE_CHECKING:
@@ -49,7 +51,6 @@ COMMAND_WAYS = {
     "reconcile": "--reconcile",
     "allow_mass_delete": "--allow-mass-delete",
 }
-COMMAND_FULL_RELOAD = "`close-sms sync --full-refresh`"
 # Bits no file a `close-sms` command creates grants: the database, its reader copy, the lock and
 # dlt's working files hold raw SMS, so they are their owner's alone unless shared on purpose
 # (docs/operations.md). Files that exist keep their mode.
@@ -435,22 +436,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            print(
-                f"close-sms: error: {_in_command_words(one_line(exc) + exc.hint)}", file=sys.stderr
-            )
+            message = _in_command_words(one_line(exc) + exc.hint, args)
+            print(f"close-sms: error: {message}", file=sys.stderr)
         return exit_status(exc)
 
 
-def _in_command_words(message: str) -> str:
+def _in_command_words(message: str, args: argparse.Namespace) -> str:
     """`message` as the command says it: its own way first wherever a setting's place is named,
-    and its `--full-refresh` for dlt's full reload."""
+    and for dlt's full reload, this command's sync with `--full-refresh`."""
     for name, way in COMMAND_WAYS.items():
         for secret in (False, True):
             where = where_to_set(name, secret)
             message = message.replace(where, f"{way}, or {where}")
-    message = message.replace(FULL_RELOAD, COMMAND_FULL_RELOAD)
-    # A command in a hint is one that works as printed, even where close-sms is not on PATH.
-    return message.replace("`close-sms ", f"`{invoked_as()} ")
+    message = message.replace(FULL_RELOAD, "`close-sms sync --full-refresh`")
+    # A command in a hint is one that works as printed: on this run's warehouse (and server),
+    # even where close-sms is not on PATH.
+    return HINTED_COMMAND.sub(lambda hint: _as_printed(hint, args), message)
+
+
+# A command in a hint: `close-sms COMMAND FLAGS...`.
+HINTED_COMMAND = re.compile(r"`close-sms ([a-z-]+)((?: [^`]*)?)`")
+
+
+def _as_printed(hint: re.Match[str], args: argparse.Namespace) -> str:
+    command, flags = hint.group(1), shlex.split(hint.group(2))
+    place = [] if {"--database", "--destination"} & set(flags) else _same_place(args, command)
+    return f"`{shell_command(command, *place, *flags)}`"
+
+
+def _same_place(args: argparse.Namespace, command: str) -> list[str]:
+    """The flags of `args` that say where a hinted `command` reads and writes: without them, it
+    would use the default warehouse, and a sync Close itself rather than the server given."""
+    flags = []
+    if getattr(args, "destination", "duckdb") != "duckdb":
+        flags += ["--destination", args.destination]
+    if getattr(args, "database", None):
+        flags += ["--database", args.database]
+    if command == "sync" and getattr(args, "base_url", None):
+        flags += ["--base-url", args.base_url]
+    return flags
 
 
 @contextmanager

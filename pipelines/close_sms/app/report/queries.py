@@ -178,7 +178,7 @@ def check_views(sql: SqlClientBase[Any]) -> None:
     if missing:
         raise ConfigError(
             f"the dataset {DATASET_NAME} has no view(s) {', '.join(missing)}; apply them first "
-            "with: close-sms views (with the same --database or --destination)"
+            "with `close-sms views`"
         )
 
 
