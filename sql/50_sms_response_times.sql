@@ -2,6 +2,7 @@
 -- A reply is an outbound SMS on the same lead whose message_at is strictly later than the
 -- inbound's; drafts and scheduled SMS are not replies (nothing reached the customer). Equal
 -- reply times are broken by the smaller SMS id. Inbound SMS without a lead get no reply.
+-- The names are sms_messages': the inbound SMS's lead and contact, the reply's user.
 CREATE OR REPLACE VIEW close_sms.sms_response_times AS
 WITH turns AS (
     -- Per lead, inbound SMS and possible replies in one sequence: by time, a reply before an
@@ -13,6 +14,9 @@ WITH turns AS (
         id,
         lead_id,
         user_id,
+        user_name,
+        lead_name,
+        contact_name,
         message_at,
         message_date,
         direction = 'inbound' AS is_inbound,
@@ -29,11 +33,14 @@ WITH turns AS (
 SELECT
     i.id AS inbound_id,
     i.lead_id,
+    i.lead_name,
+    i.contact_name,
     i.message_at AS inbound_at,
     i.message_date AS inbound_date,
     r.id AS reply_id,
     r.message_at AS replied_at,
     r.user_id AS replied_by_user_id,
+    r.user_name AS replied_by_user_name,
     epoch(r.message_at) - epoch(i.message_at) AS response_seconds
 FROM turns AS i
 LEFT JOIN turns AS r

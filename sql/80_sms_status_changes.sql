@@ -7,9 +7,13 @@
 CREATE OR REPLACE VIEW close_sms.sms_status_changes AS
 -- The gap is computed outside the window query: written inline, DuckDB evaluates the lag a
 -- second time (1M SMS / 2M events: ~20% slower).
+-- The names are sms_messages': the user's from users, the lead's from leads (null where the
+-- context is off or lacks them).
 SELECT
-    *,
-    epoch(date_updated) - epoch(previous_event_at) AS seconds_since_previous
+    numbered.*,
+    nullif(trim(concat_ws(' ', u.first_name, u.last_name)), '') AS user_name,
+    l.name AS lead_name,
+    epoch(numbered.date_updated) - epoch(numbered.previous_event_at) AS seconds_since_previous
 FROM (
     SELECT
         id AS event_id,
@@ -25,4 +29,6 @@ FROM (
         lag(date_updated) OVER per_sms AS previous_event_at
     FROM close_sms.sms_events
     WINDOW per_sms AS (PARTITION BY object_id ORDER BY date_updated, date_created, id)
-) AS numbered;
+) AS numbered
+LEFT JOIN close_sms.users AS u ON u.id = numbered.user_id
+LEFT JOIN close_sms.leads AS l ON l.id = numbered.lead_id;

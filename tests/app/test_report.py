@@ -240,16 +240,18 @@ def test_sync_health(report):
 
 def test_opt_outs(report):
     page, rows, _ = report
-    want = Counter(
-        expected.utc_date(answer["opted_out_at"]).isoformat()
-        for answer in expected.opt_outs(rows).values()
-    )
+    opt_outs = expected.opt_outs(rows)
+    want = Counter(expected.utc_date(opted_out_at).isoformat() for _, _, opted_out_at in opt_outs)
     got = chart_data(page, "opt_outs")
     assert {r["opt_out_date"]: r["opt_out_count"] for r in got["days"]} == want
     assert sum(r["sent_after_count"] for r in got["days"]) == sum(
-        answer["sent_after_opt_out_count"] for answer in expected.opt_outs(rows).values()
+        answer["sent_after_opt_out_count"] for answer in opt_outs.values()
+    )
+    assert sum(r["refused_after_count"] for r in got["days"]) == sum(
+        answer["refused_after_opt_out_count"] > 0 for answer in opt_outs.values()
     )
     assert sum(want.values()) > 0 and got["texts"]["readable_count"] > 0
+    assert sum(r["refused_after_count"] for r in got["days"]) > 0
 
 
 def test_senders(report):

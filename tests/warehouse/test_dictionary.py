@@ -132,7 +132,7 @@ def test_comments_skip_what_is_missing_and_are_written_once(loader):
             if loader.kind == "duckdb"
             else "SELECT col_description('close_sms.sms_opt_outs'::regclass, 3)"
         )
-    assert comment == "The first opt-out after the phone's last opt-in."
+    assert comment == "The opt-out, the first opt-out keyword after the phone's last opt-in."
 
 
 def test_a_blank_description_is_refused(tmp_path):

@@ -6,6 +6,7 @@ Independent of the SQL: each rule is written out the way the view's comment stat
 from __future__ import annotations
 
 import datetime as dt
+import re
 import statistics
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -205,18 +206,30 @@ def sync_health(runs: list[SyncRun]) -> dict[dt.date, dict[str, Any]]:
     return answers
 
 
-OPT_OUT_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+OPT_OUT_KEYWORDS = {
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPT OUT",
+    "OPTOUT",
+}
 OPT_IN_KEYWORDS = {"START", "YES", "UNSTOP"}
 
 
 def _keyword(row: dict[str, Any]) -> str | None:
     if row["direction"] != "inbound" or row["text"] is None:
         return None
-    word = row["text"].strip(" \t\r\n").upper()
+    word = re.sub(r"[^A-Z0-9]+", " ", row["text"].upper()).strip(" ")
     return word if word in OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS else None
 
 
 def opt_outs(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """By (lead_id, remote_phone, opted_out_at): each opt-out, and the opt-in that revoked it."""
+
     def order(r: dict[str, Any]) -> tuple:
         return (message_at(r), r["id"])
 
@@ -226,35 +239,47 @@ def opt_outs(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
             keywords[(row["lead_id"], row["remote_phone"])].append(row)
     answers = {}
     for phone, group in keywords.items():
-        # The opt-outs after the last opt-in; none means the phone may be texted.
-        trailing = []
-        for row in sorted(group, key=order, reverse=True):
-            if _keyword(row) in OPT_IN_KEYWORDS:
-                break
-            trailing.append(row)
-        if not trailing:
-            continue
-        first = trailing[-1]
-        sent = [
+        # [opt-out, the opt-in after it or None]; a keyword repeating the state is no turn.
+        turns: list[list[dict | None]] = []
+        for row in sorted(group, key=order):
+            if _keyword(row) in OPT_OUT_KEYWORDS:
+                if not turns or turns[-1][1] is not None:
+                    turns.append([row, None])
+            elif turns and turns[-1][1] is None:
+                turns[-1][1] = row
+        sends = [
             r
             for r in rows
             if r["direction"] == "outbound"
-            and r["status"] == "sent"
+            and r["status"] in ("sent", "error")
             and (r["lead_id"], r["remote_phone"]) == phone
         ]
-        after = [r for r in sent if message_at(r) > message_at(first)]
-        last_user = max((r for r in sent if r["user_id"]), key=order, default=None)
-        last_after = max(after, key=order, default=None)
-        answers[phone] = {
-            "opted_out_at": message_at(first),
-            "opt_out_sms_id": first["id"],
-            "opt_out_keyword": _keyword(first),
-            "last_user_id": last_user and last_user["user_id"],
-            "last_user_name": last_user and last_user["user_name"],
-            "sent_after_opt_out_count": len(after),
-            "last_sent_after_opt_out_at": last_after and message_at(last_after),
-            "last_sent_after_opt_out_id": last_after and last_after["id"],
-        }
+        for first, revoking in turns:
+            end = revoking and message_at(revoking)
+            before_end = [r for r in sends if end is None or message_at(r) < end]
+            sent = [r for r in before_end if r["status"] == "sent"]
+            after = [r for r in sent if message_at(r) > message_at(first)]
+            refused = [
+                r
+                for r in before_end
+                if r["status"] == "error" and message_at(r) > message_at(first)
+            ]
+            last_user = max((r for r in sent if r["user_id"]), key=order, default=None)
+            last_after = max(after, key=order, default=None)
+            answers[(*phone, message_at(first))] = {
+                "opt_out_sms_id": first["id"],
+                "opt_out_keyword": _keyword(first),
+                "is_active": revoking is None,
+                "revoked_at": end,
+                "revoked_by_sms_id": revoking and revoking["id"],
+                "revoked_by_keyword": revoking and _keyword(revoking),
+                "last_user_id": last_user and last_user["user_id"],
+                "last_user_name": last_user and last_user["user_name"],
+                "sent_after_opt_out_count": len(after),
+                "refused_after_opt_out_count": len(refused),
+                "last_sent_after_opt_out_at": last_after and message_at(last_after),
+                "last_sent_after_opt_out_id": last_after and last_after["id"],
+            }
     return answers
 
 
@@ -368,6 +393,65 @@ def names(
             "local_phone_owner_name": _full_name(users.get(number.get("user_id"))),
         }
     return answers
+
+
+def response_names(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """sms_response_times' names per inbound SMS: its lead's and contact's, the reply's user."""
+    named = names(rows, context)
+    by_id = {row["id"]: row for row in rows}
+    answers = {}
+    for inbound_id, answer in response_times(rows).items():
+        reply = by_id.get(answer["reply_id"]) or {}
+        answers[inbound_id] = {
+            "lead_name": named[inbound_id]["lead_name"],
+            "contact_name": named[inbound_id]["contact_name"],
+            "replied_by_user_name": reply.get("user_name"),
+        }
+    return answers
+
+
+def conversation_names(
+    rows: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[tuple, dict[str, Any]]:
+    """sms_conversations' names: the lead's, the latest contact named, the user of the latest
+    outbound SMS that has one."""
+    named = names(rows, context)
+
+    def order(r: dict[str, Any]) -> tuple:
+        return (message_at(r), r["direction"] == "inbound", r["id"])
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["status"] not in UNSENT:
+            groups[(row["lead_id"], row["remote_phone"])].append(row)
+    answers = {}
+    for key, group in groups.items():
+        contacts = [r for r in group if named[r["id"]]["contact_name"]]
+        users = [r for r in group if r["direction"] == "outbound" and r["user_name"]]
+        answers[key] = {
+            "lead_name": named[group[0]["id"]]["lead_name"],
+            "contact_name": contacts and named[max(contacts, key=order)["id"]]["contact_name"],
+            "last_user_name": users and max(users, key=order)["user_name"],
+        }
+        answers[key] = {k: v or None for k, v in answers[key].items()}
+    return answers
+
+
+def event_names(
+    events: list[dict[str, Any]], context: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """sms_status_changes' names per event: its user's full name and its lead's name."""
+    users = _by_id(context.get("users", []))
+    leads = _by_id(context.get("leads", []))
+    return {
+        event["id"]: {
+            "user_name": _full_name(users.get(event.get("user_id"))),
+            "lead_name": (leads.get(event.get("lead_id")) or {}).get("name"),
+        }
+        for event in events
+    }
 
 
 def _outcomes(group: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:

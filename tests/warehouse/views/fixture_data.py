@@ -27,6 +27,10 @@ Opt-outs (sms_opt_outs), one lead per phone, from +120 min (`opt_out_rows`):
   - lead_o3: "START", then "quit" with a newline: opted out, never texted; "stop please"
     (sms_40) is not a keyword, nor the "STOP" a rep sent (sms_41, lead_o4).
   - lead_o5: "END" and "UNSTOP" at the same instant: the larger id is the later, opted in.
+  - Three days on, from OPT_OUT_LINE: lead_o1 gets a send the carrier refused (sms_44, status
+    error, Twilio's 21610); lead_o6 texts "Opt-Out!" (the 2025 rule's OPT OUT, punctuated), gets
+    a refused send, texts "Start", gets a send that counts for no opt-out, then texts
+    "REVOKE." and gets a delivered send: two opt-outs, the first revoked.
 
 Context (`context_rows`; SMS point at it through `REFERENCES`):
   - users: user_1 Ann Lee, user_2 Bo Chen, user_3 "Cy" with no last name.
@@ -55,6 +59,9 @@ DELETED = ("sms_21", "sms_22")
 
 
 MAIN_LINE, SUPPORT_LINE, UNLISTED_LINE = "+15559999999", "+15558888888", "+15557777777"
+OPT_OUT_LINE = "+15556666666"
+# Minutes from T0 to the opt-out rows three days on.
+DAY4 = 3 * 24 * 60
 # What SMS point at in the context, beyond the defaults of `sms_row`.
 REFERENCES: dict[str, dict[str, str]] = {
     "sms_02": {"template_id": "tmpl_hello"},
@@ -368,6 +375,10 @@ def opt_out_rows() -> list[dict]:
             **extra,
         )
 
+    def refused(sms_id: str, lead: str, at: float, user: str) -> dict:
+        extra = {"status": "error", "error_message": REFUSED, "local_phone": OPT_OUT_LINE}
+        return outbound(sms_id, lead, at, user, **extra)
+
     return [
         outbound(
             "sms_30",
@@ -391,7 +402,19 @@ def opt_out_rows() -> list[dict]:
         outbound("sms_41", "lead_o4", 200, "user_1", text="STOP"),
         inbound("sms_42", "lead_o5", 200, "END"),
         inbound("sms_43", "lead_o5", 200, "UNSTOP"),
+        # Three days on, on a line of their own: the other views' days and lines stay as they are.
+        refused("sms_44", "lead_o1", DAY4 + 20, "user_3"),
+        inbound("sms_45", "lead_o6", DAY4, "Opt-Out!"),
+        refused("sms_46", "lead_o6", DAY4 + 2, "user_2"),
+        inbound("sms_47", "lead_o6", DAY4 + 4, "Start"),
+        outbound("sms_48", "lead_o6", DAY4 + 6, "user_2", local_phone=OPT_OUT_LINE),
+        inbound("sms_49", "lead_o6", DAY4 + 8, " REVOKE. "),
+        outbound("sms_50", "lead_o6", DAY4 + 10, "user_1", local_phone=OPT_OUT_LINE),
     ]
+
+
+# How a carrier refuses a send to a phone that opted out (Twilio's error 21610).
+REFUSED = "Attempt to send to unsubscribed recipient"
 
 
 def context_rows() -> dict[str, list[dict]]:

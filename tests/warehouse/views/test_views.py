@@ -18,6 +18,7 @@ from tests.warehouse.views import expected
 from tests.warehouse.views.dataset import DESTINATIONS, UTC, Loader, column_names
 from tests.warehouse.views.dataset import rows_as_dicts as query
 from tests.warehouse.views.fixture_data import (
+    DAY4,
     DELETED,
     MAIN_LINE,
     SUPPORT_LINE,
@@ -207,8 +208,52 @@ def test_sms_response_times(account, rows):
         "sms_33": ("sms_35", 900.0),  # the draft sms_34 is skipped
         **dict.fromkeys(("sms_36", "sms_37", "sms_38", "sms_39", "sms_40"), (None, None)),
         **dict.fromkeys(("sms_42", "sms_43"), (None, None)),
+        # A send the carrier refused answers the customer as much as one it delivered.
+        "sms_45": ("sms_46", 120.0),
+        "sms_47": ("sms_48", 120.0),
+        "sms_49": ("sms_50", 120.0),
     }
     assert got["sms_01"]["replied_by_user_id"] == "user_2"
+
+
+def test_replies_conversations_and_events_speak_names(account, rows):
+    context = context_rows()
+    replies = {
+        r.pop("inbound_id"): r
+        for r in query(
+            account,
+            "SELECT inbound_id, lead_name, contact_name, replied_by_user_name "
+            "FROM close_sms.sms_response_times",
+        )
+    }
+    assert replies == expected.response_names(rows, context)
+    conversations = {
+        (r.pop("lead_id"), r.pop("remote_phone")): r
+        for r in query(
+            account,
+            "SELECT lead_id, remote_phone, lead_name, contact_name, last_user_name "
+            "FROM close_sms.sms_conversations",
+        )
+    }
+    assert conversations == expected.conversation_names(rows, context)
+    events = {
+        r.pop("event_id"): r
+        for r in query(
+            account, "SELECT event_id, user_name, lead_name FROM close_sms.sms_status_changes"
+        )
+    }
+    assert events == expected.event_names(event_rows(), context)
+    # Spelled out, so the Python model is checked too.
+    assert replies["sms_01"] == {
+        "lead_name": "Acme Corp",
+        "contact_name": "Alice Customer",
+        "replied_by_user_name": next(r["user_name"] for r in rows if r["id"] == "sms_03a"),
+    }
+    for answers in (replies, conversations, events):
+        assert any(a["lead_name"] for a in answers.values())
+    assert any(a["contact_name"] for a in conversations.values())
+    assert any(a["last_user_name"] for a in conversations.values())
+    assert any(a["user_name"] for a in events.values())
 
 
 def test_sms_conversations(account, rows):
@@ -280,24 +325,47 @@ def test_sms_delivery_and_reply_outcomes(account, rows):
 
 def test_sms_opt_outs(account, rows):
     got = {
-        (r.pop("lead_id"), r.pop("remote_phone")): r
+        (r.pop("lead_id"), r.pop("remote_phone"), r.pop("opted_out_at")): r
         for r in query(account, "SELECT * FROM close_sms.sms_opt_outs")
     }
     assert got == expected.opt_outs(rows)
     # Spelled out, so the Python model is checked too.
-    assert set(got) == {("lead_o1", "+15550011"), ("lead_o3", "+15550013")}
-    texted_on = got[("lead_o1", "+15550011")]
-    assert texted_on["opted_out_at"] == minutes(205)  # "  stop ", not the second STOP
-    assert texted_on["opt_out_keyword"] == "STOP"
+    by_lead = {lead: row for (lead, _, _), row in got.items()}
+    assert sorted((lead, at) for lead, _, at in got) == [
+        ("lead_o1", minutes(205)),  # "  stop ", not the second STOP
+        ("lead_o2", minutes(200)),
+        ("lead_o3", minutes(205)),
+        ("lead_o5", minutes(200)),
+        ("lead_o6", minutes(DAY4)),
+        ("lead_o6", minutes(DAY4 + 8)),
+    ]
+    texted_on = by_lead["lead_o1"]
+    assert (texted_on["opt_out_keyword"], texted_on["is_active"]) == ("STOP", True)
     assert texted_on["sent_after_opt_out_count"] == 2  # the sequence and the rep, not the draft
+    assert texted_on["refused_after_opt_out_count"] == 1
     assert (texted_on["last_sent_after_opt_out_id"], texted_on["last_user_id"]) == (
         "sms_35",
         "user_3",
     )
-    never_texted = got[("lead_o3", "+15550013")]
+    revoked = by_lead["lead_o2"]
+    assert (revoked["is_active"], revoked["revoked_by_keyword"]) == (False, "YES")
+    assert revoked["revoked_at"] == minutes(210)
+    never_texted = by_lead["lead_o3"]
     assert (never_texted["opt_out_sms_id"], never_texted["opt_out_keyword"]) == ("sms_39", "QUIT")
     assert never_texted["sent_after_opt_out_count"] == 0
     assert never_texted["last_user_id"] is None
+    # The same instant: the larger id is the later, so UNSTOP revoked END at once.
+    assert (by_lead["lead_o5"]["revoked_by_sms_id"], by_lead["lead_o5"]["is_active"]) == (
+        "sms_43",
+        False,
+    )
+    first, second = (got[("lead_o6", "+15550016", minutes(DAY4 + at))] for at in (0, 8))
+    assert (first["opt_out_keyword"], first["revoked_by_keyword"]) == ("OPT OUT", "START")
+    # The send between START and REVOKE counts for neither opt-out.
+    assert (first["refused_after_opt_out_count"], first["sent_after_opt_out_count"]) == (1, 0)
+    assert (second["opt_out_keyword"], second["is_active"]) == ("REVOKE", True)
+    assert (second["refused_after_opt_out_count"], second["sent_after_opt_out_count"]) == (0, 1)
+    assert second["last_sent_after_opt_out_id"] == "sms_50"
 
 
 def test_sms_ai_vs_human(account, rows):
@@ -322,7 +390,9 @@ def test_sms_ai_vs_human(account, rows):
         (day, kind)
         for day in (dt.date(2024, 3, 1), dt.date(2024, 3, 2))
         for kind in ("ai_agent", "sequence", "rep")
-    } - {(dt.date(2024, 3, 2), "ai_agent"), (dt.date(2024, 3, 2), "sequence")}
+    } - {(dt.date(2024, 3, 2), "ai_agent"), (dt.date(2024, 3, 2), "sequence")} | {
+        (dt.date(2024, 3, 4), "rep")  # the sends after the opt-outs, three days on
+    }
 
 
 def test_sms_template_performance(account, rows):

@@ -135,24 +135,26 @@ def response_figure(
 def opt_outs_figure(
     figure: go.Figure, rows: list[dict[str, Any]], texts: dict[str, Any]
 ) -> go.Figure:
-    """Phones that opted out per day, and those of them texted afterwards."""
+    """Opt-outs per day, and those after which the phone was texted: delivered, or refused by
+    the carrier (a phone may be in both)."""
     days = [row["opt_out_date"] for row in rows]
     for key, name, color in (
-        ("opt_out_count", "phones that opted out", "#7f7f7f"),
-        ("texted_after_count", "of them texted afterwards", "#d62728"),
+        ("opt_out_count", "opt-outs", "#7f7f7f"),
+        ("texted_after_count", "texted after it, delivered", "#d62728"),
+        ("refused_after_count", "texted after it, refused by the carrier", "#ff9896"),
     ):
         figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
-    title = "Opt-outs per day (STOP, UNSUBSCRIBE, ... as the phone's latest keyword)"
+    title = "Opt-outs per day (STOP, OPT OUT, REVOKE, ...), and the phones texted after them"
     if texts["inbound_count"] and not texts["readable_count"]:
         title = "Opt-outs: none can be found, the SMS text is hashed or dropped (sms_text)"
     figure.update_layout(
         title=title,
-        # The second series is a subset of the first: drawn over it.
-        barmode="overlay",
+        # Side by side: the texted ones overlap each other, so none may hide another.
+        barmode="group",
         xaxis=_day_axis("day the phone opted out", days),
         # Whole phones: no 1.5 ticks.
         yaxis={
-            "title": "phones",
+            "title": "opt-outs",
             "rangemode": "tozero",
             "tickformat": ",d",
             "dtick": None if max((row["opt_out_count"] for row in rows), default=0) > 10 else 1,

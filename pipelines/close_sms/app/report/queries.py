@@ -111,6 +111,7 @@ SELECT
     CAST(opted_out_at AT TIME ZONE 'UTC' AS DATE) AS opt_out_date,
     count(*) AS opt_out_count,
     count(*) FILTER (WHERE sent_after_opt_out_count > 0) AS texted_after_count,
+    count(*) FILTER (WHERE refused_after_opt_out_count > 0) AS refused_after_count,
     CAST(sum(sent_after_opt_out_count) AS BIGINT) AS sent_after_count
 FROM {DATASET_NAME}.sms_opt_outs
 GROUP BY opt_out_date
