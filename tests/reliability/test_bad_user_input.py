@@ -7,9 +7,13 @@ dataset.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import ssl
 import subprocess
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import pytest
 
 from close_sms.app.config import CommandSettings
 from close_sms.errors import ConfigError
+from close_sms.source.api.client import ClientConfig, CloseClient
 from close_sms.warehouse.destination import Warehouse
 from tests import cli_process
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
@@ -101,6 +106,50 @@ def test_wrong_base_url(synced, url, says):
     assert result.returncode == (4 if ":9/" in url else 2), result.stderr
     assert says in one_line_error(result.stderr)
     _unchanged(database, before)
+
+
+def test_an_https_url_for_a_plain_http_server_fails_within_10_s_saying_http(synced):
+    running, database = synced
+    before = (file_digest(database), fingerprint(database))
+    url = running.base_url.replace("http://", "https://")
+    began = time.monotonic()
+    # Every retry the settings allow: the scheme is told on the first failure, not the last.
+    result = sync_cli(running, database, "--base-url", url)
+    assert time.monotonic() - began < 10, result.stderr
+    assert result.returncode == 2, result.stderr
+    error = one_line_error(result.stderr)
+    assert "speaks plain HTTP" in error and running.base_url in error and "--base-url" in error
+    _unchanged(database, before)
+
+
+def test_an_http_url_for_a_tls_server_is_told_to_use_https(tmp_path):
+    # A TLS server with a certificate made here: no certificate is checked by the probe.
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem")]
+        + ["-out", str(tmp_path / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/v1"
+        client = CloseClient(url, "api_key", ClientConfig(backoff_max=0.01))
+        began = time.monotonic()
+        with pytest.raises(ConfigError) as raised:
+            client.check_keys()
+        assert time.monotonic() - began < 10
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(raised.value)
+    assert "speaks HTTPS (TLS)" in message
+    assert f"https://127.0.0.1:{server.server_port}/api/v1" in message
+    assert "api_key" not in message.replace("SOURCES__CLOSE_SMS__BASE_URL", "")
 
 
 def test_database_in_a_missing_folder(emulator, tmp_path):

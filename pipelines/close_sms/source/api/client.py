@@ -20,9 +20,10 @@ import orjson
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from ...errors import AuthError, CloseApiError, UnreachableError
+from ...errors import AuthError, CloseApiError, ConfigError, UnreachableError
 from .. import settings
 from .pacing import KeyPool, json_body, read_429_body, read_rate_limit, retry_wait_from_429
+from .scheme import wrong_scheme_hint
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ KEYS_PER_ORGANIZATION_LIMIT = 3
 EMPTY_QUERY = "Empty query"
 # Quick retries of such a list page, for the transient case, before the caller steps past it.
 EMPTY_QUERY_RETRIES = 2
+# The connect timeout (TCP and TLS handshake) until the server first answers: an https URL for
+# a plain-HTTP server waits it out whole, so a wrong scheme is told within seconds. A slow
+# first handshake costs one retry at the full timeout.
+FIRST_CONTACT_TIMEOUT = 5.0
 
 
 class RequestRejected(CloseApiError):
@@ -115,6 +120,8 @@ class CloseClient:
         self._override_refused: set[str] = set()
         # Whether a successful answer carried a rate-limit header; None until the first one.
         self._paced_by_headers: bool | None = None
+        # Whether the server has answered anything yet (see FIRST_CONTACT_TIMEOUT).
+        self._answered = False
         if len(self.keys.keys) > KEYS_PER_ORGANIZATION_LIMIT:
             self.warn(
                 f"{len(self.keys.keys)} API keys: Close's organization limit is "
@@ -207,6 +214,11 @@ class CloseClient:
                 continue
             if outcome.refused and failures >= min(2, self.config.max_retries):
                 raise UnreachableError(f"cannot connect to {self.base_url}") from None
+            if outcome.transport and not self._answered and not failures:
+                # Configuration, not the network: no retry would change the answer.
+                wrong_scheme = wrong_scheme_hint(self.base_url)
+                if wrong_scheme:
+                    raise ConfigError(wrong_scheme)
             failures = self._backoff(failures, method, path, outcome)
 
     def _attempt(
@@ -221,22 +233,26 @@ class CloseClient:
         sender = self._await_slot(paced, key)
         self._count("requests")
         response = None
+        connect = self.config.connect_timeout
+        if not self._answered:
+            connect = min(connect, FIRST_CONTACT_TIMEOUT)
         try:
             response = self._session().request(
                 method,
                 self.base_url + path,
                 auth=(self.keys.keys[sender], ""),
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                timeout=(connect, self.config.read_timeout),
                 **request,
             )
         # ConnectTimeout is both: it is a connection failure, as it always was here.
         except requests.exceptions.ConnectionError as exc:
-            return _Failure("connection failed", refused=_refused(exc))
+            return _Failure("connection failed", refused=_refused(exc), transport=True)
         except (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError):
-            return _Failure("timed out or cut off")
+            return _Failure("timed out or cut off", transport=True)
         finally:
             # Always ends the request's time in flight, even when no response came.
             self._observe(sender, paced, response)
+        self._answered = True
         self._note_server_time(response)
         status = response.status_code
         if status == 429:
@@ -338,6 +354,8 @@ class _Failure:
     max_retries: int = sys.maxsize
     # A refused or unresolvable connection: a wrong URL far more often than a blip.
     refused: bool = False
+    # No HTTP answer came (a connection failure or a timeout).
+    transport: bool = False
 
 
 def _decode(response: requests.Response) -> dict[str, Any] | _Failure:
