@@ -274,8 +274,10 @@ class Scenario:
 
         def kill() -> None:
             if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
+                # Set first: the timer's thread could otherwise be preempted between the
+                # signal and the flag, and a run it killed read as one that died on its own.
                 killed.set()
+                process.send_signal(signal.SIGKILL)
 
         timer = None
         if target == "delay":
@@ -300,6 +302,7 @@ class Scenario:
                     break
         if timer is not None:
             timer.cancel()
+            timer.join()
         lines.append(process.stderr.read())
         process.wait(timeout=300)
         self._keep_log(f"killed {target}", "".join(lines))
