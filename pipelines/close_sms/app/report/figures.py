@@ -26,6 +26,32 @@ SENDER_KINDS = {
 }
 
 
+# Up to this count on an axis, a tick per unit: plotly's own ticks would go to 0.5.
+SMALL_COUNT = 10
+# The units of a duration axis, the largest that keeps its ticks above 2 of them.
+DURATION_UNITS = (("days", 86_400.0), ("hours", 3_600.0), ("minutes", 60.0), ("seconds", 1.0))
+
+
+def count_axis(title: str, counts: list[Any]) -> dict[str, Any]:
+    """A y axis of whole things (SMS, runs, opt-outs): no 1.5 ticks, and from zero."""
+    largest = max((count for count in counts if count is not None), default=0)
+    return {
+        "title": title,
+        "rangemode": "tozero",
+        "tickformat": ",d",
+        "dtick": 1 if largest <= SMALL_COUNT else None,
+    }
+
+
+def duration_unit(seconds: list[float | None]) -> tuple[str, float]:
+    """The unit to draw these durations in, and its length in seconds: 0.008 minutes is 0.5 s."""
+    largest = max((value for value in seconds if value is not None), default=0.0)
+    for name, length in DURATION_UNITS:
+        if largest >= 2 * length:
+            return name, length
+    return DURATION_UNITS[-1]
+
+
 def _day_axis(title: str, days: list[str]) -> dict[str, Any]:
     """A date x axis; a few days get one tick each, where plotly would tick hours."""
     axis: dict[str, Any] = {"title": title, "type": "date"}
@@ -85,9 +111,17 @@ def daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Fig
         title="Daily SMS volume by direction (UTC days)",
         barmode="stack",
         xaxis=_day_axis("day", [row["message_date"] for row in rows]),
-        yaxis_title="SMS",
+        yaxis=count_axis("SMS", _stacks(rows, "message_count")),
     )
     return figure
+
+
+def _stacks(rows: list[dict[str, Any]], count: str = "outbound_count") -> list[int]:
+    """The height of each day's stack of bars: `count` summed per `message_date`."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["message_date"]] = totals.get(row["message_date"], 0) + row[count]
+    return list(totals.values())
 
 
 def delivery_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
@@ -152,13 +186,7 @@ def opt_outs_figure(
         # Side by side: the texted ones overlap each other, so none may hide another.
         barmode="group",
         xaxis=_day_axis("day the phone opted out", days),
-        # Whole phones: no 1.5 ticks.
-        yaxis={
-            "title": "opt-outs",
-            "rangemode": "tozero",
-            "tickformat": ",d",
-            "dtick": None if max((row["opt_out_count"] for row in rows), default=0) > 10 else 1,
-        },
+        yaxis=count_axis("opt-outs", [row["opt_out_count"] for row in rows]),
     )
     return figure
 
@@ -177,7 +205,7 @@ def senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
         title="Outbound SMS by sender: Close's AI agent, sequences and reps (bars: SMS, lines: reply rate)",
         barmode="stack",
         xaxis=_day_axis(period, [row["message_date"] for row in rows]),
-        yaxis_title=f"outbound SMS per {period.split()[0]}",
+        yaxis=count_axis(f"outbound SMS per {period.split()[0]}", _stacks(rows)),
         yaxis2={
             "title": "reply rate",
             "overlaying": "y",
@@ -237,25 +265,37 @@ def sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figu
         ("other_runs", "interrupted or locked out", "#bbbbbb"),
     ):
         figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
+    lags = [row["max_lag_seconds"] for row in rows]
+    unit, length = duration_unit(lags)
     figure.add_scatter(
-        name="max lag (minutes)",
+        name=f"max lag ({unit})",
         mode="lines+markers",
         yaxis="y2",
         x=days,
-        y=[None if row["max_lag_seconds"] is None else row["max_lag_seconds"] / 60 for row in rows],
-        customdata=[[row["last_error"] or ""] for row in rows],
-        hovertemplate="%{x}<br>max lag %{y:.1f} min<br>last error: %{customdata[0]}<extra></extra>",
+        y=[None if lag is None else lag / length for lag in lags],
+        # Black with a white ring: seen over any bar it sits on.
+        marker={"color": "black", "size": 9, "line": {"color": "white", "width": 2}},
+        line={"color": "black"},
+        customdata=[
+            [duration(lag or 0), row["last_error"] or ""]
+            for lag, row in zip(lags, rows, strict=True)
+        ],
+        hovertemplate="%{x}<br>max lag %{customdata[0]}<br>last error: %{customdata[1]}"
+        "<extra></extra>",
     )
+    runs = [row["successful_runs"] + row["failed_runs"] + row["other_runs"] for row in rows]
     figure.update_layout(
         title="Sync health: runs of close-sms sync per day, and the longest lag",
         barmode="stack",
         xaxis=_day_axis("day", days),
-        yaxis_title="runs",
+        yaxis=count_axis("runs", runs),
         yaxis2={
-            "title": "max lag (minutes)",
+            "title": f"max lag ({unit})",
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
+            # Its own grid would cross the runs' grid lines at other heights.
+            "showgrid": False,
         },
         # Below the plot: at the right it covered the lag axis and its title.
         legend={"orientation": "h", "y": -0.2},
@@ -265,6 +305,8 @@ def sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figu
 
 def duration(seconds: float) -> str:
     """Seconds as people read them: seconds, minutes, hours or days."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:

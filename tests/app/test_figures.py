@@ -1,0 +1,115 @@
+"""The report's figures at the sizes that misled: no finer ticks than the data, no fractional
+counts, units that fit the values, no series hidden behind another. The figures are drawn from
+rows here, as the report draws them from its queries (tests/app/test_report.py reads those)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import plotly.graph_objects as go
+import pytest
+
+from close_sms.app.report.figures import (
+    daily_volume_figure,
+    duration,
+    opt_outs_figure,
+    senders_figure,
+    sync_health_figure,
+)
+
+
+def _runs(days: int, lag_seconds: float, runs: int) -> list[dict]:
+    first = dt.date(2026, 1, 1)
+    return [
+        {
+            "run_date": (first + dt.timedelta(days=n)).isoformat(),
+            "successful_runs": runs,
+            "failed_runs": n % 2,
+            "other_runs": 0,
+            "max_lag_seconds": lag_seconds * (1 + n % 3),
+            "last_error": None,
+        }
+        for n in range(days)
+    ]
+
+
+def test_a_day_of_runs_has_whole_runs_and_its_lag_in_seconds_drawn_over_the_bars():
+    # One day, two quick runs: the lag axis read 0.00803 minutes, the runs axis 0.5 runs.
+    figure = sync_health_figure(go.Figure(), _runs(days=1, lag_seconds=0.48, runs=2))
+    layout = figure.layout
+    assert (layout.yaxis.tickformat, layout.yaxis.dtick) == (",d", 1)
+    assert layout.yaxis2.title.text == "max lag (seconds)"
+    (lag,) = [trace for trace in figure.data if trace.type == "scatter"]
+    assert lag.y == (pytest.approx(0.48),)
+    assert lag.customdata[0][0] == "0.5 s"
+    # Drawn after the bars (so over them), in a colour no bar has.
+    assert figure.data[-1] is lag
+    assert lag.marker.color not in {trace.marker.color for trace in figure.data[:-1]}
+    # The lag axis draws no grid of its own across the runs' grid.
+    assert layout.yaxis2.showgrid is False
+
+
+def test_a_year_of_runs_gives_its_lag_in_hours_and_leaves_the_run_ticks_to_plotly():
+    figure = sync_health_figure(go.Figure(), _runs(days=365, lag_seconds=3 * 3600, runs=288))
+    assert figure.layout.yaxis2.title.text == "max lag (hours)"
+    assert figure.layout.yaxis.dtick is None and figure.layout.yaxis.tickformat == ",d"
+    (lag,) = [trace for trace in figure.data if trace.type == "scatter"]
+    assert max(lag.y) == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.48, "0.5 s"), (42, "42 s"), (90, "1.5 min"), (5400, "1.5 h"), (3 * 86400, "3.0 days")],
+)
+def test_durations_read_as_people_read_them(seconds, shown):
+    assert duration(seconds) == shown
+
+
+def test_counts_are_whole_at_every_size():
+    one_day = [{"message_date": "2026-01-01", "direction": "inbound", "message_count": 3}]
+    a_year = [
+        {"message_date": (dt.date(2026, 1, 1) + dt.timedelta(days=n)).isoformat()}
+        | {"direction": direction, "message_count": 40 + n % 7}
+        for n in range(365)
+        for direction in ("inbound", "outbound")
+    ]
+    for rows, dtick in ((one_day, 1), (a_year, None), ([], 1)):
+        axis = daily_volume_figure(go.Figure(), rows).layout.yaxis
+        assert (axis.tickformat, axis.dtick, axis.rangemode) == (",d", dtick, "tozero")
+
+    opt_outs = [
+        {"opt_out_date": "2026-01-01"}
+        | {"opt_out_count": 2, "texted_after_count": 1, "refused_after_count": 1}
+    ]
+    figure = opt_outs_figure(go.Figure(), opt_outs, {"inbound_count": 9, "readable_count": 9})
+    assert (figure.layout.yaxis.tickformat, figure.layout.yaxis.dtick) == (",d", 1)
+    # The texted ones overlap each other: side by side, none drawn over another.
+    assert figure.layout.barmode == "group"
+    assert [trace.name for trace in figure.data] == [
+        "opt-outs",
+        "texted after it, delivered",
+        "texted after it, refused by the carrier",
+    ]
+
+
+def test_the_senders_bars_count_whole_sms_per_day():
+    rows = [
+        {
+            "message_date": "2026-01-01",
+            "sender_kind": kind,
+            "outbound_count": 1,
+            "sent_count": 1,
+            "failed_count": 0,
+            "replied_count": 1,
+            "total_cost_cents": 1,
+            "reply_rate": 1.0,
+            "median_reply_seconds": 60.0,
+            "failure_rate": 0.0,
+        }
+        for kind in ("ai_agent", "sequence", "rep")
+    ]
+    figure = senders_figure(go.Figure(), rows)
+    assert (figure.layout.yaxis.tickformat, figure.layout.yaxis.dtick) == (",d", 1)
+    # Close's AI agent, sequences and reps, each drawn: the title names all three.
+    names = {trace.name for trace in figure.data}
+    assert {"AI agent: SMS sent", "sequence: SMS sent", "rep: SMS sent"} <= names
