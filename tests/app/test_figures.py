@@ -16,6 +16,7 @@ from close_sms.app.report.figures import (
     senders_figure,
     sync_health_figure,
 )
+from close_sms.app.report.ranked import templates_figure, users_figure
 
 
 def _runs(days: int, lag_seconds: float, runs: int) -> list[dict]:
@@ -113,3 +114,43 @@ def test_the_senders_bars_count_whole_sms_per_day():
     # Close's AI agent, sequences and reps, each drawn: the title names all three.
     names = {trace.name for trace in figure.data}
     assert {"AI agent: SMS sent", "sequence: SMS sent", "rep: SMS sent"} <= names
+
+
+def _template(n: int) -> dict:
+    return {
+        "template_id": f"tmpl_{n}",
+        "template_name": f"Template {n}",
+        "sent_count": 40 - n,
+        "failed_count": n % 3,
+        "reply_rate": 0.5,
+        "median_reply_seconds": 600.0,
+        "failure_rate": 0.1,
+    }
+
+
+@pytest.mark.parametrize(("shown", "says"), [(4, "all 4"), (10, "top 10")])
+def test_a_ranked_panel_says_how_many_it_shows(shown, says):
+    rows = [_template(n) for n in range(shown)]
+    assert (
+        f"SMS templates ({says} by outbound SMS)"
+        in templates_figure(go.Figure(), rows).layout.title.text
+    )
+    users = [
+        {"user_id": f"user_{n}", "user_name": f"Rep {n}", "sent_count": 9 - n, "received_count": n}
+        for n in range(shown)
+    ]
+    figure = users_figure(go.Figure(), users)
+    assert f"Busiest users ({says}," in figure.layout.title.text
+    # The legend lists the series in the order of the stacked bars.
+    assert figure.layout.legend.traceorder == "normal"
+
+
+def test_the_count_and_rate_axes_of_a_ranked_panel_share_their_zero():
+    layout = templates_figure(go.Figure(), [_template(n) for n in range(6)]).layout
+    count_low, count_high = layout.xaxis.range
+    rate_low, rate_high = layout.xaxis2.range
+    # Where 0 falls, as a share of the panel's width, on each axis.
+    assert -count_low / (count_high - count_low) == pytest.approx(
+        -rate_low / (rate_high - rate_low)
+    )
+    assert count_high >= 40 and layout.xaxis.tickformat == ",d"

@@ -14,16 +14,28 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
+# The rate axis's range: a little room left of 0%, so a marker there is not cut by the axis.
+RATE_RANGE = (-0.03, 1.05)
+# Room right of the longest bar, as a share of it.
+BAR_ROOM = 1.05
+
+
+def top(limit: int, shown: int) -> str:
+    """ "top 10" when the panel shows its limit, else "all 4": a title says what is drawn."""
+    return f"top {limit}" if shown >= limit else f"all {shown}"
+
+
 def users_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     """The busiest users: SMS sent and received."""
     labels = [row["user_name"] or row["user_id"] for row in rows]
     for key, name in (("sent_count", "sent"), ("received_count", "received")):
         figure.add_bar(name=name, orientation="h", y=labels, x=[row[key] for row in rows])
     figure.update_layout(
-        title=f"Busiest users (top {TOP_USERS}, SMS sent + received)",
+        title=f"Busiest users ({top(TOP_USERS, len(rows))}, SMS sent + received)",
         barmode="stack",
         yaxis={"autorange": "reversed"},
-        xaxis_title="SMS",
+        xaxis={"title": "SMS", "tickformat": ",d", "rangemode": "tozero"},
+        legend={"traceorder": "normal"},
     )
     return figure
 
@@ -35,11 +47,18 @@ def _rate_axis(title: str) -> dict[str, Any]:
         "overlaying": "x",
         "side": "top",
         "tickformat": ".0%",
-        # A little room left of 0%, so a marker there is not cut by the axis.
-        "range": [-0.03, 1.05],
+        "range": list(RATE_RANGE),
         "dtick": 0.25,
         "showgrid": False,
     }
+
+
+def _count_axis(title: str, longest: float) -> dict[str, Any]:
+    """The counts' x axis, its 0 where the rate axis has 0%: two zeros apart read as a shift."""
+    right = max(longest, 1) * BAR_ROOM
+    low, high = RATE_RANGE
+    left = right * low / high
+    return {"title": title, "range": [left, right], "tickformat": ",d"}
 
 
 def templates_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
@@ -80,8 +99,11 @@ def templates_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure
     )
     return _ranked_bars_layout(
         figure,
-        f"SMS templates (top {TOP_TEMPLATES} by outbound SMS): sent, failed and reply rate",
-        "outbound SMS",
+        f"SMS templates ({top(TOP_TEMPLATES, len(rows))} by outbound SMS): sent, failed and "
+        "reply rate",
+        _count_axis(
+            "outbound SMS", max((r["sent_count"] + r["failed_count"] for r in rows), default=0)
+        ),
         "reply rate",
     )
 
@@ -117,23 +139,26 @@ def numbers_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
             " (%{customdata[1]})<extra></extra>"
         ),
     )
+    longest = max(
+        (r["sent_count"] + r["failed_count"] + r["inbound_count"] for r in rows), default=0
+    )
     return _ranked_bars_layout(
         figure,
-        f"Local numbers (top {TOP_NUMBERS} by SMS): volume and delivery failure rate",
-        "SMS",
+        f"Local numbers ({top(TOP_NUMBERS, len(rows))} by SMS): volume and delivery failure rate",
+        _count_axis("SMS", longest),
         "failure rate (failed / (sent + failed))",
     )
 
 
 def _ranked_bars_layout(
-    figure: go.Figure, title: str, count_title: str, rate_title: str
+    figure: go.Figure, title: str, count_axis: dict[str, Any], rate_title: str
 ) -> go.Figure:
     """Stacked horizontal bars, the largest on top, with a rate axis above them."""
     figure.update_layout(
         title=title,
         barmode="stack",
         yaxis={"autorange": "reversed"},
-        xaxis_title=count_title,
+        xaxis=count_axis,
         xaxis2=_rate_axis(rate_title),
         # Stacked bars list their legend bottom-up by default; in trace order it reads as drawn.
         legend={"orientation": "h", "y": -0.2, "traceorder": "normal"},
