@@ -154,3 +154,41 @@ def test_the_count_and_rate_axes_of_a_ranked_panel_share_their_zero():
         -rate_low / (rate_high - rate_low)
     )
     assert count_high >= 40 and layout.xaxis.tickformat == ",d"
+
+
+def test_a_senders_title_names_the_kinds_drawn_and_those_without_sms():
+    rows = [
+        {
+            "message_date": "2026-01-01",
+            "sender_kind": kind,
+            "outbound_count": 3,
+            "sent_count": 3,
+            "failed_count": 0,
+            "replied_count": 1,
+            "total_cost_cents": 3,
+            "reply_rate": 1 / 3,
+            "median_reply_seconds": 60.0,
+            "failure_rate": 0.0,
+        }
+        for kind in ("sequence", "rep")
+    ]
+    title = senders_figure(go.Figure(), rows).layout.title.text
+    assert title.startswith("Outbound SMS by sender: sequences and reps (none by Close's AI agent)")
+    # The rate axis ticks on its own round values, without a grid of its own.
+    axis = senders_figure(go.Figure(), rows).layout.yaxis2
+    assert (axis.tickmode, axis.showgrid) == ("auto", False)
+
+
+def test_a_year_of_opt_outs_is_drawn_per_week_and_says_so():
+    first = dt.date(2026, 1, 5)  # a Monday
+    rows = [
+        {"opt_out_date": (first + dt.timedelta(days=n)).isoformat()}
+        | {"opt_out_count": 1, "texted_after_count": n % 2, "refused_after_count": 0}
+        | {"sent_after_count": n % 2}
+        for n in range(364)
+    ]
+    figure = opt_outs_figure(go.Figure(), rows, {"inbound_count": 9, "readable_count": 9})
+    assert figure.layout.title.text.startswith("Opt-outs per week")
+    (opt_outs, delivered, _) = figure.data
+    assert len(opt_outs.x) == 52 and set(opt_outs.y) == {7}
+    assert sum(delivered.y) == 182

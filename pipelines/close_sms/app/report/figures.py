@@ -24,6 +24,8 @@ SENDER_KINDS = {
     "sequence": ("sequence", "#ff7f0e"),
     "rep": ("rep", "#1f77b4"),
 }
+# The sender kinds as a title names them.
+SENDER_NAMES = {"ai_agent": "Close's AI agent", "sequence": "sequences", "rep": "reps"}
 
 
 # Up to this count on an axis, a tick per unit: plotly's own ticks would go to 0.5.
@@ -64,6 +66,24 @@ def _day_axis(title: str, days: list[str]) -> dict[str, Any]:
             "range": [(first - padding).isoformat(), (last + padding).isoformat()],
         }
     return axis
+
+
+# The counts of the opt-out panel's rows, which add up over days.
+_OPT_OUT_COUNTS = ("opt_out_count", "texted_after_count", "refused_after_count", "sent_after_count")
+
+
+def _per_week(
+    rows: list[dict[str, Any]], day: str, counts: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """`rows` of one day each, their `counts` summed per week (keyed by its Monday)."""
+    weeks: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        date = dt.date.fromisoformat(row[day])
+        monday = (date - dt.timedelta(days=date.weekday())).isoformat()
+        week = weeks.setdefault(monday, {day: monday} | dict.fromkeys(counts, 0))
+        for key in counts:
+            week[key] += row[key]
+    return sorted(weeks.values(), key=lambda week: week[day])
 
 
 # The counts of sms_ai_vs_human that add up over days.
@@ -169,8 +189,12 @@ def response_figure(
 def opt_outs_figure(
     figure: go.Figure, rows: list[dict[str, Any]], texts: dict[str, Any]
 ) -> go.Figure:
-    """Opt-outs per day, and those after which the phone was texted: delivered, or refused by
-    the carrier (a phone may be in both)."""
+    """Opt-outs per day (per week over a long history), and those after which the phone was
+    texted: delivered, or refused by the carrier (a phone may be in both)."""
+    period = "day"
+    if len(rows) > LONG_HISTORY_DAYS:
+        period = "week"
+        rows = _per_week(rows, "opt_out_date", _OPT_OUT_COUNTS)
     days = [row["opt_out_date"] for row in rows]
     for key, name, color in (
         ("opt_out_count", "opt-outs", "#7f7f7f"),
@@ -178,14 +202,17 @@ def opt_outs_figure(
         ("refused_after_count", "texted after it, refused by the carrier", "#ff9896"),
     ):
         figure.add_bar(name=name, x=days, y=[row[key] for row in rows], marker_color=color)
-    title = "Opt-outs per day (STOP, OPT OUT, REVOKE, ...), and the phones texted after them"
+    title = f"Opt-outs per {period} (STOP, OPT OUT, REVOKE, ...), and the phones texted after them"
     if texts["inbound_count"] and not texts["readable_count"]:
         title = "Opt-outs: none can be found, the SMS text is hashed or dropped (sms_text)"
     figure.update_layout(
         title=title,
         # Side by side: the texted ones overlap each other, so none may hide another.
         barmode="group",
-        xaxis=_day_axis("day the phone opted out", days),
+        xaxis=_day_axis(
+            "day the phone opted out" if period == "day" else "week it opted out (from Monday)",
+            days,
+        ),
         yaxis=count_axis("opt-outs", [row["opt_out_count"] for row in rows]),
     )
     return figure
@@ -197,12 +224,18 @@ def senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
     period = "week (from Monday)" if weekly else "day"
     if weekly:
         rows = _weekly(rows)
+    drawn = []
     for kind in SENDER_KINDS:
         series = [row for row in rows if row["sender_kind"] == kind]
         if series:
             _add_sender(figure, kind, series)
+            drawn.append(SENDER_NAMES[kind])
+    missing = [name for kind, name in SENDER_NAMES.items() if name not in drawn]
+    title = f"Outbound SMS by sender: {_listed(drawn, 'and') or 'none yet'}"
+    if drawn and missing:
+        title += f" (none by {_listed(missing, 'or')})"
     figure.update_layout(
-        title="Outbound SMS by sender: Close's AI agent, sequences and reps (bars: SMS, lines: reply rate)",
+        title=f"{title}; bars: SMS, lines: reply rate",
         barmode="stack",
         xaxis=_day_axis(period, [row["message_date"] for row in rows]),
         yaxis=count_axis(f"outbound SMS per {period.split()[0]}", _stacks(rows)),
@@ -212,10 +245,18 @@ def senders_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
             "side": "right",
             "tickformat": ".0%",
             "range": [0, 1.05],
+            # Its own round ticks (0%, 20%, ...), not the SMS axis's lines read as rates.
+            "tickmode": "auto",
+            "showgrid": False,
         },
         legend={"orientation": "h", "y": -0.25},
     )
     return figure
+
+
+def _listed(names: list[str], last: str) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _add_sender(figure: go.Figure, kind: str, series: list[dict[str, Any]]) -> None:
@@ -294,6 +335,8 @@ def sync_health_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figu
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",
+            # Its own round ticks (0, 0.2, 0.4 s), not the runs' lines read in seconds (0.503).
+            "tickmode": "auto",
             # Its own grid would cross the runs' grid lines at other heights.
             "showgrid": False,
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,10 +94,10 @@ def _finish(figure: go.Figure) -> None:
     """What every panel shares: its look, day-wide bars, and a word when it has no data."""
     figure.update_layout(template="plotly_white", height=420)
     if figure.layout.xaxis.type == "date":
-        # A bar spans most of its day: alone, plotly would draw it one millisecond wide.
+        # A bar spans most of its day (or week): alone, plotly would draw it a millisecond wide.
         bars = [trace for trace in figure.data if trace.type == "bar"]
         group = max(len(bars), 1) if figure.layout.barmode == "group" else 1
-        figure.update_traces(width=0.8 * DAY_MS / group, selector={"type": "bar"})
+        figure.update_traces(width=0.8 * _bar_period(bars) / group, selector={"type": "bar"})
     if not any(value for trace in figure.data for value in trace.y or ()):
         # Axes without data would show a made-up range (January 2000, -1 to 6).
         figure.update_xaxes(visible=False)
@@ -104,6 +105,13 @@ def _finish(figure: go.Figure) -> None:
         figure.add_annotation(
             text="No data yet", showarrow=False, xref="paper", yref="paper", font_size=16
         )
+
+
+def _bar_period(bars: list[Any]) -> float:
+    """The shortest step between the bars' dates in ms: a day, or a week when drawn per week."""
+    dates = sorted({dt.date.fromisoformat(str(x)[:10]) for trace in bars for x in trace.x or ()})
+    steps = [(later - earlier).days for earlier, later in itertools.pairwise(dates)]
+    return min(steps, default=1) * DAY_MS
 
 
 def _page(overview: dict[str, Any], database_name: str, sections: list[str]) -> str:
