@@ -112,13 +112,18 @@ def response_times(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return answers
 
 
-def conversations(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+def _conversation_groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """The SMS that reached a phone, by lead_id x remote_phone (drafts and scheduled left out)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         if row["status"] not in UNSENT:
             groups[(row["lead_id"], row["remote_phone"])].append(row)
+    return groups
+
+
+def conversations(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     answers = {}
-    for key, group in groups.items():
+    for key, group in _conversation_groups(rows).items():
         last = max(group, key=lambda r: (message_at(r), r["direction"] == "inbound", r["id"]))
         answers[key] = {
             "first_message_at": min(message_at(r) for r in group),
@@ -422,12 +427,8 @@ def conversation_names(
     def order(r: dict[str, Any]) -> tuple:
         return (message_at(r), r["direction"] == "inbound", r["id"])
 
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        if row["status"] not in UNSENT:
-            groups[(row["lead_id"], row["remote_phone"])].append(row)
     answers = {}
-    for key, group in groups.items():
+    for key, group in _conversation_groups(rows).items():
         contacts = [r for r in group if named[r["id"]]["contact_name"]]
         users = [r for r in group if r["direction"] == "outbound" and r["user_name"]]
         answers[key] = {

@@ -218,30 +218,21 @@ def test_sms_response_times(account, rows):
 
 def test_replies_conversations_and_events_speak_names(account, rows):
     context = context_rows()
-    replies = {
-        r.pop("inbound_id"): r
-        for r in query(
-            account,
-            "SELECT inbound_id, lead_name, contact_name, replied_by_user_name "
-            "FROM close_sms.sms_response_times",
-        )
-    }
+
+    def named(view: str, keys: tuple[str, ...], names: str) -> dict:
+        """`names` of `view`, by its `keys` (one key: the value, else a tuple)."""
+        rows = query(account, f"SELECT {', '.join(keys)}, {names} FROM close_sms.{view}")
+        return {tuple(r.pop(k) for k in keys) if len(keys) > 1 else r.pop(keys[0]): r for r in rows}
+
+    replies = named(
+        "sms_response_times", ("inbound_id",), "lead_name, contact_name, replied_by_user_name"
+    )
     assert replies == expected.response_names(rows, context)
-    conversations = {
-        (r.pop("lead_id"), r.pop("remote_phone")): r
-        for r in query(
-            account,
-            "SELECT lead_id, remote_phone, lead_name, contact_name, last_user_name "
-            "FROM close_sms.sms_conversations",
-        )
-    }
+    conversations = named(
+        "sms_conversations", ("lead_id", "remote_phone"), "lead_name, contact_name, last_user_name"
+    )
     assert conversations == expected.conversation_names(rows, context)
-    events = {
-        r.pop("event_id"): r
-        for r in query(
-            account, "SELECT event_id, user_name, lead_name FROM close_sms.sms_status_changes"
-        )
-    }
+    events = named("sms_status_changes", ("event_id",), "user_name, lead_name")
     assert events == expected.event_names(event_rows(), context)
     # Spelled out, so the Python model is checked too.
     assert replies["sms_01"] == {
