@@ -4,8 +4,12 @@ distribution of its own that `[emulator]` (and so `[cli]`) brings."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
 import tomlkit
 from packaging.requirements import Requirement
 
@@ -39,3 +43,64 @@ def test_the_emulator_distribution_has_its_command_and_its_own_dependencies_only
     assert _names(project["dependencies"]) == {"werkzeug", "waitress"}
     module, function = project["scripts"]["close-api-emulator"].split(":")
     assert callable(getattr(importlib.import_module(module), function))
+
+
+def _cli_dependencies() -> list[str]:
+    """What `[cli]` adds besides the emulator, whose wheel is installed beside close-sms's."""
+    return [r for r in _project(ROOT)["optional-dependencies"]["cli"] if "close-sms[" not in r]
+
+
+@pytest.mark.slow
+def test_the_wheels_install_into_a_fresh_venv_and_run_the_demo_outside_the_checkout(tmp_path):
+    # As docs/configuration.md#installing says: a wheel of each distribution, installed together.
+    dist, run = tmp_path / "dist", tmp_path / "run"
+    run.mkdir()
+    pip_quiet = ["--quiet", "--disable-pip-version-check"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *pip_quiet, "--no-deps", "-w", str(dist)]
+        + [str(ROOT), str(EMULATOR)],
+        check=True,
+        capture_output=True,
+    )
+    wheels = sorted(str(wheel) for wheel in dist.glob("*.whl"))
+    assert [Path(wheel).name.split("-")[0] for wheel in wheels] == [
+        "close_api_emulator",
+        "close_sms",
+    ]
+    # Every file the commands need is in the wheel: the views' SQL among them.
+    with zipfile.ZipFile(wheels[1]) as wheel:
+        sql = {name for name in wheel.namelist() if name.startswith("close_sms/sql/")}
+    assert {f"close_sms/sql/{path.name}" for path in (ROOT / "sql").iterdir()} <= sql
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = [str(venv / "bin" / "pip"), "install", *pip_quiet, *wheels, *_cli_dependencies()]
+    subprocess.run(install, check=True, capture_output=True)
+    # No path of the checkout: the wheel's code alone, run from another folder.
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    env["HOME"] = str(tmp_path)
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import close_sms; print(close_sms.__file__)"],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(found.stdout.strip()).is_relative_to(venv)
+    demo = subprocess.run(
+        ["close-sms", "demo", "--sms", "200", "--quiet"],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert (run / "close_sms_demo.duckdb").stat().st_size > 0
+    assert "close-sms report --database close_sms_demo.duckdb" in demo.stdout
+
+
+def test_the_docs_wheel_install_names_the_rest_of_the_cli_extra():
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    (line,) = [line for line in docs.splitlines() if line.startswith("pip install dist/")]
+    assert all(f"'{requirement}'" in line for requirement in _cli_dependencies())
