@@ -419,6 +419,17 @@ def test_every_command_the_demo_and_a_hint_suggest_works_as_printed(emulator, tm
     env = {"PATH": "/usr/bin:/bin", "SOURCES__CLOSE_SMS__BASE_URL": running.base_url}
     demo = run_cli("demo", "--sms", "300", "--quiet", api_key=None, cwd=tmp_path, **env)
     assert demo.returncode == 0, demo.stderr
+    # Every count explained: the 300 generated, those deleted in the account's history, what
+    # the demo's changes left, and the warehouse's, which agrees.
+    counts = re.search(
+        r"The account: 300 SMS generated, of which (\d+) were deleted in its history .* so "
+        r"(\d+) at the first sync; the changes above left (\d+)\.\nclose_sms\.sms holds (\d+) "
+        r"SMS, as Close does\.",
+        demo.stdout,
+    )
+    assert counts, demo.stdout
+    deleted, listed, left, loaded = map(int, counts.groups())
+    assert deleted + listed == 300 and left == loaded
     suggested = [
         line.split(": ", 1)[1]
         for line in demo.stdout.splitlines()

@@ -24,7 +24,7 @@ PAGE = 100
 # "  backfill: 37% (12,300 of ~33,000 SMS), about 00:01:05 left; 8 windows pending, ..."
 PROGRESS_LINE = re.compile(
     r"^  backfill: (\d+)% \(([\d,]+) of ~([\d,]+) SMS\), about (\d\d:\d\d:\d\d) left; "
-    r"\d+ windows pending, \d+ rate-limit waits"
+    r"\d+ windows pending, \d+ rate-limit waits \([\d.]+ s summed over the workers\)$"
 )
 
 

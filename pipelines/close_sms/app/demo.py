@@ -48,6 +48,16 @@ def _summary(label: str, report: SyncReport) -> str:
     )
 
 
+def _counts(generated: int, listed: int, now: int, loaded: int) -> str:
+    """The demo's counts, each explained: where the generated SMS went, and the warehouse's."""
+    agrees = "as Close does" if loaded == now else f"but Close holds {now:,}"
+    return (
+        f"\nThe account: {generated:,} SMS generated, of which {generated - listed:,} were "
+        f"deleted in its history (Close lists no deleted SMS), so {listed:,} at the first sync; "
+        f"the changes above left {now:,}.\nclose_sms.sms holds {loaded:,} SMS, {agrees}."
+    )
+
+
 def _change_account(base_url: str, emulator: Emulator) -> list[str]:
     """Create, update and delete a few SMS through the HTTP API, as a Close user would."""
     session = requests.Session()
@@ -102,6 +112,7 @@ def run_demo(
     emulator = Emulator(EmulatorConfig(rps=20))
     say(f"Generating a demo account of {sms:,} SMS (seed {seed}) ...")
     emulator.generate(n=sms, seed=seed)
+    listed = len(emulator.snapshot())
     server = EmulatorServer(emulator).start()
     try:
         say(f"Close API emulator at {server.base_url} (20 requests/s per key)")
@@ -123,8 +134,8 @@ def run_demo(
     finally:
         server.stop()
     with warehouse.sql_client(read_only=True) as sql:
-        ((exists,),) = sql.execute_sql("SELECT count(*) FROM close_sms.sms")
-        print(f"\nclose_sms.sms holds {exists:,} SMS; Close holds {len(emulator.snapshot()):,}.")
+        ((loaded,),) = sql.execute_sql("SELECT count(*) FROM close_sms.sms")
+        print(_counts(sms, listed, len(emulator.snapshot()), loaded))
         for title, query in (
             ("Example query on the views", EXAMPLE_QUERY),
             ("Top reps, by name", TOP_REPS_QUERY),

@@ -116,7 +116,9 @@ class LogProgress:
         requests = progress.requests
         print(
             f"  backfill: {_summary(self.estimate)}; {progress.windows_left} windows pending, "
-            f"{requests.rate_limit_waits} rate-limit waits ({requests.rate_limit_wait_seconds:.1f} s)",
+            # The workers wait side by side: their waits add up to more than the run's time.
+            f"{requests.rate_limit_waits} rate-limit waits "
+            f"({requests.rate_limit_wait_seconds:.1f} s summed over the workers)",
             file=self._stream,
             flush=True,
         )
