@@ -430,6 +430,12 @@ def test_every_command_the_demo_and_a_hint_suggest_works_as_printed(emulator, tm
     assert counts, demo.stdout
     deleted, listed, left, loaded = map(int, counts.groups())
     assert deleted + listed == 300 and left == loaded
+    # Close's AI agent sends SMS in the demo account too, marked as Close marks them.
+    ai_sent = count(
+        tmp_path / "close_sms_demo.duckdb",
+        "SELECT sum(outbound_count) FROM close_sms.sms_ai_vs_human WHERE sender_kind = 'ai_agent'",
+    )
+    assert ai_sent > 0
     suggested = [
         line.split(": ", 1)[1]
         for line in demo.stdout.splitlines()

@@ -109,7 +109,9 @@ def run_demo(
     Returns the emulated account's SMS as Close serves them, by id.
     """
     say = stderr_printer(quiet)
-    emulator = Emulator(EmulatorConfig(rps=20))
+    # With the fields real answers carry: SMS Close's AI agent sent (agent_config_id,
+    # agent_action_reason, source "ai") among the reps' and sequences'.
+    emulator = Emulator(EmulatorConfig(rps=20, recorded_sms_fields=True, recorded_sources=True))
     say(f"Generating a demo account of {sms:,} SMS (seed {seed}) ...")
     emulator.generate(n=sms, seed=seed)
     listed = len(emulator.snapshot())
