@@ -178,7 +178,7 @@ class AccountGenerator:
             row, kind, status, created, attachments, text
         )
         activity_at = sent if status == SENT else created
-        source, template, sequence = self._row_outbound_extras(direction)
+        source, template, sequence = self._row_outbound_extras(direction, kind)
         deleted_at = NO_TS
         updated_by = created_by
         if kind == KIND_IMPORTED:
@@ -315,13 +315,20 @@ class AccountGenerator:
             cost = self.cost_of_text[text] = store.costs.add(sms_cost(store.texts.values[text]))
         return cost
 
-    def _row_outbound_extras(self, direction: int) -> tuple[int, int, int]:
-        """Source, template and sequence: outbound SMS may be external, templated, sequenced."""
+    def _row_outbound_extras(self, direction: int, kind: int) -> tuple[int, int, int]:
+        """Source, template and sequence: outbound SMS may be external, templated, sequenced.
+
+        A template answers a customer (a rep's reply in a conversation), so the customer's
+        answer to it comes within minutes to hours, as to any reply; the draw is made for every
+        outbound SMS all the same, so an account's other values stay as they were.
+        """
         rnd, randrange = self.rnd, self.randrange
         outbound = direction == OUTBOUND
         source = EXTERNAL if outbound and rnd() < 0.1 else CLOSE_IO
         templates, sequences = self.template_choices, self.sequence_choices
         template = templates[randrange(len(templates))] if outbound and rnd() < 0.05 else 0
+        if kind != KIND_REPLY:
+            template = 0
         sequence = sequences[randrange(len(sequences))] if outbound and rnd() < 0.04 else -1
         return source, template, sequence
 
