@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -144,3 +145,29 @@ def test_cost_is_in_cents():
         if not sms["attachments"]:
             segments = max(1, -(-len(sms["text"] or "") // 160))
             assert Decimal(sms["cost"]) == Decimal("0.79") * segments
+
+
+def test_the_demo_account_answers_its_templates_within_hours():
+    # The demo's account (close-sms demo: 10,000 SMS over a year, seed 7).
+    emu = Emulator()
+    emu.clock.freeze(END)
+    emu.generate(n=10_000, seed=7, end=END)
+
+    def at(item: dict) -> datetime:
+        return datetime.fromisoformat(item["date_sent"] or item["activity_at"])
+
+    # As sms_reply_outcomes reads replies: the lead's next SMS among inbound and sent ones.
+    turns = [s for s in emu.snapshot().values() if s["status"] in ("inbox", "sent")]
+    turns.sort(key=lambda s: (at(s), s["direction"] == "outbound", s["id"]))
+    by_lead: dict[str, list[dict]] = {}
+    for item in turns:
+        by_lead.setdefault(item["lead_id"], []).append(item)
+    waits = []
+    for lead in by_lead.values():
+        for item, following in itertools.pairwise(lead):
+            if item["template_id"] and following["direction"] == "inbound":
+                waits.append(at(following) - at(item))
+    assert len(waits) >= 50
+    # The median answer to a template: within hours, as a reply in a conversation gets, not the
+    # days a cold send waits for an unrelated message (it was 224 to 250 hours).
+    assert sorted(waits)[len(waits) // 2] < timedelta(hours=6)
