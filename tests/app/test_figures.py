@@ -128,7 +128,7 @@ def _template(n: int) -> dict:
     }
 
 
-@pytest.mark.parametrize(("shown", "says"), [(4, "all 4"), (10, "top 10")])
+@pytest.mark.parametrize(("shown", "says"), [(0, "top 10"), (4, "all 4"), (10, "top 10")])
 def test_a_ranked_panel_says_how_many_it_shows(shown, says):
     rows = [_template(n) for n in range(shown)]
     assert (

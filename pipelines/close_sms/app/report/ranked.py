@@ -21,8 +21,9 @@ BAR_ROOM = 1.05
 
 
 def top(limit: int, shown: int) -> str:
-    """ "top 10" when the panel shows its limit, else "all 4": a title says what is drawn."""
-    return f"top {limit}" if shown >= limit else f"all {shown}"
+    """A title's count: `all 4` when the panel shows fewer than its limit, else `top 10` (an
+    empty panel says "No data yet" instead)."""
+    return f"all {shown}" if 0 < shown < limit else f"top {limit}"
 
 
 def users_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
