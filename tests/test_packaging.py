@@ -73,7 +73,10 @@ def test_the_wheels_install_into_a_fresh_venv_and_run_the_demo_outside_the_check
     assert {f"close_sms/sql/{path.name}" for path in (ROOT / "sql").iterdir()} <= sql
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = [str(venv / "bin" / "pip"), "install", *pip_quiet, *wheels, *_cli_dependencies()]
+    # --no-compile: byte-compiling dlt, pyarrow and their kin in a venv used once is most of
+    # this test's CPU.
+    install = [str(venv / "bin" / "pip"), "install", *pip_quiet, "--no-compile", *wheels]
+    install += _cli_dependencies()
     subprocess.run(install, check=True, capture_output=True)
     # No path of the checkout: the wheel's code alone, run from another folder.
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "RUNTIME__DLTHUB_TELEMETRY": "false"}

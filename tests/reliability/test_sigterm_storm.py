@@ -222,6 +222,7 @@ class _AdvisoryLockCheck:
 # test's process keeps its own signal handling.
 SIGTERM_AMID_STATEMENTS = """
 import _thread, random, signal, sys, threading
+from close_sms.app.runner import dlt_errors
 from close_sms.app.stopping import sigterm_interrupts
 from close_sms.errors import Terminated
 from close_sms.warehouse.destination import Warehouse
@@ -233,9 +234,14 @@ for _ in range(int(sys.argv[3])):
         try:
             signal_at = chance.uniform(0, 0.3)
             threading.Timer(signal_at, _thread.interrupt_main, (signal.SIGTERM,)).start()
-            while True:
-                with warehouse.sql_client() as sql:
-                    sql.execute_sql("SELECT count(DISTINCT range % 100003) FROM range(3000000)")
+            # Through dlt_errors, as every command's database work runs: a signal that lands
+            # inside dlt's context injection comes out as dlt's ContainerInjectableContextMangled
+            # chained from the Terminated, which a command reports as the interrupt. A signal
+            # that DuckDB turns into "Query interrupted" has no Terminated behind it.
+            with dlt_errors(warehouse):
+                while True:
+                    with warehouse.sql_client() as sql:
+                        sql.execute_sql("SELECT count(DISTINCT range % 100003) FROM range(3000000)")
         except Terminated:
             print("Terminated", flush=True)
         except Exception as exc:
