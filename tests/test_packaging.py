@@ -94,7 +94,9 @@ def test_the_wheels_install_into_a_fresh_venv_and_run_the_demo_outside_the_check
     # A path line only: the .pth files of this environment (its editable close-sms among them)
     # are not read, so close_sms and close_api_emulator can come from the wheels alone.
     (site / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = [str(venv / "bin" / "pip"), "install", *pip_quiet, "--no-deps", *wheels]
+    # --ignore-installed: the borrowed environment holds an emulator that pip would keep.
+    install = [str(venv / "bin" / "pip"), "install", *pip_quiet, "--no-deps", "--ignore-installed"]
+    install += wheels
     subprocess.run(install, check=True, capture_output=True)
     # No path of the checkout: the wheel's code alone, run from another folder.
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "RUNTIME__DLTHUB_TELEMETRY": "false"}
