@@ -103,16 +103,23 @@ def run_cli(
 
 
 # `close-sms ARGS`, killed (as the OOM killer or a power cut would) at KILL_AT: once dlt queued
-# the job that merges staged `sms` rows, or once that job committed, before dlt records it.
+# the job that merges staged `sms` rows, or once that job committed, before dlt records it; or
+# ("state committed") once the job that appends dlt's state row committed, before it is recorded.
 KILLED_AT_THE_SMS_MERGE = """
 import os, runpy, signal, sys
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 
 queue, record = PackageStorage.import_job, PackageStorage.save_pending_transition
+MOMENTS = {
+    "queued": ("queued", "sms", "sql"),
+    "committed": ("committed", "sms", "sql"),
+    "state committed": ("committed", "_dlt_pipeline_state", None),
+}
 
 def kill_at(moment, path):
     job = ParsedLoadJobFileName.parse(os.path.basename(path))
-    if os.environ["KILL_AT"] == moment and (job.table_name, job.file_format) == ("sms", "sql"):
+    when, table, file_format = MOMENTS[os.environ["KILL_AT"]]
+    if when == moment and job.table_name == table and file_format in (None, job.file_format):
         os.kill(os.getpid(), signal.SIGKILL)
 
 def queue_then_kill(storage, load_id, path, *args, **kwargs):
@@ -133,8 +140,9 @@ runpy.run_module("close_sms.app.cli", run_name="__main__")
 def run_killed_at_the_sms_merge(
     script_dir: Path, kill_at: str, *args: str, api_key: str | None, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`close-sms ARGS` in a fresh process, killed with SIGKILL at `kill_at` ("queued" or
-    "committed", see KILLED_AT_THE_SMS_MERGE); the script is written into `script_dir`."""
+    """`close-sms ARGS` in a fresh process, killed with SIGKILL at `kill_at` ("queued",
+    "committed" or "state committed", see KILLED_AT_THE_SMS_MERGE); the script is written into
+    `script_dir`."""
     script = script_dir / "killed_at_the_sms_merge.py"
     script.write_text(KILLED_AT_THE_SMS_MERGE)
     return subprocess.run(

@@ -22,6 +22,7 @@ from tests.support import (
     Target,
     cli_command,
     cli_env,
+    count,
     mismatches,
     run_cli,
     run_killed_at_the_sms_merge,
@@ -249,6 +250,27 @@ def test_killed_at_the_merge_the_next_run_merges_again_exactly(emulator, target,
 
     assert resumed.returncode == 0, resumed.stderr
     assert mismatches(target, running.emu.snapshot()) == []
+
+
+def test_killed_once_the_state_row_committed_the_next_run_appends_it_once(
+    emulator, target, tmp_path
+):
+    # dlt appends its state row without a merge: committed but not recorded, the next run
+    # loaded it again, and PostgreSQL's unique _dlt_id refused that run and every one after.
+    running = emulator(sms=200, seed=106)
+    args = ("sync", "--base-url", running.base_url, *target.cli_args)
+    killed = run_killed_at_the_sms_merge(
+        tmp_path, "state committed", *args, api_key=running.api_key, **target.env
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    resumed = run_cli(*args, api_key=running.api_key, **target.env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert mismatches(target, running.emu.snapshot()) == []
+    duplicates = "SELECT count(*) - count(DISTINCT _dlt_id) FROM close_sms._dlt_pipeline_state"
+    assert count(target, duplicates) == 0
+    assert run_cli(*args, api_key=running.api_key, **target.env).returncode == 0
 
 
 # `close-sms ARGS`, killed once normalize put the second chunk's package in place, before it

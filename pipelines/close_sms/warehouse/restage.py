@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import dlt
 from dlt.common.destination.client import WithStagingDataset
+from dlt.common.schema.typing import PIPELINE_STATE_TABLE_NAME
 from dlt.common.storages import (
     LoadJobInfo,
     LoadPackageInfo,
@@ -26,6 +29,7 @@ from dlt.common.storages import (
     NormalizeStorageConfiguration,
     PackageStorage,
 )
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 # The file format of the jobs dlt's loader adds (merges of staged tables), as against the
 # data files normalize wrote.
@@ -59,8 +63,9 @@ def restage_partly_loaded_packages(pipeline: dlt.Pipeline) -> None:
     for load_id in pipeline.list_normalized_load_packages():
         package = pipeline.get_load_package_info(load_id)
         with pipeline.destination_client(package.schema_name) as client:
+            _forget_started_state_rows(package, client)
             if not isinstance(client, WithStagingDataset):
-                return
+                continue
             staged = list(_staged_jobs(package, client))
             if not any(_has_run(job) for job in staged):
                 # Staging holds nothing of this package yet; dlt empties it before the first job.
@@ -74,6 +79,25 @@ def restage_partly_loaded_packages(pipeline: dlt.Pipeline) -> None:
                 client.initialize_storage(truncate_tables=sorted(tables))
         # Only after staging is empty: a stop in between finds the package partly loaded again.
         _queue_again(Path(package.package_path), staged)
+
+
+def _forget_started_state_rows(package: LoadPackageInfo, client: Any) -> None:
+    """Delete the package's row of dlt's state when its job may have committed unrecorded.
+
+    dlt appends that row with no merge: loaded again, DuckDB kept two copies, and PostgreSQL's
+    unique `_dlt_id` refused the run and every later one. The row is the package's alone.
+    """
+    started = [
+        job
+        for job in package.jobs.get("started_jobs", [])
+        if job.job_file_info.table_name == PIPELINE_STATE_TABLE_NAME
+    ]
+    if not started:
+        return
+    sql = client.sql_client
+    table = sql.make_qualified_table_name(PIPELINE_STATE_TABLE_NAME)
+    with suppress(DatabaseUndefinedRelation):
+        sql.execute_sql(f"DELETE FROM {table} WHERE _dlt_load_id = %s", package.load_id)
 
 
 def _staged_jobs(package: LoadPackageInfo, client: WithStagingDataset) -> Iterator[LoadJobInfo]:
