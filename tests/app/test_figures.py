@@ -192,3 +192,30 @@ def test_a_year_of_opt_outs_is_drawn_per_week_and_says_so():
     (opt_outs, delivered, _) = figure.data
     assert len(opt_outs.x) == 52 and set(opt_outs.y) == {7}
     assert sum(delivered.y) == 182
+
+
+def test_a_long_history_of_senders_is_summed_per_week_with_its_rates():
+    first = dt.date(2026, 1, 5)  # a Monday
+    rows = [
+        {
+            "message_date": (first + dt.timedelta(days=n)).isoformat(),
+            "sender_kind": kind,
+            "outbound_count": 2,
+            "sent_count": 2,
+            "failed_count": 0,
+            "replied_count": 1,
+            "total_cost_cents": 2,
+            "reply_rate": 0.5,
+            "median_reply_seconds": 60.0,
+            "failure_rate": 0.0,
+        }
+        for n in range(70)
+        for kind in ("rep", "sequence")
+    ]
+    figure = senders_figure(go.Figure(), rows)
+    assert figure.layout.xaxis.title.text == "week (from Monday)"
+    bars = [trace for trace in figure.data if trace.type == "bar"]
+    rates = [trace for trace in figure.data if trace.type == "scatter"]
+    assert [len(trace.x) for trace in bars] == [10, 10]
+    assert {y for trace in bars for y in trace.y} == {14}
+    assert {y for trace in rates for y in trace.y} == {0.5}

@@ -96,26 +96,16 @@ def _weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Daily reply rates of a long history are too noisy to read; a median does not add up, so
     weeks have none.
     """
-    weeks: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        day = dt.date.fromisoformat(row["message_date"])
-        monday = (day - dt.timedelta(days=day.weekday())).isoformat()
-        week = weeks.setdefault(
-            (monday, row["sender_kind"]),
-            {
-                "message_date": monday,
-                "sender_kind": row["sender_kind"],
-                "median_reply_seconds": None,
-            }
-            | dict.fromkeys(_ADDITIVE, 0),
-        )
-        for key in _ADDITIVE:
-            week[key] += row[key]
-    for week in weeks.values():
-        sent, failed = week["sent_count"], week["failed_count"]
-        week["reply_rate"] = week["replied_count"] / sent if sent else None
-        week["failure_rate"] = failed / (sent + failed) if sent + failed else None
-    return sorted(weeks.values(), key=lambda week: (week["message_date"], week["sender_kind"]))
+    weeks = []
+    for kind in sorted({row["sender_kind"] for row in rows}):
+        series = [row for row in rows if row["sender_kind"] == kind]
+        for week in _per_week(series, "message_date", _ADDITIVE):
+            sent, failed = week["sent_count"], week["failed_count"]
+            week |= {"sender_kind": kind, "median_reply_seconds": None}
+            week["reply_rate"] = week["replied_count"] / sent if sent else None
+            week["failure_rate"] = failed / (sent + failed) if sent + failed else None
+            weeks.append(week)
+    return sorted(weeks, key=lambda week: (week["message_date"], week["sender_kind"]))
 
 
 def daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
