@@ -11,6 +11,7 @@ import pytest
 
 from close_sms.app.report.figures import (
     daily_volume_figure,
+    delivery_figure,
     duration,
     opt_outs_figure,
     senders_figure,
@@ -219,3 +220,34 @@ def test_a_long_history_of_senders_is_summed_per_week_with_its_rates():
     assert [len(trace.x) for trace in bars] == [10, 10]
     assert {y for trace in bars for y in trace.y} == {14}
     assert {y for trace in rates for y in trace.y} == {0.5}
+
+
+def _delivery_days(days: int) -> list[dict]:
+    first = dt.date(2026, 1, 5)  # a Monday
+    return [
+        {"message_date": (first + dt.timedelta(days=n)).isoformat()}
+        | {"outbound_count": 12, "sent_count": 12 - n % 3, "failed_count": n % 3}
+        | {"failure_rate": (n % 3) / 12, "top_error_message": "Message blocked by carrier."}
+        for n in range(days)
+    ]
+
+
+def test_a_year_of_failure_rates_is_drawn_per_week_of_summed_counts():
+    figure = delivery_figure(go.Figure(), _delivery_days(364))
+    (rates,) = figure.data
+    assert figure.layout.title.text.startswith("Outbound delivery failure rate per week")
+    assert figure.layout.xaxis.title.text == "week (from Monday)"
+    # 52 weeks, each the failed of its 84 sends (a day's rate jumps between 0 and 17%).
+    assert len(rates.x) == 52 and rates.x[0] == "2026-01-05"
+    failed_per_week = [sum(n % 3 for n in range(week * 7, week * 7 + 7)) for week in range(52)]
+    assert list(rates.y) == pytest.approx([failed / 84 for failed in failed_per_week])
+    # A top error does not add up over days: weeks name none.
+    assert "top error" not in rates.hovertemplate
+
+
+def test_a_month_of_failure_rates_stays_daily_with_its_top_errors():
+    figure = delivery_figure(go.Figure(), _delivery_days(20))
+    (rates,) = figure.data
+    assert figure.layout.xaxis.title.text == "day" and len(rates.x) == 20
+    assert "top error" in rates.hovertemplate
+    assert rates.customdata[0][2] == "Message blocked by carrier."

@@ -171,3 +171,22 @@ def test_the_demo_account_answers_its_templates_within_hours():
     # The median answer to a template: within hours, as a reply in a conversation gets, not the
     # days a cold send waits for an unrelated message (it was 224 to 250 hours).
     assert sorted(waits)[len(waits) // 2] < timedelta(hours=6)
+
+
+def test_sends_to_a_phone_that_opted_out_are_refused_by_the_carrier():
+    emu = _account(n=10_000)
+    snap = sorted(emu.snapshot().values(), key=lambda s: (s["date_created"], s["id"]))
+    opted_out: set[str] = set()
+    refused = sent_after = 0
+    for sms in snap:
+        keyword = (sms["text"] or "").strip(" .!").upper()
+        if sms["direction"] == "inbound" and keyword in ("STOP", "START"):
+            (opted_out.add if keyword == "STOP" else opted_out.discard)(sms["remote_phone"])
+        elif sms["direction"] == "outbound" and sms["remote_phone"] in opted_out:
+            sent_after += sms["status"] == "sent"
+            if sms["error_message"] == "Attempt to send to unsubscribed recipient":
+                refused += 1
+                assert sms["status"] == "error" and sms["date_sent"] is None
+                assert sms["cost"] is None and sms["activity_at"] == sms["date_created"]
+    # Twilio's 21610: every send after the opt-out failed; none reached the phone.
+    assert refused >= 20 and sent_after == 0

@@ -117,3 +117,27 @@ def test_non_admin_cannot_delete_others_sms(emulator):
         f"{run.base_url}/activity/sms/{sms['id']}/", timeout=10
     )
     assert resp.status_code == 403 and resp.json() == {"error": "Forbidden"}
+
+
+def test_the_carrier_refuses_sends_to_a_phone_that_texted_stop_until_it_texts_start(emulator):
+    run = emulator(sms=0, consolidation_seconds=1)
+    inbound = {**OUT, "status": "inbox", "direction": "inbound"}
+
+    def send() -> dict:
+        sms = run.emu.create_sms({"status": "outbox", "send_in": 1, **OUT})
+        run.emu.clock.advance(2)
+        return run.emu.get_sms(sms["id"])
+
+    run.emu.create_sms({**inbound, "text": "Please stop texting me"})  # not a keyword
+    assert send()["status"] == "sent"
+    run.emu.create_sms({**inbound, "text": " Opt-Out! "})
+    refused = send()
+    assert refused["status"] == "error" and refused["date_sent"] is None
+    assert refused["error_message"] == "Attempt to send to unsubscribed recipient"
+    other_phone = run.emu.create_sms(
+        {"status": "outbox", "send_in": 1, **OUT, "remote_phone": "+16505550124"}
+    )
+    run.emu.clock.advance(2)
+    assert run.emu.get_sms(other_phone["id"])["status"] == "sent"
+    run.emu.create_sms({**inbound, "text": "start"})
+    assert send()["status"] == "sent"

@@ -16,6 +16,7 @@ from .account_people import AccountPeople
 from .context_generator import generate_context
 from .events import Event
 from .ids import IdCodec
+from .lifecycle import OPTED_OUT_MESSAGE, opt_out_turn
 from .sample_data import ERROR_MESSAGES, SEQUENCES, TEMPLATES, hostile_pool, text_pool
 from .schema import (
     CLOSE_IO,
@@ -100,6 +101,11 @@ class AccountGenerator:
         self.context_rng = random.Random(f"context:{seed}")
         # What the rows make: live rows in listing order, sends to schedule, events.
         self.live = array("i")
+        # Conversations with a row made already: a newer one, as rows are made newest first.
+        self.continued_conversations: set[int] = set()
+        # Each row's plan kind and deletion time (NO_TS: none), for its events.
+        self.row_kinds = bytearray()
+        self.row_deleted_at = array("q")
         self.pending: list[tuple[int, int]] = []  # (due, row)
         self.events: list[Event] = []
 
@@ -153,17 +159,30 @@ class AccountGenerator:
         hostile = self.hostile_rng
         self.hostile_texts = [store.texts.add(t) for t in hostile_pool(hostile)] if hostile else []
         self.sequence_choices = [store.sequences.add(s) for s in SEQUENCES]
+        self.keyword_texts = {
+            t
+            for t in (*self.normal_texts, *self.hostile_texts)
+            if opt_out_turn(store.texts.values[t]) is not None
+        }
+        self.quiet_texts = [t for t in self.normal_texts if t not in self.keyword_texts]
 
     # ---- the rows -----------------------------------------------------------------------
 
     def _make_rows(self, keys: list[int], shift: int) -> None:
+        """The rows, the carrier's refusals among them, then every row's events."""
         mask = (1 << shift) - 1
         make_row = self._make_row
         for row, key in enumerate(keys):
             make_row(row, key & mask, key >> shift)
+        self._refuse_sends_to_opted_out()
+        row_events = self._row_events
+        for row, (kind, deleted_at) in enumerate(
+            zip(self.row_kinds, self.row_deleted_at, strict=True)
+        ):
+            row_events(row, kind, deleted_at)
 
     def _make_row(self, row: int, i: int, created: int) -> None:
-        """SMS number `i` of the plan as `row`: its values drawn, its row stored, its events."""
+        """SMS number `i` of the plan as `row`: its values drawn, its row stored."""
         kind = self.plan.kinds[i]
         lead, contact, remote, user, local, direction, burst_text = self._row_people(kind, i)
         status = self.plan.forced.get(i)
@@ -174,6 +193,8 @@ class AccountGenerator:
         created_by = user if direction == OUTBOUND else -1
         attachments = 1 + self.randrange(3) if self.rnd() < 0.1 else 0
         text = self._row_text(attachments, burst_text)
+        if kind in (KIND_INBOUND, KIND_REPLY):
+            text = self._conversation_text(self.plan.who[i], row, text)
         sent, scheduled, updated, cost, error = self._row_outcome(
             row, kind, status, created, attachments, text
         )
@@ -216,7 +237,41 @@ class AccountGenerator:
         )
         if not deleted:
             self.live.append(row)
-        self._row_events(row, kind, deleted_at)
+        self.row_kinds.append(kind)
+        self.row_deleted_at.append(deleted_at)
+
+    def _refuse_sends_to_opted_out(self) -> None:
+        """The carrier's part: a send to a phone whose last keyword opted it out failed.
+
+        Rows are newest first, so they are walked backwards, in time. Imported SMS were sent
+        by another system and stay as logged.
+        """
+        store = self.store
+        refused = store.errors.add(OPTED_OUT_MESSAGE)
+        turns = {}
+        for index, value in enumerate(store.texts.values):
+            turn = opt_out_turn(value) if isinstance(value, str) else None
+            if turn is not None:
+                turns[index] = turn
+        status, direction, remote, text = (
+            store.status,
+            store.direction,
+            store.remote_phone,
+            store.text,
+        )
+        opted_out = store.opted_out_phones
+        kinds = self.row_kinds
+        for row in range(len(status) - 1, -1, -1):
+            if direction[row] == INBOUND:
+                turn = turns.get(text[row])
+                if turn is not None:
+                    store.turn_phone(remote[row], turn)
+            elif status[row] == SENT and remote[row] in opted_out and kinds[row] != KIND_IMPORTED:
+                status[row] = ERROR
+                store.error[row] = refused
+                store.cost[row] = 0
+                store.date_sent[row] = NO_TS
+                store.activity_at[row] = store.date_created[row]
 
     def _row_people(self, kind: int, i: int) -> tuple[int, int, int, int, int, int, int]:
         """Lead, contact, remote and local phone, user, direction, and the bulk text (-1)."""
@@ -279,6 +334,19 @@ class AccountGenerator:
         hostile = self.hostile_rng
         if hostile is not None and burst_text < 0 and hostile.random() < _HOSTILE_SHARE:
             text = self.hostile_texts[hostile.randrange(len(self.hostile_texts))]
+        return text
+
+    def _conversation_text(self, conversation: int, row: int, text: int) -> int:
+        """`text`, unless it is an opt-out or opt-in keyword in a conversation that goes on.
+
+        A lead who texts STOP ends the conversation: its rep does not answer, as reps of a
+        real account do not. The text put in its place is drawn without the generator, so
+        the account's other values stay as they were.
+        """
+        continued = conversation in self.continued_conversations
+        self.continued_conversations.add(conversation)
+        if continued and text in self.keyword_texts:
+            return self.quiet_texts[row % len(self.quiet_texts)]
         return text
 
     def _row_outcome(

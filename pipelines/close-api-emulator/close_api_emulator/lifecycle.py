@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,26 @@ FAILING_NUMBER_SUFFIX = "0000"
 SEND_ERROR_MESSAGE = "Message delivery failed: the carrier rejected the destination number."
 SILENT_FAILURE_MESSAGE = "Carrier rejected the message"
 INVALID_NUMBER_MESSAGE = "The 'To' number is not a valid phone number."
+# Twilio's error 21610: the carrier refuses a send to a number that texted an opt-out keyword.
+OPTED_OUT_MESSAGE = "Attempt to send to unsubscribed recipient"
+# The carrier's keywords (Twilio's defaults, and the FCC's 2025 REVOKE and OPT OUT), matched
+# on the whole text in capitals, each run of other characters than letters and digits read as
+# one space and those around it dropped ("Stop.", " opt-out ").
+_OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPT OUT", "OPTOUT"}
+)
+_OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+_NOT_LETTERS_OR_DIGITS = re.compile(r"[^A-Z0-9]+")
+
+
+def opt_out_turn(text: str) -> bool | None:
+    """True if an inbound `text` opts its sender out, False if it opts back in, else None."""
+    keyword = _NOT_LETTERS_OR_DIGITS.sub(" ", text.upper()).strip()
+    if keyword in _OPT_OUT_KEYWORDS:
+        return True
+    return False if keyword in _OPT_IN_KEYWORDS else None
+
+
 # Object types the API creates with a `created` event (`LeadWrites.create_lead`).
 CREATED_BY_API = frozenset({"lead", "contact"})
 
@@ -54,6 +75,8 @@ class SmsLifecycle(SmsRendering):
         self._send_due_at: dict[int, int] = {}
         # Silent delivery failures to come: (due, row), a heap.
         self._delivery_failures: list[tuple[int, int]] = []
+        # Remote phones (pool indexes) whose last keyword opted them out: the carrier refuses.
+        self.opted_out_phones: set[int] = set()
 
     def horizon_ms(self) -> int:
         """Events last updated before this instant are gone (retention)."""
@@ -77,6 +100,19 @@ class SmsLifecycle(SmsRendering):
             if not self.deleted[row] and self.status[row] == SENT:
                 self.fail_delivery(row, SILENT_FAILURE_MESSAGE, due)
 
+    def hear_inbound(self, row: int) -> None:
+        """Let the carrier see an inbound SMS: an opt-out or opt-in keyword turns its phone."""
+        turn = opt_out_turn(self.texts.values[self.text[row]])
+        if turn is not None:
+            self.turn_phone(self.remote_phone[row], turn)
+
+    def turn_phone(self, phone: int, opted_out: bool) -> None:
+        """Record a keyword's turn of a remote phone (a pool index): out, or back in."""
+        if opted_out:
+            self.opted_out_phones.add(phone)
+        else:
+            self.opted_out_phones.discard(phone)
+
     def schedule_send(self, row: int, due: int) -> None:
         """Send an outbox or scheduled SMS at `due` (replacing any earlier due time)."""
         self._send_due_at[row] = due
@@ -93,6 +129,8 @@ class SmsLifecycle(SmsRendering):
             error = INVALID_NUMBER_MESSAGE
         elif remote.endswith(FAILING_NUMBER_SUFFIX):
             error = SEND_ERROR_MESSAGE
+        elif self.remote_phone[row] in self.opted_out_phones:
+            error = OPTED_OUT_MESSAGE
         else:
             error = None
         self.date_updated[row] = at

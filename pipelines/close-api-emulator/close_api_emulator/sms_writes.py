@@ -17,6 +17,7 @@ from .schema import (
     DIRECTIONS,
     DRAFT,
     E164,
+    INBOUND,
     INBOX,
     OUTBOUND,
     OUTBOX,
@@ -75,6 +76,8 @@ class SmsWrites(SmsLifecycle):
         if clean.get("attachments"):
             self._store_attachments(row, sms_id, clean["attachments"])
         self.index_row(row)
+        if self.direction[row] == INBOUND:
+            self.hear_inbound(row)
         rendered = self.render(row)
         self.emit_sms_event(
             "created", row, now, user_id=user_id, data=rendered, previous=None, changed=[], ctx=ctx

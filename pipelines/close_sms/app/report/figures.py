@@ -103,9 +103,14 @@ def _weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             sent, failed = week["sent_count"], week["failed_count"]
             week |= {"sender_kind": kind, "median_reply_seconds": None}
             week["reply_rate"] = week["replied_count"] / sent if sent else None
-            week["failure_rate"] = failed / (sent + failed) if sent + failed else None
+            week["failure_rate"] = _failure_rate(sent, failed)
             weeks.append(week)
     return sorted(weeks, key=lambda week: (week["message_date"], week["sender_kind"]))
+
+
+def _failure_rate(sent: int, failed: int) -> float | None:
+    """Failed over sent + failed, as the views define it; None without either."""
+    return failed / (sent + failed) if sent + failed else None
 
 
 def daily_volume_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
@@ -135,23 +140,37 @@ def _stacks(rows: list[dict[str, Any]], count: str = "outbound_count") -> list[i
 
 
 def delivery_figure(figure: go.Figure, rows: list[dict[str, Any]]) -> go.Figure:
-    """The outbound failure rate per day, with the day's top error on hover."""
+    """The outbound failure rate per day, with the day's top error on hover.
+
+    Over a long history it is drawn per week: a rate of a day's dozen sends jumps from 0 to
+    40% and back, and reads as noise. A top error does not add up, so weeks have none.
+    """
+    hover = "%{x}<br>failure rate %{y:.1%}<br>%{customdata[0]} failed, %{customdata[1]} sent"
+    period = "day"
+    if len(rows) > LONG_HISTORY_DAYS:
+        period = "week"
+        rows = _per_week(rows, "message_date", ("sent_count", "failed_count"))
+        for week in rows:
+            week |= {"failure_rate": _failure_rate(week["sent_count"], week["failed_count"])}
+    else:
+        hover += "<br>top error: %{customdata[2]}"
     figure.add_scatter(
         name="failure rate",
         mode="lines+markers",
         x=[row["message_date"] for row in rows],
         y=[row["failure_rate"] for row in rows],
         customdata=[
-            [row["failed_count"], row["sent_count"], row["top_error_message"] or ""] for row in rows
+            [row["failed_count"], row["sent_count"], row.get("top_error_message") or ""]
+            for row in rows
         ],
-        hovertemplate=(
-            "%{x}<br>failure rate %{y:.1%}<br>%{customdata[0]} failed, "
-            "%{customdata[1]} sent<br>top error: %{customdata[2]}<extra></extra>"
-        ),
+        hovertemplate=hover + "<extra></extra>",
     )
     figure.update_layout(
-        title="Outbound delivery failure rate (failed / (sent + failed))",
-        xaxis=_day_axis("day", [row["message_date"] for row in rows]),
+        title=f"Outbound delivery failure rate per {period} (failed / (sent + failed))",
+        xaxis=_day_axis(
+            "day" if period == "day" else "week (from Monday)",
+            [row["message_date"] for row in rows],
+        ),
         yaxis={"title": "failure rate", "tickformat": ".0%", "rangemode": "tozero"},
     )
     return figure
