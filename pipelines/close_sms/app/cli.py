@@ -1,4 +1,4 @@
-"""The `close-sms` command: sync, status, compact, demo, views, report and the MCP server."""
+"""The `close-sms` command: sync, follow, status, compact, demo, views, report and the MCP server."""
 
 from __future__ import annotations
 
@@ -75,11 +75,8 @@ def _warehouse(
     )
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    from .config import CommandSettings
-    from .progress import backfill_progress
-    from .runner import SyncOptions, run_sync, stderr_printer
-
+def _source_args(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command's flags and CLOSE_API_KEY give the source."""
     source_args: dict[str, Any] = {}
     if not os.environ.get("SOURCES__CLOSE_SMS__API_KEY") and os.environ.get("CLOSE_API_KEY"):
         source_args["api_key"] = os.environ["CLOSE_API_KEY"]
@@ -87,8 +84,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         source_args["base_url"] = args.base_url
     if args.start_date:
         source_args["start_date"] = args.start_date
-    if args.allow_mass_delete:
+    if getattr(args, "allow_mass_delete", False):
         source_args["allow_mass_delete"] = True
+    return source_args
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .config import CommandSettings
+    from .progress import backfill_progress
+    from .runner import SyncOptions, run_sync, stderr_printer
+
+    source_args = _source_args(args)
     command_settings = CommandSettings.read()
     say = stderr_printer(args.quiet)
     warehouse = _warehouse(args, command_settings, say, with_reader_copy=True)
@@ -116,6 +122,39 @@ def cmd_sync(args: argparse.Namespace) -> int:
         # Said even with --quiet: cron mail should carry it.
         print(f"close-sms: error: {report.context_error}", file=sys.stderr, flush=True)
         return EXIT_CONTEXT_FAILED
+    return EXIT_OK
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    from .config import CommandSettings
+    from .follow import follow
+    from .progress import backfill_progress
+    from .runner import SyncOptions, stderr_printer
+
+    source_args = _source_args(args)
+    command_settings = CommandSettings.read()
+    doorbell = command_settings.doorbell()
+    say = stderr_printer(args.quiet)
+    warehouse = _warehouse(args, command_settings, say, with_reader_copy=True)
+    try:
+        if doorbell is not None:
+            doorbell.start()
+        say(
+            f"Following {warehouse.describe()}: a cycle every {command_settings.follow_interval:g} s"
+            + (f", and at once on Close's webhooks at {doorbell.url}" if doorbell else "")
+        )
+        with backfill_progress(args.quiet, command_settings.progress_interval) as on_page:
+            options = SyncOptions(
+                warehouse=warehouse,
+                chunk_size=command_settings.backfill_chunk_size,
+                source_args=source_args,
+                alerts=command_settings.alerts(),
+                on_page=on_page,
+            )
+            follow(options, say, command_settings.follow_interval, doorbell)
+    finally:
+        if doorbell is not None:
+            doorbell.stop()
     return EXIT_OK
 
 
@@ -284,6 +323,26 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def _add_warehouse(command: Any) -> None:
+    command.add_argument(
+        "--destination",
+        default="duckdb",
+        help="dlt destination name (default duckdb); others are configured the dlt way, "
+        "e.g. DESTINATION__POSTGRES__CREDENTIALS",
+    )
+    command.add_argument(
+        "--database", help=f"DuckDB file, duckdb only (default {DEFAULT_DATABASE})"
+    )
+
+
+def _add_syncing(command: Any) -> None:
+    command.add_argument(
+        "--base-url", help=f"Close API base URL (default {settings.DEFAULT_BASE_URL})"
+    )
+    _add_warehouse(command)
+    command.add_argument("--start-date", help="lower bound (YYYY-MM-DD) of the first backfill")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="close-sms",
@@ -306,23 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler, configures_dlt=configures_dlt)
         return command
 
-    def add_warehouse(command: Any) -> None:
-        command.add_argument(
-            "--destination",
-            default="duckdb",
-            help="dlt destination name (default duckdb); others are configured the dlt way, "
-            "e.g. DESTINATION__POSTGRES__CREDENTIALS",
-        )
-        command.add_argument(
-            "--database", help=f"DuckDB file, duckdb only (default {DEFAULT_DATABASE})"
-        )
-
     sync = add("sync", cmd_sync, "Run one incremental sync into the warehouse.")
-    sync.add_argument(
-        "--base-url", help=f"Close API base URL (default {settings.DEFAULT_BASE_URL})"
-    )
-    add_warehouse(sync)
-    sync.add_argument("--start-date", help="lower bound (YYYY-MM-DD) of the first backfill")
+    _add_syncing(sync)
     sync.add_argument("--full-refresh", action="store_true", help="drop everything and backfill")
     sync.add_argument(
         "--reconcile", action="store_true", help="backfill again and delete what Close lost"
@@ -334,10 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--quiet", action="store_true", help="print nothing on success")
 
+    follow = add(
+        "follow",
+        cmd_follow,
+        "Sync every follow_interval seconds (and on Close's webhooks) until stopped.",
+    )
+    _add_syncing(follow)
+    follow.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+
     status = add(
         "status", cmd_status, "Show the change feed's last check, backfill progress and row counts."
     )
-    add_warehouse(status)
+    _add_warehouse(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
         "--max-lag",
@@ -361,10 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
 
     views = add("views", cmd_views, "Create or replace the SQL views in sql/.")
-    add_warehouse(views)
+    _add_warehouse(views)
 
     report = add("report", cmd_report, "Write a self-contained HTML report.")
-    add_warehouse(report)
+    _add_warehouse(report)
     report.add_argument("--out", default="report.html")
 
     # The MCP server reads no dlt setting or secret: a stranger's query must reach none.

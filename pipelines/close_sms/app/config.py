@@ -26,6 +26,7 @@ from ..errors import ConfigError, exception_chain, one_line, where_to_set
 from ..source import check_positive, settings
 from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from .alerts import Alerts, parse_duration
+from .doorbell import Doorbell, signature_key_bytes
 
 SECTIONS = ("sources", settings.SOURCE_NAME)
 
@@ -33,11 +34,14 @@ SECTIONS = ("sources", settings.SOURCE_NAME)
 BACKFILL_CHUNK_SIZE = 50_000
 # Seconds between two backfill progress lines when stderr is a log, not a terminal.
 PROGRESS_INTERVAL_SECONDS = 5.0
+# Seconds between two cycles of `close-sms follow`.
+FOLLOW_INTERVAL_SECONDS = 10.0
 # The numbers' rules, also used to word a value dlt could not even read as a number.
 NUMBER_RULES: dict[str, dict[str, bool]] = {
     "backfill_chunk_size": {"whole": True},
     "progress_interval": {},
     "lock_wait": {"allow_zero": True},
+    "follow_interval": {},
 }
 
 
@@ -57,6 +61,12 @@ class CommandSettings(BaseConfiguration):
     """A webhook for alerts; it may hold a token, so it is a secret."""
     max_lag: str | None = None
     """Alert when the change feed was read longer ago than this (90s, 30m, 2h, 1d, PT30M)."""
+    follow_interval: float = FOLLOW_INTERVAL_SECONDS
+    """Seconds between two cycles of `close-sms follow`."""
+    webhook_listen: str | None = None
+    """Where `close-sms follow` serves Close's webhooks: host:port, or a port on loopback."""
+    webhook_signature_key: dlt.TSecretStrValue | None = None
+    """The hex signature_key Close returned for the webhook subscription."""
 
     @classmethod
     def read(cls) -> CommandSettings:
@@ -94,6 +104,24 @@ class CommandSettings(BaseConfiguration):
                     "setting notify_url is not an http(s) URL "
                     f"({where_to_set('notify_url', secret=True)})"
                 )
+
+    def doorbell(self) -> Doorbell | None:
+        """The webhook listener `webhook_listen` asks for (not started); raises `ConfigError`."""
+        if self.webhook_listen in (None, ""):
+            return None
+        if self.webhook_signature_key in (None, ""):
+            raise ConfigError(
+                "setting webhook_listen needs webhook_signature_key, the key Close returned "
+                f"for the subscription ({where_to_set('webhook_signature_key', secret=True)})"
+            )
+        key = signature_key_bytes(str(self.webhook_signature_key))
+        try:
+            return Doorbell(str(self.webhook_listen), key)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on webhook_listen = {self.webhook_listen!r}: "
+                f"{exc.strerror or exc} ({where_to_set('webhook_listen')})"
+            ) from None
 
     def alerts(self) -> Alerts | None:
         """Where and when to alert; None when no `notify_url` is set."""

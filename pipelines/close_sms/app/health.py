@@ -7,17 +7,25 @@ the CLI's mapping of failures to exit statuses, so it sees every outcome with it
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ..errors import Terminated, one_line
 from ..warehouse import ledger
 from ..warehouse.destination import Warehouse
-from ..warehouse.ledger import Outcome
+from ..warehouse.ledger import Outcome, SyncRun
 from .alerts import Alerts, after_run
 from .outcome import SyncReport
 from .stopping import sigterm_held
+
+# Keeps a run that ended: given the run's row and whether the run wrote to the warehouse.
+RecordRun = Callable[[Warehouse, SyncRun, bool], object]
+
+
+def record_each_run(warehouse: Warehouse, run: SyncRun, wrote: bool) -> None:
+    """A row for every run: in the ledger if it succeeded or wrote, else in the journal."""
+    ledger.record_run(warehouse, run, write=run.outcome is Outcome.SUCCESS or wrote)
 
 
 def warn(message: str) -> None:
@@ -26,7 +34,12 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def recorded_run(warehouse: Warehouse, report: SyncReport, alerts: Alerts | None) -> Iterator[None]:
+def recorded_run(
+    warehouse: Warehouse,
+    report: SyncReport,
+    alerts: Alerts | None,
+    record: RecordRun = record_each_run,
+) -> Iterator[None]:
     """Record the run in the ledger (or its journal) and alert if due, whatever its outcome.
 
     Nothing here changes the run's outcome: a ledger or alert failure is one warning line. A
@@ -38,9 +51,9 @@ def recorded_run(warehouse: Warehouse, report: SyncReport, alerts: Alerts | None
         yield
     except BaseException as exc:
         Terminated.caught.set()
-        _finish(warehouse, report, alerts, started, exc)
+        _finish(warehouse, report, alerts, started, exc, record)
         raise
-    _finish(warehouse, report, alerts, started, None)
+    _finish(warehouse, report, alerts, started, None, record)
 
 
 def _finish(
@@ -49,12 +62,13 @@ def _finish(
     alerts: Alerts | None,
     started: datetime,
     exc: BaseException | None,
+    record: RecordRun,
 ) -> None:
     run = report.ledger_row(warehouse, started, exc)
     try:
         # Not the alert: a receiver that is slow to answer would hold a stop up.
         with sigterm_held():
-            ledger.record_run(warehouse, run, write=run.outcome is Outcome.SUCCESS or report.wrote)
+            record(warehouse, run, report.wrote)
     except Exception as failure:
         warn(f"this run is not in the ledger: {one_line(failure)}")
     if alerts is not None:

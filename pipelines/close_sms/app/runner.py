@@ -32,7 +32,7 @@ from ..warehouse.restage import drop_normalized_extracts, restage_partly_loaded_
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
 from .config import BACKFILL_CHUNK_SIZE, not_coercible
-from .health import recorded_run
+from .health import RecordRun, record_each_run, recorded_run
 from .outcome import SyncReport
 from .stopping import settled
 
@@ -61,7 +61,7 @@ class SyncOptions:
     """One run's choices; `source_args` go to `close_sms_source`, which reads the rest from config.
 
     `source_args` may hold the API key, so the repr leaves them out. `on_page` hears after every
-    backfill page (see `app.progress`).
+    backfill page (see `app.progress`). `record` keeps the run's ledger row.
     """
 
     warehouse: Warehouse
@@ -71,6 +71,7 @@ class SyncOptions:
     source_args: dict[str, Any] = field(default_factory=dict, repr=False)
     alerts: Alerts | None = None
     on_page: Callable[[SyncProgress], None] | None = None
+    record: RecordRun = record_each_run
 
 
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
@@ -79,7 +80,7 @@ def run_sync(options: SyncOptions, say: Say) -> SyncReport:
     # Outside dlt_errors, so the ledger sees each failure as the CLI reports it; a stopped run
     # is recorded once the threads it leaves have ended, and holds the lock until then.
     with (
-        recorded_run(options.warehouse, report, options.alerts),
+        recorded_run(options.warehouse, report, options.alerts, options.record),
         dlt_errors(options.warehouse),
         writer_lock(options.warehouse),
         settled(options.warehouse),

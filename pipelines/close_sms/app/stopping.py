@@ -133,9 +133,10 @@ class _Stop:
         self.thread.start()
 
     def handle(self, signal_number: int, frame: FrameType | None) -> None:
+        # Noted even when ignored: a follower that goes on after a failed cycle stops on it.
+        _received.set()
         if Terminated.caught.is_set():
             return
-        _received.set()
         self.wake.set()
         if _held[0] or (frame is not None and uninterruptible(frame)):
             self.waiting = True

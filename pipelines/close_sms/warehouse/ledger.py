@@ -162,9 +162,10 @@ def record_run(warehouse: Warehouse, run: SyncRun, write: bool) -> bool:
     Writes take the writer lock, so they never meet a running sync; raises only when even the
     local journal cannot be written.
     """
-    warehouse.working_dir.mkdir(parents=True, exist_ok=True)
     if run.outcome is Outcome.SUCCESS:
-        _replace_file(warehouse.working_dir / LAST_SUCCESS, json.dumps(run.to_json()))
+        note_success(warehouse, run)
+    else:
+        warehouse.working_dir.mkdir(parents=True, exist_ok=True)
     with _journal(warehouse) as journal:
         if write:
             pending = _read_journal(journal)
@@ -182,6 +183,12 @@ def record_run(warehouse: Warehouse, run: SyncRun, write: bool) -> bool:
     return False
 
 
+def note_success(warehouse: Warehouse, run: SyncRun) -> None:
+    """Keep `run` as the last successful one in the working folder (not in the ledger)."""
+    warehouse.working_dir.mkdir(parents=True, exist_ok=True)
+    _replace_file(warehouse.working_dir / LAST_SUCCESS, json.dumps(run.to_json()))
+
+
 def last_success(warehouse: Warehouse) -> SyncRun | None:
     """The last successful run this working folder recorded, without reading the warehouse."""
     try:
@@ -193,9 +200,14 @@ def last_success(warehouse: Warehouse) -> SyncRun | None:
 def latest_runs(warehouse: Warehouse, sql: SqlClientBase[Any]) -> tuple[SyncRun | None, ...]:
     """The last run to end and the last successful one, from the ledger and the local journal.
 
-    By end, not start: a cron run refused the lock (exit 5) ends before the run holding it.
+    By end, not start: a cron run refused the lock (exit 5) ends before the run holding it. The
+    working folder's last success counts too: a follower sums its quiet cycles into one ledger
+    row an hour, and notes each one there.
     """
     runs = _read_journal(warehouse.working_dir / JOURNAL)
+    noted = last_success(warehouse)
+    if noted is not None:
+        runs.append(noted)
     table = sql.make_qualified_table_name(LEDGER_TABLE)
     names = ", ".join(sql.escape_column_name(name) for name in _names())
     for where in ("", f"WHERE outcome = '{Outcome.SUCCESS.value}'"):

@@ -3,11 +3,15 @@
 DuckDB: a lock file beside the database. PostgreSQL: a session advisory lock, which holds
 across machines and ends with the connection, so a killed sync never leaves it behind. Other
 destinations: a lock file in the local working folder, which guards this machine only.
+
+The lock is held per thread: a block inside another that holds it (each cycle of `close-sms
+follow`, the ledger write after a run) goes on without taking it again.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,19 +21,45 @@ from ..errors import DatabaseError, LockHeld
 from ..source import settings
 from .destination import Warehouse
 
+# The locks this thread holds, by what they lock: other threads of the process contend as
+# other processes do.
+_held = threading.local()
+
 
 @contextmanager
 def writer_lock(warehouse: Warehouse) -> Iterator[None]:
     """Hold the warehouse's writer lock for the block, or raise `LockHeld` if another has it."""
+    held: set[str] = _held.__dict__.setdefault("keys", set())
+    key = _lock_key(warehouse)
+    if key in held:
+        yield
+        return
+    with _taken(warehouse, key):
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+
+
+def _lock_key(warehouse: Warehouse) -> str:
+    if warehouse.is_postgres:
+        return f"postgres:{warehouse.describe()}:{settings.DATASET_NAME}"
+    if warehouse.database is not None:
+        return f"{warehouse.database}.lock"
+    return str(warehouse.working_dir / "sync.lock")
+
+
+@contextmanager
+def _taken(warehouse: Warehouse, key: str) -> Iterator[None]:
+    """The lock itself, taken for the block."""
     if warehouse.is_postgres:
         with _advisory_lock(warehouse):
             yield
         return
-    if warehouse.database is not None:
-        path = f"{warehouse.database}.lock"
-    else:
+    path = key
+    if warehouse.database is None:
         warehouse.working_dir.mkdir(parents=True, exist_ok=True)
-        path = str(warehouse.working_dir / "sync.lock")
     _check_creatable(path)
     lock = filelock.FileLock(path)
     try:
