@@ -353,3 +353,35 @@ def test_the_doorbell_thread_is_gone_when_it_stops():
     bell = Doorbell("127.0.0.1:0", KEY).start()
     bell.stop()
     assert not [t for t in threading.enumerate() if t.name == "close-sms-doorbell"]
+
+
+def test_hostile_deliveries_are_refused_without_a_trace(doorbell, capfd):
+    url, stamp = doorbell.url, str(int(time.time()))
+    nested = b"[" * 100_000 + b"]" * 100_000
+    hostile = [
+        ({"close-sig-hash": "é" * 64, "close-sig-timestamp": stamp}, b"{}", 401),
+        (
+            {"close-sig-hash": signature(KEY, stamp, nested), "close-sig-timestamp": stamp},
+            nested,
+            400,
+        ),
+        (
+            {
+                "close-sig-hash": signature(KEY, "9" * 5000, b"{}"),
+                "close-sig-timestamp": "9" * 5000,
+            },
+            b"{}",
+            400,
+        ),
+    ]
+    for headers, body, status in hostile:
+        encoded = {name: value.encode("latin-1", "replace") for name, value in headers.items()}
+        assert requests.post(url, data=body, headers=encoded, timeout=10).status_code == status
+    # A client that hangs up before the length it announced: what came is not signed.
+    host, port = doorbell.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(b"POST /webhooks/close HTTP/1.1\r\nContent-Length: 100\r\n\r\n{}")
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(100).startswith(b"HTTP/1.0 401")
+    assert doorbell.wait(0.1) is False
+    assert "Traceback" not in capfd.readouterr().err

@@ -113,8 +113,10 @@ class Doorbell:
         given = headers.get("close-sig-hash", "")
         stamp = headers.get("close-sig-timestamp", "")
         expected = signature(self._key, stamp, body)
-        # Constant-time, so the answer's timing tells nothing of the expected hash.
-        if not given or not hmac.compare_digest(expected, given.strip().lower()):
+        # Constant-time, so the answer's timing tells nothing of the expected hash; as bytes, as
+        # a header may carry any character.
+        given_bytes = given.strip().lower().encode("utf-8", "replace")
+        if not given or not hmac.compare_digest(expected.encode(), given_bytes):
             return HTTPStatus.UNAUTHORIZED, "signature does not verify"
         try:
             skew = abs(time.time() - int(stamp))
@@ -124,7 +126,7 @@ class Doorbell:
             return HTTPStatus.BAD_REQUEST, "close-sig-timestamp is more than 5 minutes off"
         try:
             json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return HTTPStatus.BAD_REQUEST, "the body is not JSON"
         self._rung.set()
         return HTTPStatus.OK, "ok"
@@ -133,6 +135,10 @@ class Doorbell:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that stalls or hangs up is dropped without a traceback on stderr.
+        return
 
 
 def _handler(doorbell: Doorbell) -> type[BaseHTTPRequestHandler]:
