@@ -573,23 +573,3 @@ def test_the_views_agree_between_duckdb_and_postgres(emulator, tmp_path, postgre
         assert rows["duckdb columns"] == rows["postgres columns"], name
         assert rows["duckdb"] == rows["postgres"], name
         assert rows["duckdb"], f"{name} is empty: nothing was compared"
-
-
-def test_a_run_within_the_look_back_of_a_change_writes_nothing_again(emulator, tmp_path):
-    running = emulator(sms=200, seed=71, consolidation_seconds=30)
-    where = tmp_path / "warehouse.duckdb"
-    sync(running, where)
-    change_account(running.emu)
-    changed = sync(running, where)
-    assert changed.wrote and changed.upserted > 0
-    # The feed reads the last five minutes again; their SMS were fetched after their events.
-    again = sync(running, where)
-    assert again.events > 0 and again.upserted == 0 and not again.wrote
-    # An event Close folds a later change into moves its date_updated: read again.
-    draft = running.emu.create_sms({"status": "draft", "text": "first words"})
-    sync(running, where)
-    running.emu.clock.advance(5)
-    running.emu.update_sms(draft["id"], {"text": "second words"})
-    folded = sync(running, where)
-    assert folded.upserted == 1
-    assert mismatches(where, running.emu.snapshot()) == []

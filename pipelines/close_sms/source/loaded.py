@@ -54,16 +54,6 @@ class LoadedTable:
             "SELECT id, date_updated, status FROM {table} WHERE date_created >= %s", lower
         )
 
-    def values_by_id(self, ids: list[str], column: str) -> dict[str, Any]:
-        """`column` of the rows with these `ids`, by id (none before the table exists)."""
-        found: dict[str, Any] = {}
-        for start in range(0, len(ids), settings.ID_QUERY_CHUNK):
-            chunk = ids[start : start + settings.ID_QUERY_CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            query = f"SELECT id, {column} FROM {{table}} WHERE id IN ({marks})"
-            found.update(self._rows(query, *chunk))
-        return found
-
     def ids_loaded_before(self, load_id: str, start: datetime) -> list[str]:
         """Ids created at `start` or later whose rows were last written by a load before `load_id`."""
         rows = self._rows(

@@ -212,10 +212,9 @@ class Run:
         events = [normalize_event(e) for page in read_events(self.client, since) for e in page]
         self.progress.events += len(events)
         self.progress.feed_read_at = started
-        fresh = _unseen(events, LoadedTable.of_current_resource())
         # Yielded even when empty: sms_changes then runs the recent re-read.
-        yield fresh
-        if fresh or state.feed_check_due(started):
+        yield events
+        if events or state.feed_check_due(started):
             state.feed_checked_at = started
             state.write(dlt.current.source_state())
 
@@ -286,35 +285,10 @@ class Run:
         refuse_mass_delete(self._unproven_removals, table, "SMS", self.max_delete_share)
 
 
-def _unseen(events: list[dict[str, Any]], table: LoadedTable) -> list[dict[str, Any]]:
-    """The `events` not loaded before as they are now: new, or updated since (Close folds later
-    changes into an event and moves its date_updated).
-
-    The feed's look-back reads the last minutes' events on every run; the SMS of one already
-    loaded were fetched after it, in the run that loaded it, so fetching them again would only
-    write the same rows (every cycle of `close-sms follow`, for minutes after a change).
-    """
-    ids = [event["id"] for event in events if isinstance(event.get("id"), str)]
-    loaded = table.values_by_id(ids, "date_updated") if ids else {}
-    return [
-        event
-        for event in events
-        if event.get("id") not in loaded
-        or _timestamp(loaded[event["id"]]) != _timestamp(event.get("date_updated"))
-    ]
-
-
-def _timestamp(value: Any) -> Any:
-    """`value` as a datetime, to compare a stored one with Close's.
-
-    An odd value is never equal to a stored one, so its SMS is loaded again rather than missed.
-    """
-    try:
-        return parse_timestamp(value)
-    except (TypeError, ValueError):
-        return object()
-
-
 def _version(date_updated: Any, status: Any) -> tuple[Any, Any]:
     """What tells two copies of an SMS apart cheaply: its date_updated and status."""
-    return _timestamp(date_updated), status
+    try:
+        return parse_timestamp(date_updated), status
+    except (TypeError, ValueError):
+        # Never equal to a stored copy, so an odd value is loaded again rather than missed.
+        return object(), status

@@ -67,8 +67,6 @@ DELETE_GUARD_MIN_ROWS = 100
 HORIZON_SAFETY_DAYS = 1
 # Close recommends rescanning the latest five minutes of events (consolidation, late writes).
 EVENT_LOOKBACK_SECONDS = 300
-# Ids per query when the source looks up rows it loaded by id.
-ID_QUERY_CHUNK = 500
 # A run that finds no events records its check only when the last record is this old, so
 # quiet cron runs write no dlt load or state (the next run reads from the older check).
 FEED_CHECKPOINT_SECONDS = 900
