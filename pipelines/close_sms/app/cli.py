@@ -133,9 +133,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
     source_args = _source_args(args)
     command_settings = CommandSettings.read()
-    doorbell = command_settings.doorbell()
     say = stderr_printer(args.quiet)
     warehouse = _warehouse(args, command_settings, say, with_reader_copy=True)
+    doorbell = command_settings.doorbell()
     try:
         if doorbell is not None:
             doorbell.start()

@@ -94,6 +94,8 @@ class Doorbell:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a ring; True (and reset) if it rang."""

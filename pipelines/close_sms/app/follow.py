@@ -79,8 +79,6 @@ def follow(options: SyncOptions, say: Say, interval: float, doorbell: Doorbell |
                             f"{report.deleted + report.removed:,} deleted, "
                             f"{report.events:,} events"
                         )
-                # Only the first cycle reconciles when asked; later ones as the source decides.
-                cycle_options = dataclasses.replace(cycle_options, reconcile=False)
                 cycle_say = _silent
                 _wait(doorbell, began, wait)
         finally:
