@@ -8,9 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +416,31 @@ def found_in(haystacks: dict[str, bytes], needles: dict[bytes, str]) -> list[str
             if n in data
         }
     )
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps the JSON bodies it is sent."""
+
+    def __init__(self) -> None:
+        messages = self.messages = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                messages.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0KEN/s3cr3t"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def texts(self) -> list[str]:
+        return [message["text"] for message in self.messages]

@@ -44,6 +44,8 @@ PATHS = (
     "/contact/{id}/",
     "/activity/lead_merge/",
     "/activity/lead_merge/{id}/",
+    "/webhook/",
+    "/webhook/{id}/",
 )
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 
 import duckdb
@@ -23,6 +21,7 @@ from close_sms.errors import LockHeld, UnreachableError
 from close_sms.warehouse.ledger import JOURNAL, ledger_columns
 from tests import cli_process
 from tests.support import (
+    Receiver,
     Target,
     change_account,
     cli_command,
@@ -239,34 +238,6 @@ def test_a_run_refused_the_lock_does_not_hide_the_failure_of_the_run_holding_it(
 
     assert check.returncode == 8, check.stdout
     assert check.stdout.strip().splitlines()[-1].startswith("STALE: the last sync failed (exit 4")
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps the JSON bodies it is sent."""
-
-    def __init__(self) -> None:
-        messages = self.messages = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                messages.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0KEN/s3cr3t"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def texts(self) -> list[str]:
-        return [message["text"] for message in self.messages]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from .config import EmulatorConfig
 from .emulator import Emulator, RequestRecord, Stats
 from .faults import FAULT_KINDS
 from .server import EmulatorServer, serve
+from .webhook_delivery import DeliveryRecord, signature
 
 __all__ = [
     "DEMO_API_KEY",
@@ -20,10 +21,12 @@ __all__ = [
     "OTHER_ORG_API_KEY",
     "OTHER_ORG_ID",
     "Clock",
+    "DeliveryRecord",
     "Emulator",
     "EmulatorConfig",
     "EmulatorServer",
     "RequestRecord",
     "Stats",
     "serve",
+    "signature",
 ]

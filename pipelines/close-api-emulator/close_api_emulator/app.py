@@ -1,8 +1,8 @@
 """The WSGI application: routing, auth, rate limits, faults and Close's error answers.
 
 The resources themselves are answered by the handler groups: sms_handlers.py (SMS and the
-generic /activity/), event_handlers.py (the event log) and context_handlers.py (the objects
-SMS point to, lead merges, /me/).
+generic /activity/), event_handlers.py (the event log), context_handlers.py (the objects
+SMS point to, lead merges, /me/) and webhook_handlers.py (webhook subscriptions).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .http_common import (
 )
 from .ratelimit import RateDecision, RateLimiter, WindowRateLimiter, legacy_body
 from .sms_handlers import SmsHandlers
+from .webhook_handlers import WebhookHandlers
 
 METHOD_OVERRIDE_REFUSED_MESSAGE = (
     "The x-http-method-override header is not supported for this endpoint."
@@ -65,6 +66,7 @@ class EmulatorApp:
             *SmsHandlers(emulator).routes(),
             *EventHandlers(emulator).routes(),
             *ContextHandlers(emulator).routes(),
+            *WebhookHandlers(emulator).routes(),
         ]
         self.url_map = Map(
             [Rule(f"{API}{r.path}", endpoint=r.endpoint, methods=list(r.methods)) for r in routes]
@@ -84,7 +86,7 @@ class EmulatorApp:
     def _handle(self, request: Request) -> tuple[Response, RequestRecord]:
         params: dict[str, str] = {k: ",".join(request.args.getlist(k)) for k in request.args}
         principal: Principal | None = None
-        fault = self.emu.faults.take(request.path)
+        fault = self.emu.faults.take(request.path, request.method)
         if fault is not None:
             early = early_fault(fault, self.config, self.stopping)
             if early is not None:

@@ -162,6 +162,30 @@ class EmulatorConfig:
     # fields a server may send that the sync declares no column for.
     recorded_context_fields: bool = False
 
+    # Webhooks (README of the Close facts, section 13): Close's values are the defaults; tests
+    # set small ones. Close documents only the 20-minute cap of its back-off, not its start.
+    webhook_backoff_base_seconds: float = 30.0
+    webhook_backoff_cap_seconds: float = 1200.0
+    # A delivery failing this long after it first came due is dropped (Close: 72 hours).
+    webhook_retry_window_seconds: float = 72 * 3600.0
+    # A subscription whose deliveries failed for this long pauses itself (Close: 3 days).
+    webhook_pause_after_failing_seconds: float = 3 * 86400.0
+    # A subscription with this many deliveries waiting pauses itself (Close: 100,000).
+    webhook_backlog_limit: int = 100_000
+    # Subscriptions an organization may have (Close: 40); one more answers 400.
+    webhook_subscription_limit: int = 40
+    # Share of successful deliveries sent a second time (at-least-once delivery).
+    webhook_duplicate_rate: float = 0.0
+    # Each delivery waits a random 0..this many seconds more, so deliveries of events logged
+    # close together arrive in any order (Close: "not ordered"); 0 keeps the log's order.
+    webhook_reorder_seconds: float = 0.0
+    # Deliveries carry a signature no receiver can verify (a forger's, or a rotated key's).
+    webhook_forged_signature: bool = False
+    # How long one POST to a receiver may take before it counts as failed.
+    webhook_timeout_seconds: float = 5.0
+    # Newest delivery attempts kept in Emulator.webhook_deliveries.
+    webhook_delivery_log_max: int = 10_000
+
     def __post_init__(self) -> None:
         # Frozen: a set, list or tuple given by the caller is stored as a frozenset.
         for name, endpoint, known in (
@@ -201,6 +225,7 @@ class EmulatorConfig:
         if self.delivery_outcome_delay_seconds < 0:
             raise ValueError("delivery_outcome_delay_seconds must not be negative")
         self._check_ratelimit_settings()
+        self._check_webhook_settings()
         if self.refuse_method_override not in (None, 400, 405):
             raise ValueError(
                 f"refuse_method_override must be None, 400 or 405, not {self.refuse_method_override!r}"
@@ -253,6 +278,31 @@ class EmulatorConfig:
             raise ValueError("ratelimit_override_share must be above 0 and at most 1")
         if self.ratelimit_override_share != 1.0 and not self.ratelimit_group_by_method:
             raise ValueError("ratelimit_override_share needs ratelimit_group_by_method=True")
+
+    def _check_webhook_settings(self) -> None:
+        for name in (
+            "webhook_backoff_base_seconds",
+            "webhook_backoff_cap_seconds",
+            "webhook_retry_window_seconds",
+            "webhook_pause_after_failing_seconds",
+            "webhook_timeout_seconds",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.webhook_backoff_cap_seconds < self.webhook_backoff_base_seconds:
+            raise ValueError("webhook_backoff_cap_seconds must be >= webhook_backoff_base_seconds")
+        for name in (
+            "webhook_backlog_limit",
+            "webhook_subscription_limit",
+            "webhook_delivery_log_max",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1")
+        if not 0.0 <= self.webhook_duplicate_rate <= 1.0:
+            raise ValueError("webhook_duplicate_rate must be between 0 and 1")
+        if self.webhook_reorder_seconds < 0:
+            raise ValueError("webhook_reorder_seconds must not be negative")
 
     @property
     def bucket_size(self) -> float:

@@ -6,6 +6,7 @@ One re-entrant lock guards all state, so HTTP threads and test code can mix free
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import threading
 from collections import Counter, deque
@@ -24,6 +25,8 @@ from .lifecycle import SILENT_FAILURE_MESSAGE, RequestContext
 from .ratelimit import RateLimiter, WindowRateLimiter
 from .store import SmsStore
 from .timefmt import dt_to_ms
+from .webhook_delivery import DeliveryRecord, DeliveryWorker
+from .webhooks import Webhooks
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class Emulator:
         self.stores: dict[str, SmsStore] = {
             org: SmsStore(org, self.config, self.clock) for org in (ORG_ID, OTHER_ORG_ID)
         }
+        # Webhook subscriptions, and the worker that delivers their events (servers run it).
+        self.webhooks = Webhooks(self.config, self.clock)
+        self.webhook_worker = DeliveryWorker(self.webhooks, self.lock, self.clock, self.config)
+        for store in self.stores.values():
+            self._watch_events(store)
         self.ratelimiter: RateLimiter | WindowRateLimiter | None = None
         if self.config.rps and self.config.ratelimit_window:
             self.ratelimiter = WindowRateLimiter(self.config.rps, self.config.ratelimit_window)
@@ -80,6 +88,10 @@ class Emulator:
         with self.lock:
             for store in self.stores.values():
                 store.tick()
+
+    def _watch_events(self, store: SmsStore) -> None:
+        """Queue the store's newly logged events for the webhook subscriptions."""
+        store.events.listener = functools.partial(self.webhooks.on_event, store)
 
     def store_for(self, principal: Principal | None) -> SmsStore:
         """The organization store a key works on."""
@@ -114,6 +126,18 @@ class Emulator:
         with self.lock:
             return list(self._request_log)
 
+    @property
+    def webhook_deliveries(self) -> list[DeliveryRecord]:
+        """Webhook delivery attempts, oldest first (a copy; the newest
+        `webhook_delivery_log_max` are kept)."""
+        with self.lock:
+            return list(self.webhook_worker.records)
+
+    def clear_webhook_deliveries(self) -> None:
+        """Forget recorded delivery attempts (between test phases)."""
+        with self.lock:
+            self.webhook_worker.records.clear()
+
     def clear_request_log(self) -> None:
         """Forget logged requests and counters (between test phases)."""
         with self.lock:
@@ -147,6 +171,8 @@ class Emulator:
                 now_ms=self.clock.now_ms(),
             )
             self.stores[ORG_ID] = store
+            # The generated history is past: only events logged from now on are delivered.
+            self._watch_events(store)
             store.tick()
 
     def create_sms(self, payload: dict[str, Any], api_key: str = DEMO_API_KEY) -> dict[str, Any]:
@@ -400,4 +426,11 @@ class Emulator:
             return [store.events.render(e, store.render, False) for e in page.events]
 
 
-__all__ = ["DEMO_API_KEY", "NON_ADMIN_API_KEY", "Emulator", "RequestRecord", "Stats"]
+__all__ = [
+    "DEMO_API_KEY",
+    "NON_ADMIN_API_KEY",
+    "DeliveryRecord",
+    "Emulator",
+    "RequestRecord",
+    "Stats",
+]

@@ -116,6 +116,8 @@ class EventLog:
         self._by_id: dict[str, Event] = {}
         self._latest_by_object: dict[str, Event] = {}
         self._seq = 0
+        # Told of every event `emit` stores anew (not of folds): the webhook deliveries.
+        self.listener: Callable[[Event], None] | None = None
 
     def __len__(self) -> int:
         return len(self._events)
@@ -196,6 +198,8 @@ class EventLog:
         self._insert(event)
         self._by_id[event.id] = event
         self._latest_by_object[event.object_id] = event
+        if self.listener is not None:
+            self.listener(event)
         return event
 
     def get(self, event_id: str, horizon_ms: int) -> Event | None:

@@ -91,11 +91,14 @@ class EmulatorServer:
                 target=self._server.run, name=f"close-emulator-{self.port}", daemon=True
             )
             self._thread.start()
+            self.emulator.webhook_worker.start()
         return self
 
     def stop(self) -> None:
         """Stop promptly: injected hangs are released, the listener and open connections closed."""
         self.app.stopping.set()
+        if self._thread is not None:
+            self.emulator.webhook_worker.stop()
         # Request threads first, so that none writes to a connection closed under it.
         self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_SECONDS)
         if self._thread is None:

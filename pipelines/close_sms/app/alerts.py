@@ -125,11 +125,11 @@ def after_run(
             incident = {"opened_at": run.ended_at.isoformat(), "problem": problem, "sent": False}
         if not incident["sent"]:
             # A message that could not be sent is tried again by the next run of the incident.
-            incident["sent"] = _post(alerts, f":rotating_light: {where}: {problem}", warn)
+            incident["sent"] = send_alert(alerts, f":rotating_light: {where}: {problem}", warn)
         path.write_text(json.dumps(incident), encoding="utf-8")
     elif incident is not None and run.outcome is Outcome.SUCCESS:
         if incident["sent"]:
-            _post(
+            send_alert(
                 alerts,
                 f":white_check_mark: {where}: recovered; the sync succeeded and is fresh "
                 f"(incident opened {incident['opened_at']}: {incident['problem']})",
@@ -146,7 +146,7 @@ def _read_incident(path: Any) -> dict[str, Any] | None:
     return incident if isinstance(incident, dict) and "sent" in incident else None
 
 
-def _post(alerts: Alerts, text: str, warn: Callable[[str], None]) -> bool:
+def send_alert(alerts: Alerts, text: str, warn: Callable[[str], None]) -> bool:
     """POST one message; True if the receiver took it. A failure is one warning, never raised."""
     try:
         response = requests.post(

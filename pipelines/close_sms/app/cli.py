@@ -1,4 +1,4 @@
-"""The `close-sms` command: sync, follow, status, compact, demo, views, report and the MCP server."""
+"""The `close-sms` command: sync, follow, webhook, status, compact, demo, views, report and the MCP server."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import argparse
 import gc
 import json
 import os
-import re
-import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -20,16 +18,14 @@ from ..errors import (
     EXIT_CONTEXT_FAILED,
     EXIT_OK,
     EXIT_STALE,
-    FULL_RELOAD,
     Terminated,
     exit_status,
     needs_cli_extra,
     one_line,
-    where_to_set,
 )
 from ..source import settings
 from ..warehouse import DEFAULT_DATABASE
-from .invocation import shell_command
+from .invocation import in_command_words
 from .stopping import leave, sigterm_interrupts, sigterm_received
 
 if TYPE_CHECKING:
@@ -41,16 +37,6 @@ DEMO_DATABASE = "close_sms_demo.duckdb"
 # little less often, since a backfill's rows in flight survive pass after pass. 100k backfill
 # 10.2 s -> 9.1 s (9.0 s with the collector off), peak RSS unchanged; 100,000 gave the same.
 GC_THRESHOLDS = (50_000, 20, 20)
-# The command's own ways to set some of the source's settings: its flags, and CLOSE_API_KEY.
-# The source's messages name only dlt's ways (it runs without the command too); the command's
-# messages name its own way first.
-COMMAND_WAYS = {
-    "api_key": "CLOSE_API_KEY",
-    "base_url": "--base-url",
-    "start_date": "--start-date",
-    "reconcile": "--reconcile",
-    "allow_mass_delete": "--allow-mass-delete",
-}
 # Bits no file a `close-sms` command creates grants: the database, its reader copy, the lock and
 # dlt's working files hold raw SMS, so they are their owner's alone unless shared on purpose
 # (docs/operations.md). Files that exist keep their mode.
@@ -136,6 +122,11 @@ def cmd_follow(args: argparse.Namespace) -> int:
     say = stderr_printer(args.quiet)
     warehouse = _warehouse(args, command_settings, say, with_reader_copy=True)
     doorbell = command_settings.doorbell()
+    watch = None
+    if doorbell is not None:
+        from .webhooks import subscription_watch
+
+        watch = subscription_watch(args.base_url, command_settings, warehouse, say)
     try:
         if doorbell is not None:
             doorbell.start()
@@ -151,21 +142,36 @@ def cmd_follow(args: argparse.Namespace) -> int:
                 alerts=command_settings.alerts(),
                 on_page=on_page,
             )
-            follow(options, say, command_settings.follow_interval, doorbell)
+            follow(options, say, command_settings.follow_interval, doorbell, watch)
     finally:
         if doorbell is not None:
             doorbell.stop()
     return EXIT_OK
 
 
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from .webhooks import cmd_webhook as run
+
+    return run(args)
+
+
+def _add_webhook_command(command: Any) -> None:
+    from .webhooks import add_webhook_command
+
+    add_webhook_command(command)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from ..warehouse.status import read_status
     from .config import CommandSettings
     from .runner import dlt_errors
+    from .subscription_watch import read_subscription
 
     max_lag = _max_lag(args.max_lag)
     with dlt_errors():
-        status = read_status(_warehouse(args, CommandSettings.read()))
+        warehouse = _warehouse(args, CommandSettings.read())
+        status = read_status(warehouse)
+    status["webhook_subscription"] = read_subscription(warehouse.working_dir)
     if max_lag is not None:
         status["check"] = _freshness(status, max_lag)
     if args.json:
@@ -233,6 +239,12 @@ def _print_status(status: dict[str, Any]) -> None:
         print("backfill:             complete")
     for label, key in (("last run:", "last_run"), ("last success:", "last_successful_run")):
         print(f"{label:<22}{_run_line(status[key])}")
+    subscription = status["webhook_subscription"]
+    if subscription is not None:
+        print(
+            f"webhook subscription: {subscription['id']} {subscription['status']} "
+            f"(checked {subscription['checked_at']})"
+        )
     for table, age in status["context_tables"].items():
         print(f"{table + ' read:':<22}{format_duration(age['age_seconds'])} ago ({age['read_at']})")
     for table, rows in status["tables"].items():
@@ -386,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_syncing(follow)
     follow.add_argument("--quiet", action="store_true", help="print only warnings and errors")
 
+    webhook = add(
+        "webhook", cmd_webhook, "Create, list or delete the Close webhook subscription of follow."
+    )
+    _add_webhook_command(webhook)
+
     status = add(
         "status", cmd_status, "Show the change feed's last check, backfill progress and row counts."
     )
@@ -488,45 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            message = _in_command_words(one_line(exc) + exc.hint, args)
+            message = in_command_words(one_line(exc) + exc.hint, args)
             print(f"close-sms: error: {message}", file=sys.stderr)
         return exit_status(exc)
-
-
-def _in_command_words(message: str, args: argparse.Namespace) -> str:
-    """`message` as the command says it: its own way first wherever a setting's place is named,
-    and for dlt's full reload, this command's sync with `--full-refresh`."""
-    for name, way in COMMAND_WAYS.items():
-        for secret in (False, True):
-            where = where_to_set(name, secret)
-            message = message.replace(where, f"{way}, or {where}")
-    message = message.replace(FULL_RELOAD, "`close-sms sync --full-refresh`")
-    # A command in a hint is one that works as printed: on this run's warehouse (and server),
-    # even where close-sms is not on PATH.
-    return HINTED_COMMAND.sub(lambda hint: _as_printed(hint, args), message)
-
-
-# A command in a hint: `close-sms COMMAND FLAGS...`.
-HINTED_COMMAND = re.compile(r"`close-sms ([a-z-]+)((?: [^`]*)?)`")
-
-
-def _as_printed(hint: re.Match[str], args: argparse.Namespace) -> str:
-    command, flags = hint.group(1), shlex.split(hint.group(2))
-    place = [] if {"--database", "--destination"} & set(flags) else _same_place(args, command)
-    return f"`{shell_command(command, *place, *flags)}`"
-
-
-def _same_place(args: argparse.Namespace, command: str) -> list[str]:
-    """The flags of `args` that say where a hinted `command` reads and writes: without them, it
-    would use the default warehouse, and a sync Close itself rather than the server given."""
-    flags = []
-    if getattr(args, "destination", "duckdb") != "duckdb":
-        flags += ["--destination", args.destination]
-    if getattr(args, "database", None):
-        flags += ["--database", args.database]
-    if command == "sync" and getattr(args, "base_url", None):
-        flags += ["--base-url", args.base_url]
-    return flags
 
 
 @contextmanager

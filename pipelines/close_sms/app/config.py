@@ -67,6 +67,8 @@ class CommandSettings(BaseConfiguration):
     """Where `close-sms follow` serves Close's webhooks: host:port, or a port on loopback."""
     webhook_signature_key: dlt.TSecretStrValue | None = None
     """The hex signature_key Close returned for the webhook subscription."""
+    webhook_subscription_id: str | None = None
+    """The subscription `close-sms follow` watches; `close-sms webhook create` sets both."""
 
     @classmethod
     def read(cls) -> CommandSettings:

@@ -27,6 +27,7 @@ from .doorbell import Doorbell
 from .health import record_each_run
 from .runner import Say, SyncOptions, run_sync
 from .stopping import sigterm_held, sigterm_received
+from .subscription_watch import SubscriptionWatch
 
 # Cycles start at most this often, however often the doorbell rings.
 MIN_CYCLE_GAP_SECONDS = 1.0
@@ -43,7 +44,13 @@ def retried(exc: Exception) -> bool:
     return isinstance(exc, DatabaseError)
 
 
-def follow(options: SyncOptions, say: Say, interval: float, doorbell: Doorbell | None) -> None:
+def follow(
+    options: SyncOptions,
+    say: Say,
+    interval: float,
+    doorbell: Doorbell | None,
+    watch: SubscriptionWatch | None = None,
+) -> None:
     """Run cycles until stopped; raises the failure that ended them."""
     quiet = QuietCycles()
     cycle_options = dataclasses.replace(options, record=quiet.record)
@@ -80,6 +87,8 @@ def follow(options: SyncOptions, say: Say, interval: float, doorbell: Doorbell |
                             f"{report.events:,} events"
                         )
                 cycle_say = _silent
+                if watch is not None:
+                    watch.check_when_due()
                 _wait(doorbell, began, wait)
         finally:
             with sigterm_held():

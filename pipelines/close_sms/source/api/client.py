@@ -64,6 +64,10 @@ class InvalidResponse(CloseApiError):
     """Close kept answering with something that is not the expected JSON."""
 
 
+class UncertainWrite(CloseApiError):
+    """A write that is not safe to repeat may have reached Close, but its answer did not come."""
+
+
 @dataclass
 class RequestStats:
     """Counters a run reports as progress."""
@@ -179,6 +183,22 @@ class CloseClient:
         """GET one object of the list at `list_path`; every object's request shares one group."""
         return self._request("GET", f"{list_path}{object_id}/", group=f"{list_path}{{id}}/")
 
+    def write(
+        self, method: str, list_path: str, object_id: str | None = None, body: Any = None
+    ) -> dict[str, Any]:
+        """POST, PUT or DELETE the list at `list_path`, or one object of it, on the first key.
+
+        A POST is not idempotent: it is sent again only when it cannot have reached Close (a
+        refused connection, a 429). After a timeout or a 5xx, `UncertainWrite` says so instead.
+        """
+        path, group = list_path, None
+        if object_id is not None:
+            path, group = f"{list_path}{object_id}/", f"{list_path}{{id}}/"
+        repeatable = method in ("PUT", "DELETE")
+        return self._request(
+            method, path, json_body=body, key=0, group=group, repeatable=repeatable
+        )
+
     def check_keys(self) -> None:
         """GET `/me/` (the cheapest call) with every key: a rejected one stops the run first."""
         for key in range(len(self.keys.keys)):
@@ -193,10 +213,12 @@ class CloseClient:
         headers: Mapping[str, str] | None = None,
         key: int | None = None,
         group: str | None = None,
+        repeatable: bool = True,
     ) -> dict[str, Any]:
         """Send until an answer is final, applying the retry policy to each attempt's outcome.
 
         `group` is the pacing group of an object's request (see `get_item`); a list's is its path.
+        A request that is not `repeatable` is sent again only when it cannot have reached Close.
         """
         # Written here rather than with urllib3's Retry: Close's waits come from the RateLimit
         # header and a legacy body field, and truncated or invalid bodies fail after urllib3.
@@ -214,6 +236,10 @@ class CloseClient:
                 continue
             if outcome.refused and failures >= min(2, self.config.max_retries):
                 raise UnreachableError(f"cannot connect to {self.base_url}") from None
+            if not repeatable and not outcome.refused:
+                raise UncertainWrite(
+                    f"{method} {path}: {outcome.reason}; Close may or may not have applied it"
+                )
             if outcome.transport and not self._answered and not failures:
                 # Configuration, not the network: no retry would change the answer.
                 wrong_scheme = wrong_scheme_hint(self.base_url)
