@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -124,6 +125,28 @@ class Terminated(KeyboardInterrupt):
 
     def __init__(self) -> None:
         super().__init__("interrupted by SIGTERM")
+
+
+# Python handles signals in the main thread, but the kernel may deliver one to any thread; a
+# main thread then blocked in a long sleep or wait hears it only once that ends. Long waits are
+# cut into slices this long, so that a stop is heard within one.
+SIGNAL_SLICE_SECONDS = 0.2
+
+
+def sleep_heeding_signals(seconds: float) -> None:
+    """`time.sleep(seconds)`, in slices (see `SIGNAL_SLICE_SECONDS`)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, SIGNAL_SLICE_SECONDS))
+
+
+def wait_heeding_signals(event: threading.Event, seconds: float) -> bool:
+    """`event.wait(seconds)`, in slices (see `SIGNAL_SLICE_SECONDS`); whether it was set."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if event.wait(min(left, SIGNAL_SLICE_SECONDS)):
+            return True
+    return event.is_set()
 
 
 def interruption(signal_number: int) -> KeyboardInterrupt:

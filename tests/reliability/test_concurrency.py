@@ -27,7 +27,9 @@ import duckdb
 import pytest
 
 from close_sms.source import settings
+from close_sms.warehouse.destination import Warehouse
 from close_sms.warehouse.duckdb_wait import LOCK_WAIT_SECONDS
+from close_sms.warehouse.reader_copy import COPY_CPU_SHARE, CopyPacer, publish_reader_copy
 from tests import cli_process
 from tests.reliability.helpers import file_digest, fingerprint, one_line_error, sync_cli
 from tests.support import (
@@ -37,6 +39,7 @@ from tests.support import (
     count,
     mismatches,
     run_cli,
+    sync,
 )
 
 
@@ -262,3 +265,26 @@ def test_reader_copy_settings_that_cannot_work_exit_2(tmp_path):
     assert itself.returncode == 2, itself.stderr
     assert "is the database itself" in one_line_error(itself.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_follower_spaces_its_reader_copies_to_a_quarter_of_a_core(emulator, tmp_path):
+    """A copy that cost T seconds of CPU is followed by the next no sooner than 4 T after it
+    began, so copying a large file after every change takes at most a quarter of one core."""
+    running = emulator(sms=300, seed=76)
+    database, copy = tmp_path / "w.duckdb", tmp_path / "w_copy.duckdb"
+    warehouse = Warehouse.configure("duckdb", database, reader_copy=copy)
+    sync(running, database)
+    pacer = CopyPacer()
+    began = time.monotonic()
+    starts, costs = [], []
+    for _ in range(4):
+        cpu = pacer.cpu_seconds
+        assert publish_reader_copy(warehouse, changed=True, pacer=pacer)
+        costs.append(pacer.cpu_seconds - cpu)
+        starts.append(pacer.not_before - costs[-1] / COPY_CPU_SHARE)
+    assert pacer.copies == 4 and all(cost > 0 for cost in costs)
+    for before, after, cost in zip(starts, starts[1:], costs, strict=False):
+        assert after - before >= cost / COPY_CPU_SHARE - 0.001
+    # Over the span up to when a fifth copy could start, copying took a quarter of a core.
+    assert pacer.cpu_seconds / (pacer.not_before - began) <= COPY_CPU_SHARE + 0.01
+    assert mismatches(copy, running.emu.snapshot()) == []

@@ -22,6 +22,9 @@ def early_fault(fault: Fault, config: EmulatorConfig, stopping: threading.Event)
     if kind in ("502", "503", "504"):
         # A real 504 from Close had an empty body with a JSON content type.
         return Response(b"", status=int(kind), content_type="application/json")
+    if kind == "400":
+        # What Close's framework answers a query it will not run, e.g. a filter combination.
+        return json_response(400, {"error": "Unsupported combination of filters."})
     if kind == "403":
         # Close's framework answers a permission it does not grant this key with a 403.
         return json_response(403, {"error": "You don't have permission to do that."})

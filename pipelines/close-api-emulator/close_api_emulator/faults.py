@@ -8,7 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_KINDS = frozenset(
-    {"403", "429", "502", "503", "504", "slow", "hang", "drop", "truncate", "malformed", "html200"}
+    {
+        "400",
+        "403",
+        "429",
+        "502",
+        "503",
+        "504",
+        "slow",
+        "hang",
+        "drop",
+        "truncate",
+        "malformed",
+        "html200",
+    }
 )
 
 

@@ -112,8 +112,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    from .config import CommandSettings
-    from .follow import follow
+    from .config import CommandSettings, close_client
+    from .follow import QuietProbe, follow
     from .progress import backfill_progress
     from .runner import SyncOptions, stderr_printer
 
@@ -142,7 +142,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
                 alerts=command_settings.alerts(),
                 on_page=on_page,
             )
-            follow(options, say, command_settings.follow_interval, doorbell, watch)
+            # No retry: a probe that fails runs the cycle, which has its own.
+            probe = QuietProbe(close_client(args.base_url, retries=0), say)
+            follow(options, say, command_settings.follow_interval, doorbell, watch, probe)
     finally:
         if doorbell is not None:
             doorbell.stop()

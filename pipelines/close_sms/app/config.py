@@ -24,6 +24,9 @@ from dlt.common.configuration.specs import BaseConfiguration
 
 from ..errors import ConfigError, exception_chain, one_line, where_to_set
 from ..source import check_positive, settings
+from ..source.api.client import ClientConfig, CloseClient
+from ..source.api.keys import parse_api_keys
+from ..source.checks import MISSING_KEY, check_url
 from ..warehouse.duckdb_wait import LOCK_WAIT_SECONDS
 from .alerts import Alerts, parse_duration
 from .doorbell import Doorbell, signature_key_bytes
@@ -34,6 +37,8 @@ SECTIONS = ("sources", settings.SOURCE_NAME)
 BACKFILL_CHUNK_SIZE = 50_000
 # Seconds between two backfill progress lines when stderr is a log, not a terminal.
 PROGRESS_INTERVAL_SECONDS = 5.0
+# The command's own requests to Close: a few quick retries, not a sync's patience.
+COMMAND_RETRIES = 3
 # Seconds between two cycles of `close-sms follow`.
 FOLLOW_INTERVAL_SECONDS = 10.0
 # The numbers' rules, also used to word a value dlt could not even read as a number.
@@ -131,6 +136,21 @@ class CommandSettings(BaseConfiguration):
             return None
         max_lag = parse_duration(self.max_lag) if self.max_lag not in (None, "") else None
         return Alerts(str(self.notify_url).strip(), max_lag)
+
+
+def close_client(base_url: str | None, retries: int = COMMAND_RETRIES) -> CloseClient:
+    """A client on the sync's first key and base URL, resolved as `close-sms sync` resolves
+    them, for the command's own requests (webhook subscriptions, the follower's probe)."""
+    section = f"sources.{settings.SOURCE_NAME}"
+    raw_key = os.environ.get(f"SOURCES__{settings.SOURCE_NAME.upper()}__API_KEY") or None
+    if raw_key is None:
+        raw_key = dlt.secrets.get(f"{section}.api_key") or os.environ.get("CLOSE_API_KEY")
+    keys = parse_api_keys(raw_key)
+    if not keys:
+        raise ConfigError(MISSING_KEY)
+    url = base_url or dlt.config.get(f"{section}.base_url") or settings.DEFAULT_BASE_URL
+    check_url(url)
+    return CloseClient(str(url), keys[0], ClientConfig(max_retries=retries))
 
 
 def not_coercible(exc: ConfigValueCannotBeCoercedException) -> ConfigError:

@@ -19,7 +19,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import ConfigError, where_to_set
+from ..errors import ConfigError, wait_heeding_signals, where_to_set
 
 PATH = "/webhooks/close"
 # Close documents no tolerance; receivers use 5 minutes, which bounds a replayed delivery.
@@ -99,7 +99,7 @@ class Doorbell:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a ring; True (and reset) if it rang."""
-        rang = self._rung.wait(max(0.0, timeout))
+        rang = wait_heeding_signals(self._rung, timeout)
         self._rung.clear()
         return rang
 

@@ -10,21 +10,37 @@ sync, which the next start resumes.
 A cycle that cannot reach Close or its destination is tried again after a back-off, as cron
 would try again; any other failure (a bad key or setting, a broken contract, the mass-delete
 guard) ends the follower with that cycle's exit status, as a loud stop.
+
+Between full cycles, a quiet probe (`QuietProbe`) asks the event log, in one request, whether
+anything at all was logged since the last cycle's read; when nothing was, the cycle is skipped.
+A full cycle still runs at least every `FULL_CYCLE_SECONDS`, with the feed's whole look-back
+and the recent re-read, for what the event log shows late or never (delivery outcomes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from ..errors import CloseApiError, DatabaseError, Terminated, UnreachableError, one_line
+from ..errors import (
+    CloseApiError,
+    DatabaseError,
+    Terminated,
+    UnreachableError,
+    one_line,
+    sleep_heeding_signals,
+)
+from ..source.api.client import CloseClient, RequestRejected
+from ..source.sms.feed import any_event_since
 from ..warehouse import ledger
 from ..warehouse.destination import Warehouse
 from ..warehouse.ledger import Outcome, SyncRun
 from ..warehouse.lock import writer_lock
+from ..warehouse.reader_copy import CopyPacer
 from .doorbell import Doorbell
 from .health import record_each_run
+from .outcome import SyncReport
 from .runner import Say, SyncOptions, run_sync
 from .stopping import sigterm_held, sigterm_received
 from .subscription_watch import SubscriptionWatch
@@ -35,6 +51,56 @@ MIN_CYCLE_GAP_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 300.0
 # Quiet cycles are summed into one ledger row per this span.
 QUIET_ROW_SPAN = timedelta(hours=1)
+# The longest time between two full cycles, however quiet the event log looks.
+FULL_CYCLE_SECONDS = 60.0
+# How far before the last cycle's feed read the probe looks: Close's clock is read from the
+# Date header, to the second.
+PROBE_MARGIN = timedelta(seconds=2)
+
+
+class QuietProbe:
+    """Whether a cycle can be skipped: one request to the event log, since the last full
+    cycle's feed read, finds nothing, and a full cycle ran less than `full_every` ago.
+
+    Any doubt runs the cycle: a probe that fails, or that Close refuses (then never again).
+    """
+
+    def __init__(
+        self, client: CloseClient, say: Say, full_every: float = FULL_CYCLE_SECONDS
+    ) -> None:
+        self.client = client
+        self.say = say
+        self.full_every = full_every
+        self.requests = 0
+        self._since: datetime | None = None
+        self._last_full = 0.0
+        self._refused = False
+
+    def cycle_failed(self) -> None:
+        """Note a failed cycle: the next one is full (it may have left a load to finish)."""
+        self._since = None
+
+    def cycle_ran(self, report: SyncReport) -> None:
+        """Note a full cycle that succeeded."""
+        read = report.feed_read_at
+        self._since = read - PROBE_MARGIN if read else None
+        self._last_full = time.monotonic()
+
+    def quiet(self) -> bool:
+        """True when the next cycle may be skipped."""
+        if self._refused or self._since is None:
+            return False
+        if time.monotonic() - self._last_full >= self.full_every:
+            return False
+        self.requests += 1
+        try:
+            return not any_event_since(self.client, self._since)
+        except RequestRejected as exc:
+            self._refused = True
+            self.say(f"warning: quiet probe refused, every cycle is full: {one_line(exc)}")
+        except CloseApiError:
+            pass
+        return False
 
 
 def retried(exc: Exception) -> bool:
@@ -50,18 +116,23 @@ def follow(
     interval: float,
     doorbell: Doorbell | None,
     watch: SubscriptionWatch | None = None,
+    probe: QuietProbe | None = None,
 ) -> None:
     """Run cycles until stopped; raises the failure that ended them."""
     quiet = QuietCycles()
-    cycle_options = dataclasses.replace(options, record=quiet.record)
+    cycle_options = dataclasses.replace(options, record=quiet.record, copy_pacer=CopyPacer())
     failures = 0
     # The first cycle says what a sync says (a backfill's progress); later ones only what they
     # changed, below, and warnings, which go to stderr anyway.
     cycle_say = say
+    rang = False
     with writer_lock(options.warehouse):
         try:
             while True:
                 began = time.monotonic()
+                if probe is not None and not rang and probe.quiet():
+                    rang = _wait(doorbell, began, interval)
+                    continue
                 try:
                     report = run_sync(cycle_options, cycle_say)
                 except Exception as exc:
@@ -73,12 +144,16 @@ def follow(
                     if sigterm_received():
                         raise Terminated() from None
                     Terminated.caught.clear()
+                    if probe is not None:
+                        probe.cycle_failed()
                     failures += 1
                     wait = min(MAX_BACKOFF_SECONDS, interval * 2**failures)
                     say(f"Cycle failed: {one_line(exc)}; next in {wait:.0f} s")
                 else:
                     failures = 0
                     wait = interval
+                    if probe is not None:
+                        probe.cycle_ran(report)
                     if report.wrote:
                         say(
                             f"Cycle ({report.mode}, {report.seconds:.1f} s): "
@@ -89,7 +164,7 @@ def follow(
                 cycle_say = _silent
                 if watch is not None:
                     watch.check_when_due()
-                _wait(doorbell, began, wait)
+                rang = _wait(doorbell, began, wait)
         finally:
             with sigterm_held():
                 quiet.flush(options.warehouse)
@@ -99,13 +174,15 @@ def _silent(message: str) -> None:
     return
 
 
-def _wait(doorbell: Doorbell | None, began: float, wait: float) -> None:
-    """Until `wait` seconds after `began`, or a ring, but not before the minimum gap."""
+def _wait(doorbell: Doorbell | None, began: float, wait: float) -> bool:
+    """Until `wait` seconds after `began`, or a ring, but not before the minimum gap; whether
+    the doorbell rang."""
     deadline = began + wait
     if doorbell is not None and doorbell.wait(deadline - time.monotonic()):
-        time.sleep(max(0.0, began + MIN_CYCLE_GAP_SECONDS - time.monotonic()))
-        return
-    time.sleep(max(0.0, deadline - time.monotonic()))
+        sleep_heeding_signals(began + MIN_CYCLE_GAP_SECONDS - time.monotonic())
+        return True
+    sleep_heeding_signals(deadline - time.monotonic())
+    return False
 
 
 class QuietCycles:

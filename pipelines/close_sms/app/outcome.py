@@ -100,6 +100,11 @@ class SyncReport:
         return sum(c.requests.requests for c in self.chunks)
 
     @property
+    def feed_read_at(self) -> datetime | None:
+        """When the run's last read of the change feed began (Close's clock), if it read one."""
+        return next((c.feed_read_at for c in reversed(self.chunks) if c.feed_read_at), None)
+
+    @property
     def rate_limit_waits(self) -> int:
         return sum(c.requests.rate_limit_waits for c in self.chunks)
 
@@ -113,7 +118,7 @@ class SyncReport:
         if exc is None:
             # The SMS are loaded and the feed read counts, even when a context table failed.
             outcome = Outcome.SUCCESS
-            feed_read = next((c.feed_read_at for c in reversed(chunks) if c.feed_read_at), None)
+            feed_read = self.feed_read_at
             if self.context_failures:
                 status, error = EXIT_CONTEXT_FAILED, self.context_error
         else:

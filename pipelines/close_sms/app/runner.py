@@ -27,7 +27,7 @@ from ..warehouse.compact import compact_database
 from ..warehouse.destination import Warehouse, database_error, storage_error
 from ..warehouse.load_files import remove_loaded_packages
 from ..warehouse.lock import writer_lock
-from ..warehouse.reader_copy import publish_reader_copy
+from ..warehouse.reader_copy import CopyPacer, publish_reader_copy
 from ..warehouse.restage import drop_normalized_extracts, restage_partly_loaded_packages
 from ..warehouse.views import apply_views, drop_views, missing_views
 from .alerts import Alerts
@@ -61,7 +61,8 @@ class SyncOptions:
     """One run's choices; `source_args` go to `close_sms_source`, which reads the rest from config.
 
     `source_args` may hold the API key, so the repr leaves them out. `on_page` hears after every
-    backfill page (see `app.progress`). `record` keeps the run's ledger row.
+    backfill page (see `app.progress`). `record` keeps the run's ledger row. `copy_pacer` spaces
+    the reader copies of a process that runs often.
     """
 
     warehouse: Warehouse
@@ -72,6 +73,7 @@ class SyncOptions:
     alerts: Alerts | None = None
     on_page: Callable[[SyncProgress], None] | None = None
     record: RecordRun = record_each_run
+    copy_pacer: CopyPacer | None = None
 
 
 def run_sync(options: SyncOptions, say: Say) -> SyncReport:
@@ -166,7 +168,8 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         # every SMS deleted since the last reconcile, which a rewrite of the file leaves behind.
         size = compact_database(warehouse)
         say(f"Compacted {warehouse.database}: {size.before:,} -> {size.after:,} bytes")
-    if publish_reader_copy(warehouse, changed=report.wrote or bool(report.views)):
+    changed = report.wrote or bool(report.views)
+    if publish_reader_copy(warehouse, changed, options.copy_pacer):
         say(f"Reader copy published: {warehouse.reader_copy}")
     report.seconds = time.monotonic() - began
     return report

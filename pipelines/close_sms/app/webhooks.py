@@ -20,8 +20,7 @@ import tomlkit
 
 from ..errors import CloseApiError, ConfigError
 from ..source import settings
-from ..source.api.client import ClientConfig, CloseClient, RequestRejected, UncertainWrite
-from ..source.api.keys import parse_api_keys
+from ..source.api.client import CloseClient, RequestRejected, UncertainWrite
 from ..source.api.webhooks import (
     SUBSCRIPTION_ID,
     create_subscription,
@@ -29,31 +28,14 @@ from ..source.api.webhooks import (
     list_subscriptions,
     sync_events,
 )
-from ..source.checks import MISSING_KEY, check_url
 from ..warehouse.destination import Warehouse
-from .config import CommandSettings
+from .config import CommandSettings, close_client
 from .doorbell import PATH as DOORBELL_PATH
 from .runner import Say
 from .subscription_watch import SubscriptionWatch
 
 KEY_SETTING = "webhook_signature_key"
 ID_SETTING = "webhook_subscription_id"
-# A command a person waits for: a few quick retries, not a sync's patience.
-COMMAND_RETRIES = 3
-
-
-def close_client(base_url: str | None) -> CloseClient:
-    """A client with the sync's key and base URL, resolved as `close-sms sync` resolves them."""
-    section = f"sources.{settings.SOURCE_NAME}"
-    raw_key = os.environ.get(f"SOURCES__{settings.SOURCE_NAME.upper()}__API_KEY") or None
-    if raw_key is None:
-        raw_key = dlt.secrets.get(f"{section}.api_key") or os.environ.get("CLOSE_API_KEY")
-    keys = parse_api_keys(raw_key)
-    if not keys:
-        raise ConfigError(MISSING_KEY)
-    url = base_url or dlt.config.get(f"{section}.base_url") or settings.DEFAULT_BASE_URL
-    check_url(url)
-    return CloseClient(str(url), keys[0], ClientConfig(max_retries=COMMAND_RETRIES))
 
 
 def secrets_file() -> Path:

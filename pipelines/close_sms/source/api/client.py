@@ -20,7 +20,13 @@ import orjson
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from ...errors import AuthError, CloseApiError, ConfigError, UnreachableError
+from ...errors import (
+    AuthError,
+    CloseApiError,
+    ConfigError,
+    UnreachableError,
+    sleep_heeding_signals,
+)
 from .. import settings
 from .pacing import KeyPool, json_body, read_429_body, read_rate_limit, retry_wait_from_429
 from .scheme import wrong_scheme_hint
@@ -351,7 +357,7 @@ class CloseClient:
             return
         if self.config.on_wait:
             self.config.on_wait(reason, seconds)
-        time.sleep(seconds)
+        sleep_heeding_signals(seconds)
 
     def _count(self, name: str) -> None:
         with self._stats_lock:

@@ -52,6 +52,18 @@ def read_events(
             params = {**params, "_cursor": cursor}
 
 
+def any_event_since(client: CloseClient, since: datetime) -> bool:
+    """Whether the event log may hold an event of any object updated at `since` or later: one
+    request for the newest. An empty page that points to more, or an older event (a filter Close
+    did not apply), counts as one: only a plain empty answer says nothing happened."""
+    params = {
+        "date_updated__gte": since.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "_limit": 1,
+    }
+    body = client.get(settings.EVENT_ENDPOINT, params)
+    return bool(body.get("data") or body.get("cursor_next"))
+
+
 def _check_events(page: list[dict[str, Any]], params: dict[str, Any]) -> None:
     """Every event must match the query: an ignored filter would bring in other objects' ids,
     each then probed and counted as a removal without proof."""
