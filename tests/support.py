@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from dlt.common.versioned_state import decompress_state
 
 from close_sms.app.outcome import SyncReport
@@ -444,3 +447,14 @@ class Receiver:
 
     def texts(self) -> list[str]:
         return [message["text"] for message in self.messages]
+
+
+def until(condition: Callable[[], bool], seconds: float) -> float:
+    """Seconds until `condition` held, polled; fails after `seconds`."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > seconds:
+            pytest.fail(f"not within {seconds} s")
+        # Not more often: a poll may open the DuckDB file, which a sync then waits to write.
+        time.sleep(0.5)
+    return time.monotonic() - began

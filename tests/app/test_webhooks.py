@@ -8,11 +8,9 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import tomllib
 
@@ -21,7 +19,7 @@ from close_sms.source.api.client import CloseClient
 from close_sms.source.api.webhooks import create_subscription, sync_events
 from close_sms.warehouse.destination import Warehouse
 from tests import cli_process
-from tests.support import Receiver, cli_command, cli_env, count, run_cli
+from tests.support import Receiver, cli_command, cli_env, count, run_cli, until
 
 SECRETS_BEFORE = '# kept as written\n[sources.close_sms]\nhash_key = "k3ep-this-hash-key"\n'
 
@@ -196,7 +194,7 @@ def test_close_retries_a_delivery_while_the_follower_is_down_and_its_doorbell_ta
     def attempts() -> list[Any]:
         return [d for d in running.emu.webhook_deliveries if d.subscription_id == subscription_id]
 
-    _until(lambda: len(attempts()) >= 2, 10)
+    until(lambda: len(attempts()) >= 2, 10)
     assert not any(d.ok for d in attempts())  # nobody listened: Close retried
 
     database = tmp_path / "w.duckdb"
@@ -212,7 +210,7 @@ def test_close_retries_a_delivery_while_the_follower_is_down_and_its_doorbell_ta
         text=True,
     )
     try:
-        _until(lambda: any(d.ok for d in attempts()), 30)
+        until(lambda: any(d.ok for d in attempts()), 30)
         sql = "SELECT count(*) FROM close_sms.sms WHERE id = '{}'"
 
         def loaded(sms: dict[str, Any]) -> bool:
@@ -221,25 +219,16 @@ def test_close_retries_a_delivery_while_the_follower_is_down_and_its_doorbell_ta
             except Exception:  # the first cycle has not made the table yet
                 return False
 
-        _until(lambda: loaded(first), 30)
+        until(lambda: loaded(first), 30)
         # A change after the first cycle comes in on the doorbell, long before the next poll.
         second = running.emu.create_sms(
             {k: base[k] for k in ("lead_id", "contact_id", "remote_phone", "local_phone")}
             | {"status": "inbox", "direction": "inbound", "text": "rang the doorbell"}
         )
-        assert _until(lambda: loaded(second), 20) < 15
+        assert until(lambda: loaded(second), 20) < 15
     finally:
         follower.send_signal(signal.SIGTERM)
         _, err = follower.communicate(timeout=30)
     assert follower.returncode == 143, err
     key = _secrets(tmp_path)["webhook_signature_key"]
     assert key not in err and os.environ.get("CLOSE_API_KEY", "\0") not in err
-
-
-def _until(condition: Any, seconds: float) -> float:
-    began = time.monotonic()
-    while not condition():
-        if time.monotonic() - began > seconds:
-            pytest.fail(f"not within {seconds} s")
-        time.sleep(0.3)
-    return time.monotonic() - began
