@@ -63,7 +63,7 @@ Reader = Callable[[str], bool]
 
 @contextmanager
 def emulator(sms: int, **config: Any) -> Iterator[tuple[Emulator, str]]:
-    emu = Emulator(EmulatorConfig(rps=RPS, **config))
+    emu = Emulator(EmulatorConfig(**{"rps": RPS, **config}))
     emu.generate(n=sms, seed=11)
     server = EmulatorServer(emu, port=0, quiet=True).start()
     try:
