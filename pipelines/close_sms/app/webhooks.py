@@ -55,8 +55,8 @@ def subscription_watch(
     subscription_id = command_settings.webhook_subscription_id
     if not subscription_id or not SUBSCRIPTION_ID.fullmatch(subscription_id):
         say(
-            f"The webhook subscription's state is not watched: {ID_SETTING} is not set "
-            "(`close-sms webhook create` sets it)"
+            f"The webhook subscription's state is not watched: {ID_SETTING} is not set, or "
+            "not an id (`close-sms webhook create` sets it)"
         )
         return None
     client = close_client(base_url)
