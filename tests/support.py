@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -458,3 +459,10 @@ def until(condition: Callable[[], bool], seconds: float) -> float:
         # Not more often: a poll may open the DuckDB file, which a sync then waits to write.
         time.sleep(0.5)
     return time.monotonic() - began
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now, for a server a test starts elsewhere."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -30,7 +30,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from close_api_emulator import (  # noqa: E402
     EmulatorConfig,
     EmulatorServer,
 )
+from tests.support import free_port  # noqa: E402
 
 RPS = 20.0
 INTERVAL = 10.0
@@ -70,12 +70,6 @@ def emulator(sms: int, **config: Any) -> Iterator[tuple[Emulator, str]]:
         yield emu, server.base_url
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -189,7 +183,7 @@ def latency_rows(args: argparse.Namespace, table: Table) -> None:
                 sees = duckdb_reader(run_dir / "copy.duckdb")
             with emulator(args.sms) as (emu, base_url):
                 if doorbell:
-                    port = _free_port()
+                    port = free_port()
                     settings["webhook_listen"] = str(port)
                     settings["webhook_signature_key"] = _subscribe(base_url, port)
                 with follower(base_url, place, **settings):
