@@ -10,12 +10,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import tomllib
 
 from close_sms.app.subscription_watch import SubscriptionWatch, read_subscription
+from close_sms.errors import ApiContractError
 from close_sms.source.api.client import CloseClient
-from close_sms.source.api.webhooks import create_subscription, sync_events
+from close_sms.source.api.webhooks import create_subscription, list_subscriptions, sync_events
 from close_sms.warehouse.destination import Warehouse
 from tests import cli_process
 from tests.support import Receiver, cli_command, cli_env, count, free_port, run_cli, until
@@ -225,3 +227,15 @@ def test_close_retries_a_delivery_while_the_follower_is_down_and_its_doorbell_ta
     assert follower.returncode == 143, err
     key = _secrets(tmp_path)["webhook_signature_key"]
     assert key not in err and os.environ.get("CLOSE_API_KEY", "\0") not in err
+
+
+def test_a_subscription_list_that_says_there_is_more_is_a_loud_stop_not_a_loop(emulator):
+    """Close allows 40 subscriptions: an answer claiming more than a page (as a `_skip` Close
+    ignored would, page after page) stops with one line instead of paging on."""
+    running = emulator(sms=0)
+    client = CloseClient(running.base_url, running.api_key)
+    create_subscription(client, "https://sync.example/webhooks/close", sync_events())
+    answered = client.get
+    client.get = lambda path, params=None: {**answered(path, params), "has_more": True}
+    with pytest.raises(ApiContractError, match="more than 100 subscriptions"):
+        list_subscriptions(client)

@@ -17,6 +17,8 @@ WEBHOOK_ENDPOINT = "/webhook/"
 SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ACTIVE = "active"
 PAUSED = "paused"
+# Close's page size maximum; an organization has at most 40 subscriptions.
+MAX_LISTED = 100
 
 
 def sync_events(context: bool = True) -> list[dict[str, str]]:
@@ -33,16 +35,19 @@ def sync_events(context: bool = True) -> list[dict[str, str]]:
 
 
 def list_subscriptions(client: CloseClient) -> list[dict[str, Any]]:
-    """Every subscription of the organization (Close allows at most 40: one page)."""
-    subscriptions: list[dict[str, Any]] = []
-    while True:
-        page = client.get(WEBHOOK_ENDPOINT, {"_skip": len(subscriptions)})
-        data = page.get("data")
-        if not isinstance(data, list) or not all(_is_subscription(s) for s in data):
-            raise ApiContractError(f"Close answered GET {WEBHOOK_ENDPOINT} without subscriptions")
-        subscriptions += data
-        if not page.get("has_more") or not data:
-            return subscriptions
+    """Every subscription of the organization: Close allows at most 40, so one page of
+    `MAX_LISTED` holds them all; one that says there are more is refused, not paged on (a
+    `_skip` Close ignored would page forever)."""
+    page = client.get(WEBHOOK_ENDPOINT, {"_limit": MAX_LISTED})
+    data = page.get("data")
+    if not isinstance(data, list) or not all(_is_subscription(s) for s in data):
+        raise ApiContractError(f"Close answered GET {WEBHOOK_ENDPOINT} without subscriptions")
+    if page.get("has_more") or len(data) > MAX_LISTED:
+        raise ApiContractError(
+            f"Close answered GET {WEBHOOK_ENDPOINT} with more than {MAX_LISTED} subscriptions, "
+            "though it allows 40"
+        )
+    return data
 
 
 def create_subscription(
