@@ -101,7 +101,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         f"{report.requests:,} requests, {report.rate_limit_waits} rate-limit waits, "
         f"{report.skipped_positions:,} unlistable positions stepped past, "
         f"{report.unreadable:,} SMS unreadable (HTTP 403); "
-        + (f"{len(report.views)} views applied" if report.wrote else "nothing new to write")
+        + (
+            (f"{len(report.views)} views applied" if report.views else "views current")
+            if report.wrote
+            else "nothing new to write"
+        )
         + (f"; {report.context_error}" if report.context_error else "")
     )
     if report.context_error:

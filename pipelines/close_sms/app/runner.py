@@ -29,7 +29,7 @@ from ..warehouse.load_files import remove_loaded_packages
 from ..warehouse.lock import writer_lock
 from ..warehouse.reader_copy import CopyPacer, publish_reader_copy
 from ..warehouse.restage import drop_normalized_extracts, restage_partly_loaded_packages
-from ..warehouse.views import apply_views, drop_views, missing_views
+from ..warehouse.views import drop_views, missing_views, refresh_views
 from .alerts import Alerts
 from .config import BACKFILL_CHUNK_SIZE, not_coercible
 from .health import RecordRun, record_each_run, recorded_run
@@ -162,7 +162,7 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
     say(f"Change feed: read events updated since {progress.feed_since.isoformat()}")
     with warehouse.sql_client() as sql:
         if report.wrote or missing_views(sql):
-            report.views = apply_views(sql)
+            report.views = refresh_views(sql, warehouse.views_stamp)
     if report.mode is RunMode.RECONCILE and warehouse.database is not None:
         # The reconcile rewrote every SMS: the file's free blocks hold their old versions and
         # every SMS deleted since the last reconcile, which a rewrite of the file leaves behind.

@@ -119,6 +119,11 @@ class Warehouse:
         return self.destination == POSTGRES
 
     @property
+    def views_stamp(self) -> Path:
+        """Where the fingerprint of the last views applied is kept (`views.refresh_views`)."""
+        return self.working_dir / "views.sha256"
+
+    @property
     def loader_file_format(self) -> str | None:
         return LOADER_FILE_FORMATS.get(self.destination)
 

@@ -16,9 +16,11 @@ null, as dlt's next load would append it.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
 
@@ -160,6 +162,59 @@ def apply_views(sql: SqlClientBase[Any]) -> list[str]:
         with _failure_of(f"writing the comments of {DICTIONARY_FILE}"):
             apply_comments(sql, dictionary)
     return names
+
+
+def refresh_views(sql: SqlClientBase[Any], stamp: Path) -> list[str]:
+    """Apply the views unless nothing they depend on changed since the apply that `stamp`
+    records; returns the view names applied (none when they were current).
+
+    An apply rewrites every view and comment (a quarter of a small run's CPU), though most loads
+    change only rows. The stamp holds `views_fingerprint` as it was after the last apply, so any
+    change to the view files, the dictionary, a table's columns (a load that added one) or the
+    views' (one dropped, or replaced by another version's) applies them again; a view replaced
+    by hand with the same columns is not seen (`close-sms views` applies them all).
+    """
+    if _read_stamp(stamp) == views_fingerprint(sql):
+        return []
+    # Gone before the views change: a stamp left from an older apply must never match them.
+    with suppress(OSError):
+        stamp.unlink(missing_ok=True)
+    names = apply_views(sql)
+    _write_stamp(stamp, views_fingerprint(sql))
+    return names
+
+
+def views_fingerprint(sql: SqlClientBase[Any]) -> str:
+    """A digest of what the views are made from: the view files, the data dictionary, and the
+    columns of the dataset's tables and views as the database holds them.
+
+    The views' columns stand for the views themselves: DuckDB renders a view's definition
+    differently once the file is reopened, so the text cannot be compared.
+    """
+    digest = hashlib.sha256()
+    for path in [*view_files(), dictionary_path()]:
+        digest.update(f"{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    digest.update(repr(sorted(_dataset_columns(sql)[DATASET_NAME].items())).encode())
+    return digest.hexdigest()
+
+
+def _read_stamp(stamp: Path) -> str | None:
+    try:
+        return stamp.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _write_stamp(stamp: Path, fingerprint: str) -> None:
+    # Only an optimisation: without a stamp, the next run that writes applies the views again.
+    partial = stamp.with_name(f"{stamp.name}.partial")
+    try:
+        partial.write_text(fingerprint, encoding="utf-8")
+        os.replace(partial, stamp)
+    except OSError:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def drop_views(sql: SqlClientBase[Any]) -> None:
