@@ -95,27 +95,55 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
     began = time.monotonic()
     warehouse = options.warehouse
     warn = _warning_printer()
-
-    def next_source() -> tuple[Any, SyncProgress]:
-        first = not report.chunks
-        progress = SyncProgress(
-            # Later chunks continue what the first one announced.
-            on_start=_start_printer(say) if first else None,
-            on_page=options.on_page,
-            on_wait=_wait_printer(say),
-            on_warning=warn,
-        )
-        source = close_sms_source(
-            **options.source_args,
-            reconcile=options.reconcile and first,
-            max_sms=options.chunk_size,
-            progress=progress,
-        )
-        report.chunks.append(progress)
-        return source, progress
-
     # Made before the warehouse is touched, so a bad setting changes nothing.
-    source, progress = next_source()
+    first = _next_source(options, say, report, warn)
+    with warehouse.file_held():
+        _load_and_apply_views(options, say, report, warn, first)
+    if report.mode is RunMode.RECONCILE and warehouse.database is not None:
+        # The reconcile rewrote every SMS: the file's free blocks hold their old versions and
+        # every SMS deleted since the last reconcile, which a rewrite of the file leaves behind.
+        size = compact_database(warehouse)
+        say(f"Compacted {warehouse.database}: {size.before:,} -> {size.after:,} bytes")
+    changed = report.wrote or bool(report.views)
+    if publish_reader_copy(warehouse, changed, options.copy_pacer):
+        say(f"Reader copy published: {warehouse.reader_copy}")
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _next_source(
+    options: SyncOptions, say: Say, report: SyncReport, warn: Callable[[str], None]
+) -> tuple[Any, SyncProgress]:
+    """The source for the run's next chunk, and the progress it reports into."""
+    first = not report.chunks
+    progress = SyncProgress(
+        # Later chunks continue what the first one announced.
+        on_start=_start_printer(say) if first else None,
+        on_page=options.on_page,
+        on_wait=_wait_printer(say),
+        on_warning=warn,
+    )
+    source = close_sms_source(
+        **options.source_args,
+        reconcile=options.reconcile and first,
+        max_sms=options.chunk_size,
+        progress=progress,
+    )
+    report.chunks.append(progress)
+    return source, progress
+
+
+def _load_and_apply_views(
+    options: SyncOptions,
+    say: Say,
+    report: SyncReport,
+    warn: Callable[[str], None],
+    first: tuple[Any, SyncProgress],
+) -> None:
+    """The source's chunks extracted, normalized and loaded until the change feed is read; then
+    the views, where they need it."""
+    warehouse = options.warehouse
+    source, progress = first
     pipeline = warehouse.pipeline()
     refresh = None
     if options.full_refresh:
@@ -157,22 +185,12 @@ def _run_locked(options: SyncOptions, say: Say, report: SyncReport) -> SyncRepor
         )
         if progress.removed:
             say(f"Reconcile removed {progress.removed:,} SMS that Close no longer returns")
-        source, progress = next_source()
+        source, progress = _next_source(options, say, report, warn)
 
     say(f"Change feed: read events updated since {progress.feed_since.isoformat()}")
     with warehouse.sql_client() as sql:
         if report.wrote or missing_views(sql):
             report.views = refresh_views(sql, warehouse.views_stamp)
-    if report.mode is RunMode.RECONCILE and warehouse.database is not None:
-        # The reconcile rewrote every SMS: the file's free blocks hold their old versions and
-        # every SMS deleted since the last reconcile, which a rewrite of the file leaves behind.
-        size = compact_database(warehouse)
-        say(f"Compacted {warehouse.database}: {size.before:,} -> {size.after:,} bytes")
-    changed = report.wrote or bool(report.views)
-    if publish_reader_copy(warehouse, changed, options.copy_pacer):
-        say(f"Reader copy published: {warehouse.reader_copy}")
-    report.seconds = time.monotonic() - began
-    return report
 
 
 def _load(pipeline: dlt.Pipeline) -> None:

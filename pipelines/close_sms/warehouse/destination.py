@@ -153,6 +153,17 @@ class Warehouse:
         with self.pipeline(read_only=read_only).sql_client() as client:
             yield client
 
+    @contextmanager
+    def file_held(self) -> Iterator[None]:
+        """DuckDB: the file open for the block, so that the clients made in it borrow that
+        connection rather than open the file each (ten times a run, 17 ms each); other
+        destinations: nothing."""
+        if self.database is None:
+            yield
+            return
+        with self.sql_client():
+            yield
+
     def _destination(self, read_only: bool) -> Any:
         if self.database is None:
             return self.destination
