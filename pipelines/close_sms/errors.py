@@ -100,6 +100,13 @@ class LockHeld(SyncError):
     exit_code = 5
 
 
+class LockLost(SyncError):
+    """The writer lock a process held ended without it (PostgreSQL: its session did): another
+    sync may be writing now, so this one stops rather than write beside it."""
+
+    exit_code = 6
+
+
 class MassDeleteRefused(SyncError):
     """A run would remove a large share of the table without `deleted` events behind it."""
 
