@@ -31,3 +31,21 @@ def postgres_database(server: str) -> Iterator[str]:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+TERMINATE_LOCK_HOLDERS = (
+    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def terminate_lock_holders(dsn: str) -> int:
+    """End the sessions that hold an advisory lock on the database of `dsn`; how many."""
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(TERMINATE_LOCK_HOLDERS)
+            return len(cur.fetchall())
+    finally:
+        con.close()

@@ -23,12 +23,19 @@ import requests
 import close_sms.app.follow as follow_module
 from close_sms.app.doorbell import Doorbell, signature
 from close_sms.app.follow import QuietCycles, QuietProbe, retried
-from close_sms.errors import ConfigError, DatabaseError, MassDeleteRefused, UnreachableError
+from close_sms.errors import (
+    ConfigError,
+    DatabaseError,
+    LockLost,
+    MassDeleteRefused,
+    UnreachableError,
+)
 from close_sms.source.api.client import CloseClient
 from close_sms.source.sms.feed import any_event_since
 from close_sms.warehouse.destination import Warehouse
 from close_sms.warehouse.ledger import LEDGER_TABLE, Outcome, SyncRun
 from tests import cli_process
+from tests.postgres import terminate_lock_holders
 from tests.support import (
     Target,
     change_account,
@@ -92,6 +99,29 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, fl
         rest = iter(lambda: process.lines.get(timeout=10), None)
         err = "".join(rest)
     return process.returncode, time.monotonic() - began, err
+
+
+def test_a_postgres_follower_whose_lock_session_ends_stops_with_exit_6(
+    emulator, postgres, monkeypatch, tmp_path
+):
+    assert retried(LockLost("lost")) is False
+    env = {"DESTINATION__POSTGRES__CREDENTIALS": postgres, "XDG_STATE_HOME": str(tmp_path / "s")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    target = Target("postgres", Warehouse.configure("postgres"), ("--destination", "postgres"), env)
+    running = emulator(sms=100, seed=62)
+    follower = _follower(running, target, tmp_path, follow_interval="0.5")
+    try:
+        _read_until(follower, "Cycle (backfill")
+        assert terminate_lock_holders(postgres) == 1
+        # Skipped cycles write nothing and check nothing; the next that would write checks.
+        change_account(running.emu)
+        follower.wait(timeout=60)
+    finally:
+        status, _, err = _stop(follower)
+    assert status == 6, err
+    assert "writer lock" in err and "was lost" in err
+    assert "Traceback" not in err
 
 
 def test_follow_keeps_the_warehouse_current_holds_the_lock_and_stops_on_sigterm(
